@@ -1,0 +1,3 @@
+from gradcheck_tool.cli import main
+
+main()

@@ -1,0 +1,261 @@
+"""Import a user's model file and find the model, its inputs and its loss (DESIGN.md "Finding the model").
+
+The file is executed under a private module name, so ``if __name__ == "__main__":``
+blocks never run.  While it imports and while the model is built, every
+``nn.Module`` records the line of the user's file that constructed it: runtime
+findings point there (``self.fc2 = nn.Linear(...)``), where the fix belongs.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import inspect
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Iterator, Optional
+
+import torch
+from torch import nn
+
+from gradcheck_tool import inputs as probe_inputs
+from gradcheck_tool.errors import GradhealthError
+from gradcheck_tool.findings import Position, Span
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    model_expr: Optional[str] = None
+    input_shape: Optional[tuple[int, ...]] = None
+    input_dtype: Optional[str] = None
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    model: nn.Module
+    name: str
+    make_inputs: Callable[[], Any]
+    inputs_description: str
+    loss_fn: Optional[Callable[[Any, Any], torch.Tensor]]
+    sites: dict[str, Span] = field(default_factory=dict)  # module name -> where it was built
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise GradhealthError("--device cuda: no CUDA device is available here; use --device cpu or auto")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise GradhealthError(f"unknown --device {name!r}; use cpu, cuda or auto") from None
+
+
+@contextlib.contextmanager
+def _recording_sites(path: Path) -> Iterator[dict[int, tuple[nn.Module, Span]]]:
+    """Patch nn.Module.__init__ to remember, per instance, the user-file line that built it.
+
+    Each entry holds its module: a temporary freed during import would otherwise hand its
+    id(), and so its line, to the next module allocated at the same address.
+    """
+    target = str(path)
+    sites: dict[int, tuple[nn.Module, Span]] = {}
+    original = nn.Module.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        frame = sys._getframe(1)
+        while frame is not None and (frame.f_code.co_filename != target or frame.f_locals.get("self") is self):
+            frame = frame.f_back
+        if frame is not None and id(self) not in sites:
+            pos = inspect.getframeinfo(frame, context=0).positions
+            if pos is not None and pos.lineno is not None:
+                start = Position(pos.lineno, (pos.col_offset or 0) + 1)
+                end = Position(pos.end_lineno or pos.lineno, (pos.end_col_offset or 0) + 1)
+            else:
+                start = end = Position(frame.f_lineno, 1)
+            sites[id(self)] = (self, Span(target, start, end))
+
+    nn.Module.__init__ = init
+    try:
+        yield sites
+    finally:
+        nn.Module.__init__ = original
+
+
+def _import(path: Path) -> ModuleType:
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:12]
+    name = f"_gradhealth_user_{digest}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise GradhealthError(f"cannot import {path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look the module up by name
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as err:
+        # compile() reports undecodable bytes as a SyntaxError, not a UnicodeDecodeError.
+        if str(err.msg).startswith("(unicode error)"):
+            reason = str(err.msg).removeprefix("(unicode error)").strip()
+            raise GradhealthError(f"{path} is not valid UTF-8 ({reason}); save it as UTF-8") from err
+        where = err.filename if err.filename and err.filename != str(path) else path  # maybe a sibling import
+        raise GradhealthError(f"{where}:{err.lineno}: syntax error: {err.msg}") from err
+    except UnicodeDecodeError as err:
+        raise GradhealthError(f"{path} is not valid UTF-8 ({err.reason}); save it as UTF-8") from err
+    except SystemExit as err:
+        raise GradhealthError(f"{path} called sys.exit({err.code}) at import; guard it with "
+                              "if __name__ == '__main__':") from err
+    except ModuleNotFoundError as err:
+        raise GradhealthError(f"{path}: {_one_line(err)} at import: install it in the environment "
+                              "that runs gradhealth") from err
+    except Exception as err:
+        raise GradhealthError(f"{path} raised {type(err).__name__} at import: {_one_line(err)}") from err
+    return module
+
+
+@contextlib.contextmanager
+def _importable(path: Path) -> Iterator[None]:
+    """The file's folder first on sys.path, as in `python model.py`, while its code runs here.
+
+    That covers build_model(), --model and example_inputs(), which may import siblings
+    lazily; sys.path is then restored exactly, whatever the file did to it.
+    """
+    saved = list(sys.path)
+    sys.path.insert(0, str(path.parent))
+    try:
+        yield
+    finally:
+        sys.path[:] = saved
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def _call_user(what: str, fn: Callable, *args) -> Any:
+    try:
+        return fn(*args)
+    except GradhealthError:
+        raise
+    except Exception as err:
+        raise GradhealthError(f"{what} raised {type(err).__name__}: {_one_line(err)}") from err
+
+
+def _no_arg_constructible(cls: type) -> bool:
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):
+        return False
+    return all(
+        p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        for p in signature.parameters.values()
+    )
+
+
+def _roots(candidates: list[tuple[str, nn.Module]]) -> list[tuple[str, nn.Module]]:
+    """Candidates that are not a submodule of another candidate."""
+    inside = {id(sub) for _, m in candidates for sub in list(m.modules())[1:]}
+    return [(n, m) for n, m in candidates if id(m) not in inside]
+
+
+def _prefer_trainable(candidates: list[tuple[str, nn.Module]]) -> list[tuple[str, nn.Module]]:
+    """Candidates with parameters, if any: a loss or activation module (criterion = nn.CrossEntropyLoss())
+    sits beside the model in many scripts, and is not it."""
+    return [(n, m) for n, m in candidates if any(True for _ in m.parameters())] or candidates
+
+
+def _find_model(module: ModuleType, path: Path, options: LoadOptions) -> Optional[tuple[str, nn.Module]]:
+    namespace = vars(module)
+    if options.model_expr:
+        try:
+            model = eval(options.model_expr, namespace)  # noqa: S307 - the user asked us to run it
+        except Exception as err:
+            raise GradhealthError(f"--model {options.model_expr!r} raised {type(err).__name__}: {_one_line(err)}") from err
+        if not isinstance(model, nn.Module):
+            raise GradhealthError(f"--model {options.model_expr!r} gave a {type(model).__name__}, not an nn.Module")
+        return options.model_expr, model
+    if callable(namespace.get("build_model")):
+        model = _call_user(f"build_model() in {path.name}", namespace["build_model"])
+        if not isinstance(model, nn.Module):
+            raise GradhealthError(f"build_model() in {path.name} returned a {type(model).__name__}, not an nn.Module")
+        return "build_model()", model
+    instances = _prefer_trainable(_roots([(n, v) for n, v in namespace.items()
+                                          if isinstance(v, nn.Module) and not n.startswith("_")]))
+    if len(instances) == 1 or "model" in dict(instances):
+        name = "model" if "model" in dict(instances) else instances[0][0]
+        return name, namespace[name]
+    if len(instances) > 1:
+        raise GradhealthError(f"several models in {path.name} ({', '.join(n for n, _ in instances)}): "
+                              "pass --model NAME or define build_model()")
+    classes = [v for v in namespace.values()
+               if isinstance(v, type) and issubclass(v, nn.Module) and v.__module__ == module.__name__]
+    if not classes:
+        return None
+    buildable = [c for c in classes if _no_arg_constructible(c)]
+    if not buildable:
+        names = ", ".join(c.__name__ for c in classes)
+        raise GradhealthError(f"{names} in {path.name} need constructor arguments: define build_model() "
+                              f"or pass --model \"{classes[0].__name__}(...)\"")
+    built = [(c.__name__, _call_user(f"{c.__name__}() in {path.name}", c)) for c in buildable]
+    # A class that another candidate uses as a submodule is a building block, not the model.
+    used = {type(sub) for _, m in built for sub in list(m.modules())[1:]}
+    roots = _prefer_trainable([(n, m) for n, m in built if type(m) not in used])
+    if len(roots) != 1:
+        raise GradhealthError(f"several candidate models in {path.name} ({', '.join(n for n, _ in roots)}): "
+                              "pass --model NAME() or define build_model()")
+    return f"{roots[0][0]}()", roots[0][1]
+
+
+def _site_map(model: nn.Module, sites: dict[int, tuple[nn.Module, Span]], module: ModuleType,
+              path: Path) -> dict[str, Span]:
+    out = {name: sites[id(m)][1] for name, m in model.named_modules() if id(m) in sites}
+    if "" not in out:
+        try:
+            lines, start = inspect.getsourcelines(type(model))
+            if Path(inspect.getsourcefile(type(model)) or "") == path:
+                out[""] = Span(str(path), Position(start, 1), Position(start, len(lines[0].rstrip()) + 1))
+        except (OSError, TypeError):
+            pass
+    return out
+
+
+def load(path: Path, options: LoadOptions = LoadOptions()) -> Optional[ModelSpec]:
+    """The file's model, inputs and loss, or None when the file defines no model at all."""
+    path = path.resolve()
+    if not path.is_file():
+        raise GradhealthError(f"{path}: no such file")
+    with _importable(path):
+        return _load(path, options)
+
+
+def _load(path: Path, options: LoadOptions) -> Optional[ModelSpec]:
+    device = resolve_device(options.device)
+    with _recording_sites(path) as sites:
+        module = _import(path)
+        found = _find_model(module, path, options)
+    if found is None:
+        return None
+    name, model = found
+    try:
+        model.to(device)
+    except Exception as err:
+        raise GradhealthError(f"cannot move {name} to {device}: {_one_line(err)}") from err
+    namespace = vars(module)
+    if callable(namespace.get("example_inputs")):
+        user = namespace["example_inputs"]
+        first = _call_user(f"example_inputs() in {path.name}", user)
+        make = lambda: probe_inputs.to_device(user(), device)  # noqa: E731
+        description = f"example_inputs(): {probe_inputs.describe(first)}"
+    elif options.input_shape:
+        dtype = probe_inputs.parse_dtype(options.input_dtype or "float32")
+        make = probe_inputs.from_shape(model, options.input_shape, dtype, device)
+        description = f"--input-shape: {probe_inputs.describe(make())}"
+    else:
+        make, description = probe_inputs.infer(model, device)
+    loss_fn = namespace.get("loss_fn") if callable(namespace.get("loss_fn")) else None
+    return ModelSpec(model=model, name=type(model).__name__, make_inputs=make, inputs_description=description, loss_fn=loss_fn,
+                     sites=_site_map(model, sites, module, path))

@@ -1,0 +1,185 @@
+"""Forward and tensor hooks that turn every leaf module's traffic into statistics.
+
+Per call the hooks queue a few reductions on the device (an L2 norm, and for
+ReLU/sigmoid/tanh a per-unit vector) and keep no reference to the activation,
+so nothing stays alive after its statistics are taken.  ``end_pass`` moves the
+whole queue to the host in one transfer: one synchronisation per probe pass.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from gradcheck_tool.probe import kinds
+from gradcheck_tool.probe.outputs import first_float_tensor
+
+# The flat tails: where the derivative is below 10% of its maximum.
+_TANH_TAIL = math.sqrt(0.9)  # 1 - y^2 < 0.1
+_SIGMOID_TAIL = (1 - math.sqrt(0.9)) / 2  # y (1 - y) < 0.025
+SATURATED_SAMPLE_SHARE = 0.5  # a unit counts as saturated when in the tails on most of its samples
+
+
+def l2(t: torch.Tensor) -> torch.Tensor:
+    """L2 norm accumulated in float32 (fp16/bf16 upcast inside the kernel).
+
+    float64 would survive sums of squares above 3.4e38, but converting costs ~100x the norm
+    itself on CPU; a value that large is past any trainable range, and is reported as Inf.
+    """
+    return torch.linalg.vector_norm(t, dtype=torch.float32 if t.dtype in (torch.float16, torch.bfloat16) else None)
+
+
+@dataclass
+class LayerAccumulator:
+    name: str
+    module: nn.Module
+    order: Optional[int] = None
+    calls: int = 0
+    out_shape: tuple[int, ...] = ()
+    out_sq: float = 0.0
+    out_numel: int = 0
+    has_float_out: bool = False
+    grad_sq: float = 0.0
+    grad_seen: bool = False
+    backward_order: Optional[int] = None
+    channel_first: bool = False
+    unit_alive: Optional[np.ndarray] = None
+    unit_tail: Optional[np.ndarray] = None
+    unit_samples: int = 0  # samples behind each unit's verdict (batch x positions, summed over calls)
+    units: Optional[int] = None
+
+
+@dataclass
+class _Queue:
+    """Device tensors waiting for the pass's single host transfer, and where each goes."""
+
+    tensors: list = field(default_factory=list)
+    targets: list = field(default_factory=list)  # (accumulator or key, kind)
+
+    def put(self, tensor: torch.Tensor, target, kind: str) -> None:
+        self.tensors.append(tensor.reshape(-1).to(torch.float64))
+        self.targets.append((target, kind, tensor.numel()))
+
+
+class Collector:
+    def __init__(self, named_modules: list[tuple[str, nn.Module]]):
+        self.layers = [LayerAccumulator(name, module) for name, module in named_modules]
+        self._queue = _Queue()
+        self._forward_count = 0
+        self._backward_count = 0
+        self._last_param_module: Optional[nn.Module] = None
+        self.output_sq = 0.0
+
+    def attach(self) -> list:
+        handles = []
+        for acc in self.layers:
+            handles.append(acc.module.register_forward_hook(self._forward_hook(acc)))
+        return handles
+
+    def start_pass(self) -> None:
+        self._backward_count = 0
+        self._last_param_module = None
+
+    def _forward_hook(self, acc: LayerAccumulator):
+        def hook(module: nn.Module, inputs, output) -> None:
+            acc.calls += 1
+            tensor = first_float_tensor(output)
+            owns_params = next(module.parameters(recurse=False), None) is not None
+            if owns_params:
+                self._last_param_module = module
+            if acc.order is None:
+                acc.order = self._forward_count
+                self._forward_count += 1
+                acc.out_shape = tuple(tensor.shape) if tensor is not None else ()
+                # An activation's units follow the layout of the layer that fed it.
+                source = self._last_param_module
+                acc.channel_first = source is not None and kinds.is_channel_first(source)
+            if tensor is None:
+                return
+            acc.has_float_out = True
+            t = tensor.detach()
+            acc.out_numel += t.numel()
+            self._queue.put(l2(t), acc, "out")
+            self._unit_stats(acc, module, t)
+            if tensor.requires_grad:
+                tensor.register_hook(self._grad_hook(acc))
+
+        return hook
+
+    def _unit_stats(self, acc: LayerAccumulator, module: nn.Module, t: torch.Tensor) -> None:
+        dead_capable = kinds.is_dead_capable(module)
+        saturating = kinds.saturating_kind(module)
+        if not (dead_capable or saturating) or t.dim() == 0:
+            return
+        unit_dim = 1 if (acc.channel_first and t.dim() >= 2) else t.dim() - 1
+        reduce_dims = [d for d in range(t.dim()) if d != unit_dim]
+        acc.units = t.shape[unit_dim]
+        acc.unit_samples += t.numel() // max(acc.units, 1)
+        if dead_capable:
+            self._queue.put((t > 0).any(dim=reduce_dims) if reduce_dims else t > 0, acc, "alive")
+        else:
+            tail = t.abs() > _TANH_TAIL if saturating == "tanh" else (t < _SIGMOID_TAIL) | (t > 1 - _SIGMOID_TAIL)
+            self._queue.put(tail.sum(dim=reduce_dims) if reduce_dims else tail, acc, "tail")
+
+    def _grad_hook(self, acc: LayerAccumulator):
+        def hook(grad: torch.Tensor) -> None:
+            if acc.backward_order is None:
+                acc.backward_order = self._backward_count
+                self._backward_count += 1
+            self._queue.put(l2(grad.detach()), acc, "grad")
+
+        return hook
+
+    def watch_output(self, tensors: list[torch.Tensor]) -> None:
+        """Record ||d loss / d output||, the reference every backward ratio is taken against."""
+        for t in tensors:
+            if t.requires_grad:
+                t.register_hook(lambda g: self._queue.put(l2(g.detach()), "", "output"))
+
+    def queue_param_grads(self, named_params: list[tuple[str, nn.Parameter]]) -> None:
+        for name, p in named_params:
+            g = p.grad
+            if g is None:
+                continue
+            if g.is_sparse:
+                g = g.coalesce().values()
+            self._queue.put(l2(g.detach()), name, "param")
+
+    def end_pass(self) -> dict[str, float]:
+        """Transfer the queue to the host once and fold it into the accumulators.
+
+        Returns this pass's gradient norm per parameter name.
+        """
+        q = self._queue
+        self._queue = _Queue()
+        param_norms: dict[str, float] = {}
+        self.output_sq = 0.0
+        if not q.tensors:
+            return param_norms
+        flat = torch.cat(q.tensors).cpu().numpy()
+        offset = 0
+        for (target, kind, n) in q.targets:
+            values = flat[offset: offset + n]
+            offset += n
+            if kind == "param":
+                param_norms[target] = float(values[0])
+                continue
+            if kind == "output":
+                self.output_sq += float(values[0]) ** 2
+                continue
+            acc: LayerAccumulator = target
+            if kind == "out":
+                acc.out_sq += float(values[0]) ** 2
+            elif kind == "grad":
+                acc.grad_sq += float(values[0]) ** 2
+                acc.grad_seen = True
+            elif kind == "alive":
+                alive = values > 0
+                acc.unit_alive = alive if acc.unit_alive is None or acc.unit_alive.shape != alive.shape else (acc.unit_alive | alive)
+            elif kind == "tail":
+                acc.unit_tail = values if acc.unit_tail is None or acc.unit_tail.shape != values.shape else acc.unit_tail + values
+        return param_norms

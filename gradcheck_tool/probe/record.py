@@ -1,0 +1,127 @@
+"""The probe's result: an immutable, JSON-serialisable record of per-layer statistics.
+
+Everything here is plain numbers and strings so the record can cross a process
+boundary (the CLI probes user code in a child process) and feed rules that never
+touch torch.  ``to_dict``/``from_dict`` round-trip exactly.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Optional
+
+
+@dataclass(frozen=True)
+class InitStats:
+    """How a weight was initialised, judged from its values."""
+
+    scheme: str  # e.g. "pytorch-default", "kaiming-normal", "xavier-uniform", "normal(std=1)", "orthogonal", "zeros"
+    std: float
+    fan_in: int
+    fan_out: int
+    gain2: float  # var(W) * fan_in: 1/3 PyTorch default, 1 LeCun, 2 He
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """One leaf module, aggregated over every call in every probe batch.
+
+    ``out_rms`` is the forward signal (RMS of the output, per element, which does
+    not depend on layer width under fan-in initialisation).  ``grad_norm`` is the
+    backward signal: the L2 norm of d(loss)/d(output) over the whole output
+    (per-sample norms are width-independent too; reshapes do not change it).
+    """
+
+    name: str
+    type: str
+    order: int  # position in forward execution order (first call)
+    calls: int
+    out_shape: tuple[int, ...]
+    out_rms: Optional[float]  # None when the output has no floating tensor
+    out_nonfinite: bool
+    grad_norm: Optional[float]  # None when no gradient reached the output
+    grad_nonfinite: bool
+    backward_order: Optional[int] = None  # when its output gradient arrived, 0 = first
+    activation: Optional[str] = None  # "relu" family / "sigmoid" / "tanh" / ... for activation modules
+    dead_fraction: Optional[float] = None  # ReLU family: units never > 0 on any probe sample
+    saturated_fraction: Optional[float] = None  # sigmoid/tanh: units in the flat tails on most samples
+    units: Optional[int] = None
+    samples_per_unit: Optional[float] = None  # how many probe samples each unit's verdict rests on
+    weight_init: Optional[InitStats] = None
+    next_activation: Optional[str] = None  # the activation applied after this layer, if any
+    params: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ParamStats:
+    name: str
+    module: str
+    shape: tuple[int, ...]
+    norm: float
+    grad_norm: Optional[float]  # mean over probe batches; None: never received a gradient
+    grad_norms: tuple[float, ...] = ()  # one per probe batch
+    grad_nonfinite: bool = False
+    requires_grad: bool = True
+
+
+@dataclass(frozen=True)
+class RecurrentStats:
+    """Gradient of the last time step's output w.r.t. the input at each step.
+
+    ``step_grad_norms[k]`` is ||d(v . y_T)/d x_{T-k}||: index 0 is the last step,
+    so the list reads from late to early time steps (Pascanu et al., 2013).
+    """
+
+    name: str
+    type: str
+    steps: int
+    step_grad_norms: tuple[float, ...]
+    spectral_radius: Optional[float]  # largest |eigenvalue| of the recurrent weight blocks
+
+
+@dataclass(frozen=True)
+class ProbeRecord:
+    model: str
+    device: str
+    seed: int
+    batches: int
+    loss: str  # "loss_fn" or a description of the default loss
+    inputs: str  # how the inputs were obtained and their shapes
+    layers: tuple[LayerStats, ...]
+    parameters: tuple[ParamStats, ...]
+    recurrent: tuple[RecurrentStats, ...] = ()
+    total_grad_norms: tuple[float, ...] = ()  # global grad norm, one per batch
+    output_grad_norm: Optional[float] = None  # ||d loss / d model output||
+    input_rms: Optional[float] = None  # RMS of the floating model inputs, None for token inputs
+    duration_s: float = 0.0
+    recommended_max_norm: Optional[float] = None
+
+    def layer(self, name: str) -> Optional[LayerStats]:
+        return next((layer for layer in self.layers if layer.name == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ProbeRecord":
+        def layer(d: dict) -> LayerStats:
+            d = dict(d, out_shape=tuple(d["out_shape"]), params=tuple(d["params"]))
+            if d.get("weight_init") is not None:
+                d["weight_init"] = InitStats(**d["weight_init"])
+            return LayerStats(**d)
+
+        def param(d: dict) -> ParamStats:
+            return ParamStats(**dict(d, shape=tuple(d["shape"]), grad_norms=tuple(d["grad_norms"])))
+
+        def recurrent(d: dict) -> RecurrentStats:
+            return RecurrentStats(**dict(d, step_grad_norms=tuple(d["step_grad_norms"])))
+
+        return cls(
+            **dict(
+                data,
+                layers=tuple(layer(d) for d in data["layers"]),
+                parameters=tuple(param(d) for d in data["parameters"]),
+                recurrent=tuple(recurrent(d) for d in data["recurrent"]),
+                total_grad_norms=tuple(data["total_grad_norms"]),
+            )
+        )

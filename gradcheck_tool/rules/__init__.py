@@ -1,0 +1,28 @@
+"""Runtime rules, by code.  ``run_rules(record)`` applies every selected rule to a probe record."""
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+from gradcheck_tool.findings import Finding
+from gradcheck_tool.probe.record import ProbeRecord
+from gradcheck_tool.rules.base import RuntimeRule
+from gradcheck_tool.rules.depth import CollapsingActivations, ExplodingActivations, ExplodingGradients, VanishingGradients
+from gradcheck_tool.rules.nonfinite import NonFiniteActivations, NonFiniteGradients
+from gradcheck_tool.rules.parameters import GradientFreeParameters, InitScaleMismatch
+from gradcheck_tool.rules.recurrent import ExplodingThroughTime, VanishingThroughTime
+from gradcheck_tool.rules.units import DeadUnits, SaturatedActivations
+
+RULES: dict[str, type[RuntimeRule]] = {
+    rule.CODE: rule
+    for rule in sorted(
+        [ExplodingGradients, VanishingGradients, NonFiniteGradients, NonFiniteActivations, ExplodingActivations,
+         CollapsingActivations, DeadUnits, SaturatedActivations, GradientFreeParameters, InitScaleMismatch,
+         ExplodingThroughTime, VanishingThroughTime],
+        key=lambda r: r.CODE,
+    )
+}
+
+
+def run_rules(record: ProbeRecord, codes: Optional[Iterable[str]] = None) -> list[Finding]:
+    selected = RULES if codes is None else {c: RULES[c] for c in codes if c in RULES}
+    return [finding for rule in selected.values() for finding in rule().check(record)]

@@ -1,0 +1,52 @@
+"""The shape every runtime rule has: a code, a name, a default severity, GOOD/BAD examples
+(synthetic probe records, so their tests need no model), and ``check(record)``.
+
+A rule's docstring is its user documentation (What it does / Why it matters /
+Example / Fix): ``gradhealth rule GH102`` prints it and SARIF carries it.
+Rules never print, write files or touch torch.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, ClassVar, Iterator, Mapping, Optional
+
+from gradcheck_tool.findings import Applicability, Finding, Fix, Severity
+from gradcheck_tool.probe.record import ProbeRecord
+
+
+class RuntimeRule:
+    CODE: ClassVar[str]
+    NAME: ClassVar[str]
+    SEVERITY: ClassVar[Severity]
+    GOOD: ClassVar[tuple[ProbeRecord, ...]] = ()
+    BAD: ClassVar[tuple[ProbeRecord, ...]] = ()
+
+    def check(self, record: ProbeRecord) -> Iterator[Finding]:
+        raise NotImplementedError
+
+    @classmethod
+    def documentation(cls) -> str:
+        return inspect.cleandoc(cls.__doc__ or "")
+
+    @classmethod
+    def summary(cls) -> str:
+        return cls.documentation().splitlines()[0] if cls.__doc__ else cls.NAME
+
+    def finding(
+        self,
+        message: str,
+        *,
+        module: Optional[str] = None,
+        evidence: Optional[Mapping[str, Any]] = None,
+        fix: Optional[str] = None,
+        severity: Optional[Severity] = None,
+    ) -> Finding:
+        return Finding(
+            code=self.CODE,
+            name=self.NAME,
+            severity=severity or self.SEVERITY,
+            message=message,
+            module=module,
+            evidence=dict(evidence or {}),
+            fix=Fix(Applicability.DISPLAY_ONLY, fix) if fix else None,
+        )

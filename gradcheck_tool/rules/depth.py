@@ -1,0 +1,254 @@
+"""Signal growth and decay across depth: GH101, GH102, GH105, GH106."""
+from __future__ import annotations
+
+from typing import Iterator, Optional
+
+from gradcheck_tool.findings import Finding, Severity
+from gradcheck_tool.probe.record import ProbeRecord
+from gradcheck_tool.rules import examples
+from gradcheck_tool.rules.base import RuntimeRule
+from gradcheck_tool.rules.signals import (
+    ERROR_DECADES, WARN_DECADES, Trend, backward_trend, clip_advice, fmt, forward_trend, init_call, init_mismatches,
+    weight_layers,
+)
+
+_STRUCTURAL = (
+    "If the stack is deep, put a normalisation layer (nn.LayerNorm / nn.BatchNorm) before each "
+    "activation, or make the blocks residual (x = x + block(x))."
+)
+
+
+def _severity(decades: float) -> Severity:
+    return Severity.ERROR if abs(decades) >= ERROR_DECADES else Severity.WARNING
+
+
+def _nonfinite(record: ProbeRecord) -> bool:
+    return any(layer.out_nonfinite or layer.grad_nonfinite for layer in record.layers)
+
+
+def _fix(record: ProbeRecord, trend: Trend, direction: int) -> str:
+    """The init call for the layers whose init does not fit their activation, else structural advice.
+
+    A clipping threshold measured on a mis-initialised model is meaningless, so clipping is
+    only advised when the init is not the cause.
+    """
+    groups = init_mismatches(record, direction)
+    if groups:
+        advice = []
+        for (_, act), layers in groups.items():
+            span = layers[0].name if len(layers) == 1 else f"{layers[0].name} ... {layers[-1].name}"
+            advice.append(f"initialise {span} (now {layers[0].weight_init.scheme}) for {act}: "
+                          f"{init_call(act, 'm.weight')}; nn.init.zeros_(m.bias)")
+        text = "; ".join(advice)
+        return text[0].upper() + text[1:] + ". " + _STRUCTURAL
+    activations = {layer.next_activation for layer in weight_layers(record, trend.layers)} - {None}
+    if activations and activations <= {"sigmoid", "tanh"}:
+        return ("Sigmoid/tanh slopes are at most 1/4 and 1, so stacked saturating layers lose signal whatever "
+                "the init: use ReLU/GELU with " + init_call("relu") + ", or normalisation or residual "
+                "connections between them.")
+    return _STRUCTURAL + (clip_advice(record) if direction > 0 else "")
+
+
+def _per_layer(record: ProbeRecord, trend: Trend, sign: int) -> str:
+    return f"{fmt(10 ** (sign * trend.per_layer(len(weight_layers(record, trend.layers)))))}x per weight layer"
+
+
+def _anchor(record: ProbeRecord, trend: Trend) -> str:
+    """Findings point at the first weight layer of the chain: where an init fix goes."""
+    weights = weight_layers(record, trend.layers)
+    return weights[0].name if weights else trend.first
+
+
+def _evidence(trend: Trend, record: ProbeRecord) -> dict:
+    return {
+        "decades_per_weight_layer": round(trend.per_layer(len(weight_layers(record, trend.layers))), 4),
+        "total_decades": round(trend.total, 3),
+        "chain_length": len(trend.layers),
+        "first_layer": trend.first,
+        "last_layer": trend.last,
+        "first_value": trend.values[0],
+        "last_value": trend.values[-1],
+        "output_grad_norm": record.output_grad_norm,
+    }
+
+
+class ExplodingGradients(RuntimeRule):
+    """The backward signal grows from the output toward the input.
+
+    What it does: measures ||d loss / d output|| of every layer, in forward order, and
+    fits its per-layer growth in log space (Theil-Sen, robust to single outliers and to
+    the repeating pattern of transformer blocks).  Fires when the gradient grows by
+    two orders of magnitude or more across the chain (error from four).  Also fires
+    when some layer's output gradient exceeds the gradient at the model output by
+    three orders of magnitude.
+
+    Why it matters: every layer multiplies the backward signal by its Jacobian gain.
+    A gain above 1 compounds geometrically (Bengio et al. 1994; Pascanu et al. 2013):
+    early layers take steps orders of magnitude larger than late ones, and training
+    diverges or needs a learning rate so small that the rest stalls.  The ratio of
+    first- to last-layer *weight* gradients can look ordinary while this happens,
+    because growing gradients meet shrinking (or growing) activations: the signal
+    itself is what the rule reads.
+
+    Example: a ReLU MLP whose weights are drawn from N(0, 1): each 64-wide layer
+    multiplies the gradient by sqrt(64/2) = 5.7.
+
+    Fix: initialise for the activation (He/Kaiming for ReLU, Glorot/LeCun for tanh),
+    add normalisation or residual connections, and clip the global gradient norm.
+    """
+
+    CODE = "GH101"
+    NAME = "exploding-gradients"
+    SEVERITY = Severity.ERROR
+    GOOD = (examples.mlp(forward_gain=1.0, backward_gain=1.0), examples.mlp(depth=2, backward_gain=4.0))
+    BAD = (examples.mlp(forward_gain=5.7, backward_gain=5.7), examples.mlp(depth=8, backward_gain=2.0))
+
+    PEAK_DECADES = 3.0
+
+    def check(self, record: ProbeRecord) -> Iterator[Finding]:
+        if _nonfinite(record):
+            return
+        trend = backward_trend(record)
+        peak = self._peak(record)
+        if trend is not None and -trend.total >= WARN_DECADES:
+            yield self.finding(
+                f"gradients grow {_per_layer(record, trend, -1)} toward the input: "
+                f"{fmt(10 ** -trend.total)}x from {trend.last} back to {trend.first}",
+                module=_anchor(record, trend),
+                evidence=_evidence(trend, record),
+                fix=_fix(record, trend, 1),
+                severity=_severity(trend.total),
+            )
+        elif peak is not None:
+            name, ratio = peak
+            yield self.finding(
+                f"the gradient at {name}'s output is {fmt(ratio)}x the gradient at the model output",
+                module=name,
+                evidence={"layer": name, "ratio_to_output_grad": ratio, "output_grad_norm": record.output_grad_norm},
+                fix="Check the scale of the layers after " + name + " (init, a missing normalisation)."
+                + clip_advice(record),
+            )
+
+    def _peak(self, record: ProbeRecord) -> Optional[tuple[str, float]]:
+        ref = record.output_grad_norm
+        if not ref:
+            return None
+        worst = max((layer for layer in record.layers if layer.grad_norm), key=lambda l: l.grad_norm, default=None)
+        if worst is None or worst.grad_norm / ref < 10**self.PEAK_DECADES:
+            return None
+        return worst.name, worst.grad_norm / ref
+
+
+class VanishingGradients(RuntimeRule):
+    """The backward signal shrinks from the output toward the input.
+
+    What it does: the same per-layer fit of ||d loss / d output|| as GH101; fires when the
+    gradient reaching the first layers is two or more orders of magnitude below what the
+    last layers get (error from four).
+
+    Why it matters: early layers then learn orders of magnitude more slowly than late
+    ones (Hochreiter 1991; Glorot & Bengio 2010).  Sigmoid's slope is at most 1/4, so a
+    stack of sigmoid layers loses at least a factor 4 per layer whatever its init; ReLU
+    layers initialised below He scale lose sqrt(2) or more per layer.
+
+    Example: ten Linear+Sigmoid layers at PyTorch's default init: the gradient at the
+    first layer is ~1e-9 of the gradient at the output.
+
+    Fix: ReLU-family activations with He init, normalisation layers, or residual
+    connections; for saturating activations, the init alone cannot fix it.
+    """
+
+    CODE = "GH102"
+    NAME = "vanishing-gradients"
+    SEVERITY = Severity.ERROR
+    GOOD = (examples.mlp(), examples.mlp(depth=3, backward_gain=0.3))
+    BAD = (examples.mlp(activation="Sigmoid", backward_gain=0.2), examples.mlp(depth=12, backward_gain=0.6))
+
+    def check(self, record: ProbeRecord) -> Iterator[Finding]:
+        if _nonfinite(record):
+            return
+        trend = backward_trend(record)
+        if trend is None or trend.total < WARN_DECADES:
+            return
+        yield self.finding(
+            f"gradients shrink {_per_layer(record, trend, -1)} toward the input: "
+            f"{trend.first} gets {fmt(10 ** -trend.total)}x the gradient of {trend.last}",
+            module=_anchor(record, trend),
+            evidence=_evidence(trend, record),
+            fix=_fix(record, trend, -1),
+            severity=_severity(trend.total),
+        )
+
+
+class ExplodingActivations(RuntimeRule):
+    """The forward signal grows across depth.
+
+    What it does: fits the per-layer growth of each layer's output RMS, in forward order,
+    in log space; fires when activations grow two or more orders of magnitude across the
+    chain (error from four).
+
+    Why it matters: a layer whose weights have var(W) * fan_in above what its activation
+    needs (2 for ReLU, 1 for tanh) multiplies the signal by a constant factor, and depth
+    compounds it (He et al. 2015).  Softmax and sigmoid outputs saturate, losses overflow,
+    and fp16 training overflows first.
+
+    Example: a ReLU MLP with weights from N(0, 1): 5.7x per 64-wide layer.
+
+    Fix: initialise for the activation; normalisation layers reset the scale.
+    """
+
+    CODE = "GH105"
+    NAME = "exploding-activations"
+    SEVERITY = Severity.ERROR
+    GOOD = (examples.mlp(), examples.mlp(depth=2, forward_gain=3.0))
+    BAD = (examples.mlp(forward_gain=5.7, backward_gain=5.7), examples.mlp(depth=10, forward_gain=1.8))
+
+    def check(self, record: ProbeRecord) -> Iterator[Finding]:
+        trend = forward_trend(record)
+        if _nonfinite(record) or trend is None or trend.total < WARN_DECADES:
+            return
+        yield self.finding(
+            f"activations grow {_per_layer(record, trend, 1)}: RMS {fmt(trend.values[0])} at "
+            f"{trend.first} to {fmt(trend.values[-1])} at {trend.last}",
+            module=_anchor(record, trend),
+            evidence=_evidence(trend, record),
+            fix=_fix(record, trend, 1),
+            severity=_severity(trend.total),
+        )
+
+
+class CollapsingActivations(RuntimeRule):
+    """The forward signal decays toward zero across depth.
+
+    What it does: the same fit as GH105; fires when the activation RMS falls by two or
+    more orders of magnitude across the chain (error from four).
+
+    Why it matters: once the signal is small, biases and noise dominate it and the
+    input's information is lost; the backward pass of the same layers usually shrinks
+    too.  A ReLU network with Glorot init loses a factor sqrt(2) per layer, since ReLU
+    halves the second moment that Glorot preserves (He et al. 2015): 20 layers lose
+    three orders of magnitude while the weight gradients still look evenly spread.
+
+    Example: 20 Linear+ReLU layers with nn.init.xavier_normal_.
+
+    Fix: He/Kaiming init for ReLU-family activations, or normalisation layers.
+    """
+
+    CODE = "GH106"
+    NAME = "collapsing-activations"
+    SEVERITY = Severity.ERROR
+    GOOD = (examples.mlp(), examples.mlp(depth=3, forward_gain=0.4))
+    BAD = (examples.mlp(depth=20, forward_gain=0.707, backward_gain=0.707, init="xavier"),)
+
+    def check(self, record: ProbeRecord) -> Iterator[Finding]:
+        trend = forward_trend(record)
+        if _nonfinite(record) or trend is None or -trend.total < WARN_DECADES:
+            return
+        yield self.finding(
+            f"activations shrink {_per_layer(record, trend, 1)}: RMS {fmt(trend.values[0])} at "
+            f"{trend.first} to {fmt(trend.values[-1])} at {trend.last}",
+            module=_anchor(record, trend),
+            evidence=_evidence(trend, record),
+            fix=_fix(record, trend, -1),
+            severity=_severity(trend.total),
+        )

@@ -1,0 +1,83 @@
+"""Synthetic probe records for the rules' GOOD/BAD examples: no model, no torch.
+
+``mlp()`` describes a Linear/activation stack whose forward RMS is multiplied by
+``forward_gain`` and whose backward gradient norm by ``backward_gain`` per layer
+(walking toward the input), the two numbers the init theory predicts.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Sequence
+
+from gradcheck_tool.probe.record import InitStats, LayerStats, ParamStats, ProbeRecord, RecurrentStats
+
+_INITS = {
+    "kaiming": InitStats("kaiming-normal", 0.177, 64, 64, 2.0),
+    "xavier": InitStats("xavier-normal", 0.125, 64, 64, 1.0),
+    "normal1": InitStats("normal(std=1)", 1.0, 64, 64, 64.0),
+    "default": InitStats("pytorch-default", 0.072, 64, 64, 1 / 3),
+}
+
+
+def mlp(
+    depth: int = 8,
+    forward_gain: float = 1.0,
+    backward_gain: float = 1.0,
+    activation: str = "ReLU",
+    init: str = "kaiming",
+    dead: float = 0.0,
+    saturated: float = 0.0,
+    nonfinite_from: Optional[int] = None,
+    grad_nonfinite_from: Optional[int] = None,
+) -> ProbeRecord:
+    family = {"ReLU": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh"}[activation]
+    layers, params = [], []
+    n = 2 * depth
+    for i in range(n):
+        is_linear = i % 2 == 0
+        name = f"body.{i}"
+        fwd = forward_gain ** (i // 2 + 1)
+        bwd = backward_gain ** ((n - 1 - i) // 2)
+        broken = nonfinite_from is not None and i >= nonfinite_from
+        grad_broken = grad_nonfinite_from is not None and i <= grad_nonfinite_from
+        layers.append(LayerStats(
+            name=name, type="Linear" if is_linear else activation, order=i, calls=3, out_shape=(8, 64),
+            out_rms=None if broken else fwd, out_nonfinite=broken,
+            grad_norm=None if grad_broken or broken else bwd, grad_nonfinite=grad_broken or broken,
+            backward_order=n - 1 - i,
+            activation=None if is_linear else family,
+            dead_fraction=dead if (not is_linear and family == "relu") else None,
+            saturated_fraction=saturated if (not is_linear and family != "relu") else None,
+            units=None if is_linear else 64, samples_per_unit=None if is_linear else 24.0,
+            weight_init=_INITS[init] if is_linear else None,
+            next_activation=family if is_linear else None,
+            params=(f"{name}.weight", f"{name}.bias") if is_linear else (),
+        ))
+        if is_linear:
+            g = bwd * fwd / forward_gain
+            params.append(ParamStats(f"{name}.weight", name, (64, 64), 8.0, g, (g, g, g)))
+            params.append(ParamStats(f"{name}.bias", name, (64,), 0.0, bwd, (bwd, bwd, bwd)))
+    return record(layers=layers, parameters=params)
+
+
+def record(
+    layers: Sequence[LayerStats] = (),
+    parameters: Sequence[ParamStats] = (),
+    recurrent: Sequence[RecurrentStats] = (),
+    **kw,
+) -> ProbeRecord:
+    return ProbeRecord(
+        model="Synthetic", device="cpu", seed=0, batches=3, loss="default", inputs="synthetic",
+        layers=tuple(layers), parameters=tuple(parameters), recurrent=tuple(recurrent),
+        total_grad_norms=(1.0, 1.1, 0.9), output_grad_norm=1.0, input_rms=1.0,
+        recommended_max_norm=2.0, **kw,
+    )
+
+
+def with_params(base: ProbeRecord, *extra: ParamStats) -> ProbeRecord:
+    return dataclasses.replace(base, parameters=base.parameters + tuple(extra))
+
+
+def rnn(per_step: float, steps: int = 32, radius: float = 0.6) -> ProbeRecord:
+    """One recurrent layer whose last-step gradient changes by ``per_step`` per step back."""
+    return record(recurrent=[RecurrentStats("rnn", "LSTM", steps, tuple(per_step**k for k in range(steps)), radius)])

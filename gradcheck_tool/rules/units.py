@@ -1,0 +1,106 @@
+"""Units that do not learn: dead ReLUs (GH110) and saturated sigmoid/tanh (GH111)."""
+from __future__ import annotations
+
+from typing import Iterator
+
+from gradcheck_tool.findings import Finding, Severity
+from gradcheck_tool.probe.record import LayerStats, ProbeRecord
+from gradcheck_tool.rules import examples
+from gradcheck_tool.rules.base import RuntimeRule
+
+# "Most" units.  A unit's verdict needs enough samples to be more than chance: a healthy
+# ReLU unit is inactive on a random sample with probability ~1/2, so it looks dead on all of
+# 8 samples with probability 1/256; on half the units of a layer, never.
+MOST = 0.5
+MIN_SAMPLES_PER_UNIT = 8
+
+
+def _feeding_layer(record: ProbeRecord, layer: LayerStats) -> str:
+    before = [l for l in record.layers if l.order < layer.order and l.weight_init is not None]
+    return before[-1].name if before else layer.name
+
+
+class DeadUnits(RuntimeRule):
+    """Most ReLU units of a layer never activate on any probe sample.
+
+    What it does: for every nn.ReLU/ReLU6 module, tracks per unit (a feature, or a channel
+    for convolutions) whether it was ever positive on any sample and position of any probe
+    batch.  Fires when at least half of the units never were, with at least 8 samples
+    behind each unit's verdict.
+
+    Why it matters: a ReLU unit that is never positive has zero gradient for every input, so
+    nothing can revive it: its weights and bias stop learning for good.  Usual causes are a
+    large negative bias, an input distribution shifted far from zero, or a learning rate
+    that knocked the units out.
+
+    Example: ``nn.Linear(64, 64)`` with ``nn.init.constant_(bias, -5.0)`` before ReLU.
+
+    Fix: zero (or slightly positive) bias init, normalised inputs or a normalisation layer
+    before the activation, LeakyReLU/GELU, and a lower learning rate.
+    """
+
+    CODE = "GH110"
+    NAME = "dead-units"
+    SEVERITY = Severity.WARNING
+    GOOD = (examples.mlp(), examples.mlp(dead=0.3))
+    BAD = (examples.mlp(dead=0.9),)
+
+    def check(self, record: ProbeRecord) -> Iterator[Finding]:
+        for layer in record.layers:
+            if layer.dead_fraction is None or (layer.samples_per_unit or 0) < MIN_SAMPLES_PER_UNIT:
+                continue
+            if layer.dead_fraction >= MOST:
+                feeder = _feeding_layer(record, layer)
+                yield self.finding(
+                    f"{layer.dead_fraction:.0%} of {layer.name}'s {layer.units} units never activate "
+                    f"on any of {layer.samples_per_unit:.0f} probe samples",
+                    module=feeder,
+                    evidence={"layer": layer.name, "dead_fraction": layer.dead_fraction, "units": layer.units,
+                              "samples_per_unit": layer.samples_per_unit, "feeding_layer": feeder},
+                    fix=(f"Initialise {feeder}'s bias to zero (nn.init.zeros_), normalise its input or put "
+                         f"a normalisation layer before {layer.name}; or use nn.LeakyReLU(0.01)/nn.GELU()."),
+                )
+
+
+class SaturatedActivations(RuntimeRule):
+    """Most sigmoid/tanh units of a layer sit in the flat tails.
+
+    What it does: for every nn.Sigmoid/nn.Tanh module, counts per unit how often its output
+    lies where the derivative is below 10% of its maximum (|tanh| > 0.949; sigmoid below
+    0.026 or above 0.974).  A unit is saturated when that holds on most of its samples;
+    fires when at least half the units are.  (A tanh layer at Glorot init sits in the tails
+    on ~7% of samples; behind N(0, 1) weights with fan-in 64, on ~80%.)
+
+    Why it matters: in the tails the derivative is nearly zero, so almost no gradient
+    passes: the layer and everything before it stop learning (Glorot & Bengio 2010 traced
+    slow training of deep sigmoid nets to exactly this).
+
+    Example: ``nn.Linear(64, 64)`` initialised N(0, 1) feeding ``nn.Tanh()``: pre-activations
+    have standard deviation 8.
+
+    Fix: Glorot/Xavier init for the layer before (``nn.init.xavier_uniform_(w, gain=
+    nn.init.calculate_gain("tanh"))``), normalised inputs, or a LayerNorm before the activation.
+    """
+
+    CODE = "GH111"
+    NAME = "saturated-activations"
+    SEVERITY = Severity.WARNING
+    GOOD = (examples.mlp(activation="Tanh"), examples.mlp(activation="Sigmoid", saturated=0.2))
+    BAD = (examples.mlp(activation="Tanh", saturated=0.8),)
+
+    def check(self, record: ProbeRecord) -> Iterator[Finding]:
+        for layer in record.layers:
+            if layer.saturated_fraction is None or layer.saturated_fraction < MOST:
+                continue
+            feeder = _feeding_layer(record, layer)
+            call = 'nn.init.xavier_uniform_(w, gain=nn.init.calculate_gain("tanh"))' if layer.activation == "tanh" \
+                else "nn.init.xavier_uniform_(w)"
+            yield self.finding(
+                f"{layer.saturated_fraction:.0%} of {layer.name}'s {layer.units} {layer.type} units are "
+                "saturated (derivative < 10% of its maximum on most samples)",
+                module=feeder,
+                evidence={"layer": layer.name, "saturated_fraction": layer.saturated_fraction,
+                          "units": layer.units, "feeding_layer": feeder},
+                fix=(f"Scale down {feeder}'s initialisation ({call}), normalise its input, or add "
+                     f"nn.LayerNorm before {layer.name}."),
+            )
