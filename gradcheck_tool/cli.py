@@ -56,7 +56,7 @@ def _python_files(paths: tuple[str, ...]) -> list[Path]:
         elif path.is_file():
             files.append(path)
         else:
-            raise GradhealthError(f"{raw}: no such file or directory")
+            raise GradhealthError(f"{raw}: no such file or directory; give a Python file or a directory of them")
     return files
 
 
@@ -89,6 +89,7 @@ def scan(paths, model_expr, probes, seed, device, input_shape, input_dtype, fmt,
     first layer; the loss from loss_fn(output, inputs) or a scale-free default.
     """
     from gradcheck_tool import api, inputs
+    from gradcheck_tool.loader import resolve_device
     from gradcheck_tool.report import RENDERERS
 
     try:
@@ -100,6 +101,7 @@ def scan(paths, model_expr, probes, seed, device, input_shape, input_dtype, fmt,
             raise GradhealthError("--input-dtype needs --input-shape")
         if input_dtype:
             inputs.parse_dtype(input_dtype)
+        resolve_device(device)  # a bad --device is one error, not one per file
     except GradhealthError as err:
         _fail(str(err))
     findings, probes_done, failed = [], [], False

@@ -86,7 +86,7 @@ def _recording_sites(path: Path) -> Iterator[dict[int, tuple[nn.Module, Span]]]:
         nn.Module.__init__ = original
 
 
-def _import(path: Path) -> ModuleType:
+def _exec_private(path: Path) -> ModuleType:
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:12]
     name = f"_gradhealth_user_{digest}"
     spec = importlib.util.spec_from_file_location(name, path)
@@ -96,6 +96,15 @@ def _import(path: Path) -> ModuleType:
     sys.modules[name] = module  # dataclasses and pickling look the module up by name
     try:
         spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)  # no half-initialised module left behind
+        raise
+    return module
+
+
+def _import(path: Path) -> ModuleType:
+    try:
+        return _exec_private(path)
     except SyntaxError as err:
         # compile() reports undecodable bytes as a SyntaxError, not a UnicodeDecodeError.
         if str(err.msg).startswith("(unicode error)"):
@@ -113,7 +122,6 @@ def _import(path: Path) -> ModuleType:
                               "that runs gradhealth") from err
     except Exception as err:
         raise GradhealthError(f"{path} raised {type(err).__name__} at import: {_one_line(err)}") from err
-    return module
 
 
 @contextlib.contextmanager

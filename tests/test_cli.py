@@ -1,8 +1,8 @@
 """The real, installed CLI in a subprocess: exit codes, streams, the JSON report, `rule`.
 
 Each `scan` subprocess imports torch (~2 s), so every scan this module needs is declared
-once in SCANS and started concurrently when the module's first test asks for one; tests
-then read the finished run they need.
+once in ``_scans`` and started in the background when the first test asks for one; each
+test then waits for the run it reads, and runs shared by several tests happen once.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from jsonschema import Draft202012Validator
 from gradcheck_tool.report.json import load_schema
 from gradcheck_tool.rules import RULES
 
-WORKERS = int(os.environ.get("W", "2"))
+WORKERS = 2  # concurrent scans; each is mostly torch's import
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "fixtures"
 
@@ -143,7 +143,8 @@ def console_script() -> str:
 
 def gradhealth(*args: str, script: bool = False) -> subprocess.CompletedProcess:
     program = [console_script()] if script else [sys.executable, "-m", "gradcheck_tool"]
-    return subprocess.run([*program, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # concurrent scans must not oversubscribe the cores
+    return subprocess.run([*program, *args], cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +163,7 @@ def scans(tmp):
             name: pool.submit(gradhealth, *argv, script=(name == "exploding"))
             for name, argv in _scans(tmp).items()
         }
-        yield {name: future for name, future in futures.items()}
+        yield futures
 
 
 @pytest.fixture

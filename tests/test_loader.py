@@ -323,7 +323,8 @@ def test_loss_fn_is_picked_up_when_defined(tmp_path):
         pytest.param("import sys\nsys.exit(3)\n", {}, ["sys.exit(3)", "__main__"], id="sys-exit-code-at-import"),
         pytest.param(HEADER + NET, {"model_expr": "Net(width=undefined_name)"},
                      ["Net(width=undefined_name)", "NameError", "undefined_name"], id="model-expr-raises"),
-        pytest.param(HEADER + NET, {"model_expr": "[1, 2]"}, ["[1, 2]", "list", "nn.Module"], id="model-expr-not-a-module"),
+        pytest.param(HEADER + NET, {"model_expr": "[1, 2]"}, ["[1, 2]", "list", "nn.Module"],
+                     id="model-expr-not-a-module"),
         pytest.param(HEADER + NET + "\ndef build_model():\n    raise ValueError('bad width')\n", {},
                      ["build_model()", "ValueError", "bad width"], id="build-model-raises"),
         pytest.param("def build_model():\n    return 3\n", {}, ["build_model()", "int", "nn.Module"],
@@ -453,3 +454,14 @@ def build_model():
     for name in ["", "lm_head", "transformer", *inner]:
         assert (spec.sites[name].start.row, spec.sites[name].start.column) == (row, column), name
     assert int(spec.make_inputs().max()) < 100  # token ids inferred from the embedding
+
+
+def test_failed_import_leaves_no_private_module(tmp_path):
+    import sys as _sys
+
+    bad = tmp_path / "boom.py"
+    bad.write_text("import torch.nn as nn\nmodel = nn.Linear(2, 2)\nraise ValueError('at import')\n")
+    before = {n for n in _sys.modules if n.startswith("_gradhealth_user_")}
+    with pytest.raises(GradhealthError, match="ValueError at import"):
+        load(bad)
+    assert {n for n in _sys.modules if n.startswith("_gradhealth_user_")} == before
