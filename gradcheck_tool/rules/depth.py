@@ -72,7 +72,15 @@ def _evidence(trend: Trend, record: ProbeRecord) -> dict:
     }
 
 
-class ExplodingGradients(RuntimeRule):
+class _DepthRule(RuntimeRule):
+    """Shared by the four depth rules: one finding per drifting chain, at its first weight layer."""
+
+    def _drift(self, record: ProbeRecord, trend: Trend, message: str, direction: int) -> Finding:
+        return self.finding(message, module=_anchor(record, trend), evidence=_evidence(trend, record),
+                            fix=_fix(record, trend, direction), severity=_severity(trend.total))
+
+
+class ExplodingGradients(_DepthRule):
     """The backward signal grows from the output toward the input.
 
     What it does: measures ||d loss / d output|| of every layer, in forward order, and
@@ -111,13 +119,11 @@ class ExplodingGradients(RuntimeRule):
         trend = backward_trend(record)
         peak = self._peak(record)
         if trend is not None and -trend.total >= WARN_DECADES:
-            yield self.finding(
+            yield self._drift(
+                record, trend,
                 f"gradients grow {_per_layer(record, trend, -1)} toward the input: "
                 f"{fmt(10 ** -trend.total)}x from {trend.last} back to {trend.first}",
-                module=_anchor(record, trend),
-                evidence=_evidence(trend, record),
-                fix=_fix(record, trend, 1),
-                severity=_severity(trend.total),
+                1,
             )
         elif peak is not None:
             name, ratio = peak
@@ -139,7 +145,7 @@ class ExplodingGradients(RuntimeRule):
         return worst.name, worst.grad_norm / ref
 
 
-class VanishingGradients(RuntimeRule):
+class VanishingGradients(_DepthRule):
     """The backward signal shrinks from the output toward the input.
 
     What it does: the same per-layer fit of ||d loss / d output|| as GH101; fires when the
@@ -170,17 +176,15 @@ class VanishingGradients(RuntimeRule):
         trend = backward_trend(record)
         if trend is None or trend.total < WARN_DECADES:
             return
-        yield self.finding(
+        yield self._drift(
+            record, trend,
             f"gradients shrink {_per_layer(record, trend, -1)} toward the input: "
             f"{trend.first} gets {fmt(10 ** -trend.total)}x the gradient of {trend.last}",
-            module=_anchor(record, trend),
-            evidence=_evidence(trend, record),
-            fix=_fix(record, trend, -1),
-            severity=_severity(trend.total),
+            -1,
         )
 
 
-class ExplodingActivations(RuntimeRule):
+class ExplodingActivations(_DepthRule):
     """The forward signal grows across depth.
 
     What it does: fits the per-layer growth of each layer's output RMS, in forward order,
@@ -207,17 +211,15 @@ class ExplodingActivations(RuntimeRule):
         trend = forward_trend(record)
         if _nonfinite(record) or trend is None or trend.total < WARN_DECADES:
             return
-        yield self.finding(
+        yield self._drift(
+            record, trend,
             f"activations grow {_per_layer(record, trend, 1)}: RMS {fmt(trend.values[0])} at "
             f"{trend.first} to {fmt(trend.values[-1])} at {trend.last}",
-            module=_anchor(record, trend),
-            evidence=_evidence(trend, record),
-            fix=_fix(record, trend, 1),
-            severity=_severity(trend.total),
+            1,
         )
 
 
-class CollapsingActivations(RuntimeRule):
+class CollapsingActivations(_DepthRule):
     """The forward signal decays toward zero across depth.
 
     What it does: the same fit as GH105; fires when the activation RMS falls by two or
@@ -244,11 +246,9 @@ class CollapsingActivations(RuntimeRule):
         trend = forward_trend(record)
         if _nonfinite(record) or trend is None or -trend.total < WARN_DECADES:
             return
-        yield self.finding(
+        yield self._drift(
+            record, trend,
             f"activations shrink {_per_layer(record, trend, 1)}: RMS {fmt(trend.values[0])} at "
             f"{trend.first} to {fmt(trend.values[-1])} at {trend.last}",
-            module=_anchor(record, trend),
-            evidence=_evidence(trend, record),
-            fix=_fix(record, trend, -1),
-            severity=_severity(trend.total),
+            -1,
         )
