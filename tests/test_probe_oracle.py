@@ -139,3 +139,16 @@ def test_nonfinite_forward_is_flagged_not_propagated_as_nan():
     record = run_probe(model, lambda: torch.randn(8, 4), probes=1)
     assert [l.out_nonfinite for l in record.layers] == [False, True, True]
     assert record.layers[1].out_rms is None
+
+
+def test_record_round_trips_through_json():
+    import json
+
+    from gradcheck_tool.probe.record import ProbeRecord
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 4))
+    for record in (run_probe(model, lambda: torch.randn(6, 4), probes=2),
+                   run_probe(nn.LSTM(3, 4, batch_first=True), lambda: torch.randn(2, 5, 3), probes=1)):
+        again = ProbeRecord.from_dict(json.loads(json.dumps(record.to_dict())))
+        assert again == record
