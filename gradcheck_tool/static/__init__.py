@@ -1,0 +1,9 @@
+"""Static source rules (GH201-GH208): read a training script with one libcst parse, never
+import torch, never run user code.
+
+    from gradcheck_tool.static import check_source, STATIC_RULES
+    findings = check_source(path.read_text(), str(path))
+"""
+from gradcheck_tool.static.engine import STATIC_RULES, check_source
+
+__all__ = ["STATIC_RULES", "check_source"]

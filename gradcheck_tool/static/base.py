@@ -1,0 +1,144 @@
+"""What every static rule shares: the parsed file (:class:`SourceContext`) and the rule shape."""
+from __future__ import annotations
+
+import re
+import textwrap
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, ClassVar, Iterator, Mapping, Optional
+
+import libcst as cst
+
+from gradcheck_tool.findings import (
+    Applicability,
+    Edit,
+    Finding,
+    Fix,
+    Position,
+    Severity,
+)
+from gradcheck_tool.static.events import Iteration
+from gradcheck_tool.static.facts import FileFacts, Site
+from gradcheck_tool.static.positions import Positions, compute_positions
+
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
+
+
+@dataclass(frozen=True, eq=False)
+class SourceContext:
+    """One parsed file and everything derived from it, shared read-only by all rules."""
+
+    filename: str
+    source: str
+    module: cst.Module
+    facts: FileFacts
+    iterations: tuple[Iteration, ...]
+
+    @cached_property
+    def positions(self) -> Optional[Positions]:
+        # Computed on first use: positions cost a codegen pass, and most files report nothing.
+        try:
+            return compute_positions(self.module)
+        except RecursionError:  # libcst's codegen recurses; absurd nesting gets no positions
+            return None
+
+    @cached_property
+    def lines(self) -> tuple[str, ...]:
+        return tuple(_LINE.findall(self.source))
+
+    def span(self, node: cst.CSTNode) -> tuple[Optional[Position], Optional[Position]]:
+        """1-based, end-exclusive (ruff's convention): libcst columns are 0-based."""
+        where = self.positions.get(node) if self.positions else None
+        if where is None:
+            return None, None
+        return (Position(where.start.line, where.start.column + 1),
+                Position(where.end.line, where.end.column + 1))
+
+    def line(self, node: cst.CSTNode) -> Optional[int]:
+        start, _ = self.span(node)
+        return start.row if start else None
+
+    def code(self, node: cst.CSTNode) -> str:
+        return self.module.code_for_node(node).strip()
+
+    def indent(self, statement: Optional[cst.CSTNode]) -> Optional[str]:
+        where = self.positions.get(statement) if statement is not None and self.positions else None
+        if where is None or where.start.line > len(self.lines):
+            return None
+        prefix = self.lines[where.start.line - 1][: where.start.column]
+        return prefix if not prefix.strip() else None
+
+    def insert_lines(self, site: Site, text: str, *, after: bool = False) -> Optional[Edit]:
+        """An edit putting ``text`` (one or more lines) on its own lines before/after the
+        statement that holds ``site``, at its indentation; None where that is unclear."""
+        statement = site.statement
+        if not standalone(site) or statement is None:
+            return None
+        indent = self.indent(statement)
+        where = self.positions.get(statement) if self.positions else None
+        if indent is None or where is None:
+            return None
+        row = where.end.line + 1 if after else where.start.line
+        if after and not self.lines[-1].endswith(("\n", "\r")) and row > len(self.lines):
+            return None
+        body = "".join(f"{indent}{line}\n" for line in text.splitlines())
+        return Edit(content=body, location=Position(row, 1), end_location=Position(row, 1))
+
+    def replace(self, node: cst.CSTNode, text: str) -> Optional[Edit]:
+        start, end = self.span(node)
+        if start is None or end is None:
+            return None
+        return Edit(content=text, location=start, end_location=end)
+
+
+def standalone(site: Site) -> bool:
+    """Whether the site is the whole statement on its line (so lines can go around it)."""
+    statement = site.statement
+    if statement is None or len(statement.body) != 1:
+        return False
+    only = statement.body[0]
+    return only is site.node or (isinstance(only, cst.Expr) and only.value is site.node)
+
+
+def example(source: str) -> str:
+    """A GOOD/BAD example written indented inside its rule class, as plain source."""
+    return textwrap.dedent(source).lstrip("\n")
+
+
+def display(message: str) -> Fix:
+    return Fix(Applicability.DISPLAY_ONLY, message)
+
+
+def edit_or_display(message: str, edit: Optional[Edit]) -> Fix:
+    """An unsafe one-edit fix where the replacement text is known, else advice."""
+    if edit is None:
+        return display(message)
+    return Fix(Applicability.UNSAFE, message, (edit,))
+
+
+class StaticRule:
+    """A source rule: reads a :class:`SourceContext`, yields findings. Never prints or writes.
+
+    ``TRIGGER`` is a regular expression that any file this rule can fire on must match;
+    a file matching no rule's trigger is never parsed by libcst at all.
+    """
+
+    CODE: ClassVar[str]
+    NAME: ClassVar[str]
+    SEVERITY: ClassVar[Severity]
+    TRIGGER: ClassVar[str]
+    GOOD: ClassVar[tuple[str, ...]] = ()
+    BAD: ClassVar[tuple[str, ...]] = ()
+
+    def check(self, ctx: SourceContext) -> Iterator[Finding]:
+        raise NotImplementedError
+
+    def finding(self, ctx: SourceContext, node: cst.CSTNode, message: str, *,
+                evidence: Optional[Mapping[str, Any]] = None, fix: Optional[Fix] = None,
+                severity: Optional[Severity] = None) -> Finding:
+        start, end = ctx.span(node)
+        return Finding(
+            code=self.CODE, name=self.NAME, severity=severity or self.SEVERITY,
+            message=message, filename=ctx.filename, location=start, end_location=end,
+            module=None, evidence=dict(evidence or {}), fix=fix,
+        )

@@ -1,0 +1,96 @@
+"""Parse a file once, derive its facts once, run every static rule over them."""
+from __future__ import annotations
+
+import ast
+import re
+import warnings
+from typing import Optional
+
+import libcst as cst
+
+from gradcheck_tool.findings import Finding, Position, Severity
+from gradcheck_tool.static.amp import ClipWithoutUnscale
+from gradcheck_tool.static.architecture import DeepSaturatingStack
+from gradcheck_tool.static.base import SourceContext, StaticRule
+from gradcheck_tool.static.clip_order import ClipAfterStep, ClipBeforeBackward
+from gradcheck_tool.static.clipping import MissingGradientClipping
+from gradcheck_tool.static.events import training_iterations
+from gradcheck_tool.static.facts import collect_facts
+from gradcheck_tool.static.init import UnscaledNormalInit
+from gradcheck_tool.static.loop import MissingZeroGrad
+from gradcheck_tool.static.optim import HighLearningRate
+
+STATIC_RULES: dict[str, type[StaticRule]] = {
+    rule.CODE: rule
+    for rule in sorted(
+        (MissingGradientClipping, ClipAfterStep, ClipBeforeBackward, ClipWithoutUnscale,
+         MissingZeroGrad, UnscaledNormalInit, DeepSaturatingStack, HighLearningRate),
+        key=lambda rule: rule.CODE,
+    )
+}
+
+_TRIGGER = re.compile("|".join(f"(?:{rule.TRIGGER})" for rule in STATIC_RULES.values()))
+# CPython refuses these before libcst would: libcst's native parser can overflow its
+# stack (a segfault, not an exception) on the same inputs, so it must never see them.
+_TOO_DEEP = ("too many nested", "too complex", "too many statically nested")
+
+
+def check_source(source: str, filename: str) -> list[Finding]:
+    """Every static finding for one file's source, sorted by position. Never raises on
+    bad input: a file that does not parse yields one GH001 finding."""
+    try:
+        with warnings.catch_warnings():  # CPython warns about odd escapes: not ours to print
+            warnings.simplefilter("ignore")
+            compile(source, filename, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
+        if not isinstance(error, SyntaxError) or any(t in str(error.msg) for t in _TOO_DEEP):
+            return [_syntax_error(filename, error, source)]
+        python_error: Optional[Exception] = error
+    else:
+        python_error = None
+        if not _TRIGGER.search(source):
+            return []
+    try:
+        module = cst.parse_module(source)
+    # libcst's own node validation can reject what its tokenizer let through (identifiers
+    # from a newer Unicode version, say): any failure to build the tree is "does not parse".
+    except (cst.ParserSyntaxError, cst.CSTValidationError, RecursionError, ValueError) as error:
+        return [_syntax_error(filename, python_error or error, source)]
+    # The analyses recurse over expressions, and CPython accepts `a + b + ...` chains
+    # thousands of terms long, past Python's recursion limit: what cannot be analysed
+    # is skipped (per rule where possible) rather than failing the whole scan.
+    try:
+        facts = collect_facts(module)
+        ctx = SourceContext(filename, source, module, facts, training_iterations(facts, module))
+    except RecursionError:
+        return []
+    unique: dict[tuple, Finding] = {}
+    for rule in STATIC_RULES.values():
+        try:
+            found = list(rule().check(ctx))
+        except RecursionError:
+            continue
+        for finding in found:
+            unique.setdefault((finding.code, finding.location, finding.end_location), finding)
+    return sorted(unique.values(), key=lambda f: f.sort_key)
+
+
+def _syntax_error(filename: str, error: BaseException, source: str) -> Finding:
+    row, column, message = 1, 1, str(error) or type(error).__name__
+    if isinstance(error, SyntaxError):
+        row, column, message = error.lineno or 1, error.offset or 1, error.msg
+    elif isinstance(error, cst.ParserSyntaxError):
+        row, column, message = error.raw_line, error.raw_column + 1, error.message
+    elif isinstance(error, (RecursionError, MemoryError)):
+        message = "nesting too deep for the Python parser"
+    if "\0" in source and "null" in message:  # CPython gives no position for these
+        before = source[: source.index("\0")]
+        row = before.count("\n") + 1
+        column = len(before) - (before.rfind("\n") + 1) + 1
+    return Finding(
+        code="GH001", name="syntax-error", severity=Severity.ERROR,
+        message=f"Syntax error: {message} (static checks skipped for this file)",
+        filename=filename, location=Position(row, max(column, 1)),
+        end_location=Position(row, max(column, 1) + 1),
+        evidence={"parser_message": message},
+    )

@@ -1,0 +1,274 @@
+"""Training iterations: each loop (or step function) with its ordered training events.
+
+An event is one of backward / clip / unscale / step / zero_grad. Calls to helper
+functions defined in the same file (``train_step(batch)``, ``self._update()``, an LBFGS
+``closure`` passed to ``step``) are inlined where they are called, so a loop that
+delegates its update still reads as one iteration.
+"""
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field, replace
+from typing import Optional
+
+import libcst as cst
+
+from gradcheck_tool.static.facts import FileFacts, Scope, Site
+from gradcheck_tool.static.names import dotted, identifiers, last, subtree
+
+CLIP_FUNCTIONS = frozenset({
+    "clip_grad_norm_", "clip_grad_norm", "clip_grad_value_", "clip_grads_with_norm_",
+    "clip_gradients",  # lightning.Fabric
+})
+_NOT_AN_OPTIMIZER = re.compile(r"sched|env|game|sim|trainer", re.IGNORECASE)
+_GRAD_NAME = re.compile(r"^(g|grads?|gradients?|\w+_grads?)$")
+_UPDATE_METHODS = frozenset({"add_", "sub_", "addcdiv_", "addcmul_", "copy_"})
+_BACKWARD_METHODS = frozenset({"backward", "manual_backward"})  # manual_backward: Lightning
+_INLINE_DEPTH = 3
+_INLINE_BUDGET = 2000
+
+
+class Kind(str, enum.Enum):
+    BACKWARD = "backward"
+    CLIP = "clip"
+    UNSCALE = "unscale"
+    STEP = "step"
+    ZERO_GRAD = "zero_grad"
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: Kind
+    site: Site
+    loops: tuple[cst.CSTNode, ...]  # enclosing loops, relative to the scope being read
+    amp: bool = False  # through a GradScaler: scaler.scale(loss).backward(), scaler.step(opt)
+    manual: bool = False  # a hand-written update such as p.data.add_(p.grad, alpha=-lr)
+    target: str = ""  # the optimizer (or scaler) involved, as written
+    via: tuple[cst.Call, ...] = ()  # helper calls this event was inlined through
+    helpers: tuple[cst.FunctionDef, ...] = ()  # the functions those calls ran
+
+    @property
+    def node(self) -> cst.CSTNode:
+        return self.site.node
+
+
+@dataclass(frozen=True)
+class Iteration:
+    """One training iteration: a loop body (or a step function) and its events in order."""
+
+    node: cst.CSTNode  # For / While / FunctionDef / Module
+    scope: Scope
+    events: tuple[Event, ...]
+    scope_events: tuple[Event, ...]  # everything in the enclosing function, for "anywhere" checks
+
+    @property
+    def is_loop(self) -> bool:
+        return isinstance(self.node, (cst.For, cst.While))
+
+    def of(self, *kinds: Kind) -> tuple[Event, ...]:
+        return tuple(e for e in self.events if e.kind in kinds)
+
+    def index(self, event: Event) -> int:
+        return next(i for i, e in enumerate(self.events) if e is event)
+
+
+def _mentions_grad(node: cst.CSTNode) -> bool:
+    return any(n == "grad" or _GRAD_NAME.match(n) for n in identifiers(node))
+
+
+def _is_scaler(receiver: Optional[str], facts: FileFacts) -> bool:
+    made = facts.constructed(receiver)
+    return "scaler" in last(receiver).lower() or (made is not None and "GradScaler" in made)
+
+
+def is_optimizer(receiver: Optional[str], facts: FileFacts) -> bool:
+    """Whether ``receiver.step()`` updates parameters (not a scheduler or a gym env)."""
+    if not receiver:
+        return False
+    made = facts.constructed(receiver) or ""
+    if "lr_scheduler" in made or "Scheduler" in made:
+        return False
+    if made.startswith(("torch.optim.", "optim.")):
+        return True
+    leaf = last(receiver)
+    if _NOT_AN_OPTIMIZER.search(leaf):
+        return False
+    return "opt" in leaf.lower() or receiver in facts.receivers_of("zero_grad")
+
+
+def classify(site: Site, facts: FileFacts, module: cst.Module) -> Optional[Event]:
+    node = site.node
+    if site.in_lambda:
+        return None
+    if isinstance(node, cst.Assign):
+        # `p.grad = None` zeroes; `p.grad = g` overwrites: either way nothing accumulates.
+        if any(isinstance(t.target, cst.Attribute) and t.target.attr.value == "grad"
+               for t in node.targets):
+            return Event(Kind.ZERO_GRAD, site, site.loops)
+        if len(node.targets) == 1 and _owns_grad(node.targets[0].target, node.value):
+            return _manual(site)  # w = w - lr * w.grad
+        return None
+    if isinstance(node, cst.AnnAssign):
+        if node.value is not None and _owns_grad(node.target, node.value):
+            return _manual(site)
+        return None
+    if isinstance(node, cst.AugAssign):
+        # `w -= lr * w.grad`; a `+=` only with the target's own .grad, since
+        # `norm += p.grad.norm() ** 2` is bookkeeping, not an update.
+        if isinstance(node.operator, cst.SubtractAssign) and not _mentions_grad(
+                node.target) and _mentions_grad(node.value):
+            return _manual(site)
+        if isinstance(node.operator, cst.AddAssign) and _owns_grad(node.target, node.value):
+            return _manual(site)
+        return None
+    method = site.method
+    func = node.func
+    receiver_node = func.value if isinstance(func, cst.Attribute) else None
+    if method in _BACKWARD_METHODS and receiver_node is not None:
+        scaled = isinstance(receiver_node, cst.Call) and isinstance(
+            receiver_node.func, cst.Attribute) and receiver_node.func.attr.value == "scale"
+        return Event(Kind.BACKWARD, site, site.loops, amp=scaled)
+    if method in CLIP_FUNCTIONS or (method in ("clamp_", "clip_") and site.receiver and (
+            site.receiver.endswith((".grad", ".grad.data")))):
+        return Event(Kind.CLIP, site, site.loops)
+    if method == "unscale_":
+        return Event(Kind.UNSCALE, site, site.loops, amp=True, target=_first_arg(node, module))
+    on_grad = (site.receiver or "").endswith((".grad", ".grad.data"))
+    zeroing = method in ("zero_", "fill_") or (method == "mul_" and _first_arg(node, module) == "0")
+    if method in ("zero_grad", "_foreach_zero_") or (on_grad and zeroing):
+        return Event(Kind.ZERO_GRAD, site, site.loops, target=site.receiver or "")
+    if method == "step":
+        positional = [a for a in node.args if a.keyword is None and not a.star]
+        if positional and _is_scaler(site.receiver, facts):
+            return Event(Kind.STEP, site, site.loops, amp=True,
+                         target=module.code_for_node(positional[0].value))
+        if is_optimizer(site.receiver, facts):
+            return Event(Kind.STEP, site, site.loops, target=site.receiver or "")
+        return None
+    # In-place updates: `p.data.add_(p.grad, alpha=-lr)`, `torch._foreach_add_(ps, gs, ...)`.
+    if method in _UPDATE_METHODS and receiver_node is not None and dotted(receiver_node) != "torch":
+        updated, read = [receiver_node], [a.value for a in node.args]
+    elif method in ("_foreach_add_", "_foreach_sub_") and len(node.args) >= 2:
+        updated, read = [node.args[0].value], [node.args[1].value]
+    else:
+        return None
+    if not _mentions_grad(updated[0]) and any(_mentions_grad(v) for v in read):
+        return _manual(site)
+    return None
+
+
+def _manual(site: Site) -> Optional[Event]:
+    # An optimizer's own step() is made of such updates; it is not a training loop.
+    if site.in_optimizer_class:
+        return None
+    return Event(Kind.STEP, site, site.loops, manual=True)
+
+
+def _owns_grad(target: cst.CSTNode, value: cst.CSTNode) -> bool:
+    """Whether ``value`` reads the gradient of ``target`` itself (``w.grad`` for ``w`` or
+    ``w.data``): what tells an update apart from ``x = torch.autograd.grad(...)``."""
+    root = (dotted(target) or "").partition(".")[0]
+    if not root or _mentions_grad(target):
+        return False
+    return any(isinstance(n, cst.Attribute) and n.attr.value == "grad"
+               and (dotted(n.value) or "").partition(".")[0] == root for n in subtree(value))
+
+
+def _first_arg(node: cst.Call, module: cst.Module) -> str:
+    return module.code_for_node(node.args[0].value) if node.args else ""
+
+
+def _helpers(site: Site, facts: FileFacts) -> list[cst.FunctionDef]:
+    """Functions of this file that run when this call runs (itself, or closures passed in)."""
+    node = site.node
+    if not isinstance(node, cst.Call):
+        return []
+    found = []
+    for arg in node.args:
+        if isinstance(arg.value, cst.Name):
+            found.extend(_resolve_function(arg.value.value, None, site, facts))
+    func = node.func
+    if isinstance(func, cst.Name):
+        found.extend(_resolve_function(func.value, None, site, facts))
+    elif isinstance(func, cst.Attribute) and dotted(func.value) in ("self", "cls"):
+        found.extend(_resolve_function(func.attr.value, "self", site, facts))
+    return found
+
+
+def _resolve_function(name: str, on: Optional[str], site: Site, facts: FileFacts):
+    """The one function a call means, or nothing when that is ambiguous: a method of the
+    caller's class for ``self.name()``; for ``name()``, a function defined in the calling
+    scope (an LBFGS closure) before one defined at module level."""
+    candidates = facts.functions.get(name, ())
+    if on == "self":
+        klass = facts.owner.get(site.scope) if isinstance(site.scope, cst.FunctionDef) else None
+        same_class = [f for f in candidates if facts.owner.get(f) is klass and klass is not None]
+        candidates = same_class or candidates
+    else:
+        plain = [f for f in candidates if facts.owner.get(f) is None]
+        local = [f for f in plain if facts.defined_in.get(f) is site.scope]
+        candidates = local or [f for f in plain if isinstance(facts.defined_in.get(f), cst.Module)]
+    return candidates[:1] if len(candidates) == 1 else []
+
+
+@dataclass
+class _Reader:
+    """Reads scopes' events for one training_iterations() call, then is dropped."""
+
+    facts: FileFacts
+    module: cst.Module
+    memo: dict = field(default_factory=dict)  # scope -> its complete events
+    budget: int = _INLINE_BUDGET  # helper expansions left; bounds mutually recursive code
+
+    def events(self, scope: Scope, active: tuple) -> tuple[tuple[Event, ...], bool]:
+        """A scope's events with helpers inlined, and whether inlining went all the way
+        (a result cut short by the depth limit or a recursive call is not memoised)."""
+        if scope in self.memo:
+            return self.memo[scope], True
+        out: list[Event] = []
+        complete = True
+        for site in self.facts.by_scope.get(scope, ()):
+            for helper in _helpers(site, self.facts):
+                if helper in active or len(active) > _INLINE_DEPTH or self.budget <= 0:
+                    complete = False
+                    continue
+                self.budget -= 1
+                inner_events, inner_complete = self.events(helper, (*active, helper))
+                complete = complete and inner_complete
+                out.extend(replace(inner, loops=site.loops + inner.loops,
+                                   via=(site.node, *inner.via), helpers=(helper, *inner.helpers))
+                           for inner in inner_events)
+            event = classify(site, self.facts, self.module)
+            if event is not None:
+                out.append(event)
+        if complete:
+            self.memo[scope] = tuple(out)
+        return tuple(out), complete
+
+
+def training_iterations(facts: FileFacts, module: cst.Module) -> tuple[Iteration, ...]:
+    reader = _Reader(facts, module)
+    per_scope = {scope: reader.events(scope, (scope,))[0] for scope in facts.scopes}
+    # A helper inlined into some loop is judged there, with its caller's context.
+    inlined_in_loop = {h for events in per_scope.values() for e in events if e.loops
+                       for h in e.helpers}
+    found: dict[cst.CSTNode, Iteration] = {}
+    for scope, events in per_scope.items():
+        steps = [e for e in events if e.kind is Kind.STEP]
+        for loop in dict.fromkeys(e.loops[-1] for e in steps if e.loops):
+            unit = Iteration(loop, scope, tuple(e for e in events if loop in e.loops), events)
+            # A hand-written update with no backward() in sight is an optimizer's own
+            # arithmetic (torch.optim's functional kernels), not a training loop.
+            if not unit.of(Kind.BACKWARD) and all(e.manual for e in unit.of(Kind.STEP)):
+                continue
+            # The same loop is reached from its own scope and from every caller; the
+            # lexical scope is the one whose "enclosing function" checks make sense.
+            if loop not in found or facts.loop_scope.get(loop) is scope:
+                found[loop] = unit
+        # A function is a training step only if it also runs backward(): a wrapper that
+        # just forwards to optimizer.step() is judged where it is called, if anywhere.
+        if (any(not e.loops for e in steps) and scope not in inlined_in_loop
+                and any(e.kind is Kind.BACKWARD for e in events)):
+            found[scope] = Iteration(scope, scope, events, events)
+    return tuple(found.values())

@@ -1,0 +1,319 @@
+"""One walk over the parsed module, collecting the facts every static rule reads.
+
+The walk is a plain field walk rather than a ``CSTVisitor``: libcst's visitor rebuilds
+each node as it goes, which costs more than the parse itself on a long file.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Optional
+
+import libcst as cst
+
+from gradcheck_tool.static.names import (
+    ImportMap,
+    child_fields,
+    dotted,
+    identifiers,
+    import_aliases,
+    is_node,
+    last,
+    number,
+)
+
+Scope = cst.CSTNode  # a FunctionDef or the Module
+
+
+@dataclass(frozen=True)
+class Site:
+    """A call or an assignment, and where it runs."""
+
+    node: cst.CSTNode  # Call, Assign or AugAssign
+    scope: Scope
+    loops: tuple[cst.CSTNode, ...]  # enclosing For/While of this scope, outermost first
+    statement: Optional[cst.SimpleStatementLine]
+    parent: Optional[cst.CSTNode]
+    grandparent: Optional[cst.CSTNode]
+    outer_call: Optional[cst.Call]  # innermost call whose arguments hold this node
+    name: Optional[str] = None  # resolved callee of a call: "torch.optim.Adam"
+    receiver: Optional[str] = None  # dotted receiver of a method call: "self.optimizer"
+    in_lambda: bool = False
+    embedding_branch: bool = False  # under `if isinstance(m, nn.Embedding):`
+    in_optimizer_class: bool = False  # inside a class that implements an optimizer
+
+    @property
+    def method(self) -> str:
+        return last(self.name) if self.name else _attr_name(self.node)
+
+
+def _attr_name(node: cst.CSTNode) -> str:
+    func = node.func if isinstance(node, cst.Call) else None
+    return func.attr.value if isinstance(func, cst.Attribute) else ""
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    imports: ImportMap
+    sites: tuple[Site, ...]  # calls (post-order) and assignments, in evaluation order
+    values: Mapping[str, cst.BaseExpression]  # last value bound to each dotted target
+    assigned_to: Mapping[cst.CSTNode, str]  # value expression -> its dotted target
+    constants: Mapping[str, float]  # names bound once, to a numeric literal
+    constant_nodes: Mapping[str, cst.CSTNode]
+    functions: Mapping[str, tuple[cst.FunctionDef, ...]]
+    owner: Mapping[cst.FunctionDef, Optional[cst.ClassDef]]
+    defined_in: Mapping[cst.FunctionDef, Scope]  # the scope whose body holds the def
+    scopes: tuple[Scope, ...]  # the module first, then functions in source order
+    loop_scope: Mapping[cst.CSTNode, Scope]
+    classes: tuple[cst.ClassDef, ...]
+    by_scope: Mapping[Scope, tuple[Site, ...]] = field(default_factory=dict)
+    by_kind: Mapping[type, tuple[Site, ...]] = field(default_factory=dict)
+
+    def constructed(self, target: Optional[str]) -> Optional[str]:
+        """The resolved callee that built ``target`` (``self.opt = optim.Adam(...)``)."""
+        value = self.values.get(target or "")
+        return self.imports.resolve(value.func) if isinstance(value, cst.Call) else None
+
+    @property
+    def calls(self) -> tuple[Site, ...]:
+        return self.by_kind.get(cst.Call, ())
+
+    def receivers_of(self, method: str) -> frozenset[str]:
+        """Every receiver a method is called on: ``receivers_of("zero_grad")``."""
+        return frozenset(s.receiver for s in self.calls if s.receiver and s.method == method)
+
+
+@dataclass
+class _Walk:
+    """Mutable state of one walk; it never leaves :func:`collect_facts`.
+
+    The walk keeps its own work stack instead of recursing, so a long ``a + b + ...``
+    chain cannot exhaust Python's recursion limit. A work item is either
+    ``(node, parent, grandparent)`` to enter, or a callable to run once the nodes pushed
+    before it are done (restoring the state a handler changed).
+    """
+
+    module: cst.Module
+    raw: list = field(default_factory=list)
+    aliases: dict = field(default_factory=dict)
+    values: dict = field(default_factory=dict)
+    assigned_to: dict = field(default_factory=dict)
+    bindings: dict = field(default_factory=dict)  # name -> how many times it is bound
+    functions: dict = field(default_factory=dict)
+    owner: dict = field(default_factory=dict)
+    defined_in: dict = field(default_factory=dict)
+    scopes: list = field(default_factory=list)
+    loop_scope: dict = field(default_factory=dict)
+    classes: list = field(default_factory=list)
+    todo: list = field(default_factory=list)
+    scope: Optional[cst.CSTNode] = None
+    loops: tuple = ()
+    statement: Optional[cst.SimpleStatementLine] = None
+    outer_call: Optional[cst.Call] = None
+    klass: Optional[cst.ClassDef] = None
+    lambdas: int = 0
+    embedding: int = 0
+    optimizer_class: int = 0
+
+    def run(self) -> None:
+        self.todo.append((self.module, None, None))
+        while self.todo:
+            item = self.todo.pop()
+            if callable(item):
+                item()
+                continue
+            node, parent, grandparent = item
+            special = _HANDLERS.get(type(node))
+            if special is not None:
+                special(self, node, parent, grandparent)
+            else:
+                self.push_children(node, parent)
+
+    def then(self, *work) -> None:
+        """Schedule ``work`` (nodes and callables) to run in the order given."""
+        self.todo.extend(reversed(work))
+
+    def items(self, node: cst.CSTNode, parent, names: tuple = (), skip: tuple = ()) -> list:
+        out = []
+        for name in names or child_fields(type(node)):
+            if name in skip:
+                continue
+            value = getattr(node, name)
+            if type(value) in (list, tuple):
+                out.extend((v, node, parent) for v in value if is_node(v))
+            elif is_node(value):
+                out.append((value, node, parent))
+        return out
+
+    def push_children(self, node: cst.CSTNode, parent, **kw) -> None:
+        self.then(*self.items(node, parent, **kw))
+
+    def setter(self, **state):
+        saved = {key: getattr(self, key) for key in state}
+
+        def enter() -> None:
+            for key, value in state.items():
+                setattr(self, key, value)
+
+        def leave() -> None:
+            for key, value in saved.items():
+                setattr(self, key, value)
+
+        return enter, leave
+
+    def record(self, node: cst.CSTNode, parent, grandparent) -> None:
+        self.raw.append((
+            node, self.scope, self.loops, self.statement, parent, grandparent,
+            self.outer_call, self.lambdas > 0, self.embedding > 0, self.optimizer_class > 0,
+        ))
+
+    def bind(self, target: cst.CSTNode, value: Optional[cst.CSTNode]) -> None:
+        if isinstance(target, (cst.Tuple, cst.List)):
+            for element in target.elements:
+                self.bind(element.value, None)
+            return
+        name = dotted(target)
+        if name is None:
+            return
+        self.bindings[name] = self.bindings.get(name, 0) + 1
+        if value is not None:
+            self.values[name] = value
+            self.assigned_to[value] = name
+
+    def _Import(self, node, parent, grandparent) -> None:
+        self.aliases.update(import_aliases(node))
+
+    _ImportFrom = _Import
+
+    def _FunctionDef(self, node: cst.FunctionDef, parent, grandparent) -> None:
+        self.functions.setdefault(node.name.value, []).append(node)
+        self.owner[node] = self.klass
+        self.defined_in[node] = self.scope
+        self.scopes.append(node)
+        params = node.params
+        for param in (*params.posonly_params, *params.params, *params.kwonly_params,
+                      params.star_arg, params.star_kwarg):
+            if isinstance(param, cst.Param):  # a parameter is never a constant
+                self.bindings[param.name.value] = self.bindings.get(param.name.value, 0) + 2
+        enter, leave = self.setter(scope=node, loops=(), klass=None, outer_call=None)
+        self.then(enter, *self.items(node, parent), leave)
+
+    def _ClassDef(self, node: cst.ClassDef, parent, grandparent) -> None:
+        self.classes.append(node)
+        implements_optimizer = any(
+            "Optimizer" in name for base in node.bases for name in identifiers(base))
+        enter, leave = self.setter(
+            klass=node, optimizer_class=self.optimizer_class + implements_optimizer)
+        self.then(enter, *self.items(node, parent), leave)
+
+    def _Lambda(self, node: cst.Lambda, parent, grandparent) -> None:
+        enter, leave = self.setter(lambdas=self.lambdas + 1)
+        self.then(enter, *self.items(node, parent), leave)
+
+    def _loop(self, node: cst.CSTNode, parent, header: tuple[str, ...]) -> None:
+        self.loop_scope[node] = self.scope
+        loops = self.loops
+        if not (isinstance(node, cst.For) and _iterates_parameters(node.iter)):
+            loops = (*loops, node)
+        enter, leave = self.setter(loops=loops)
+        self.then(*self.items(node, parent, names=header), enter,
+                  *self.items(node, parent, skip=header), leave)
+
+    def _For(self, node: cst.For, parent, grandparent) -> None:
+        self.bind(node.target, None)
+        self._loop(node, parent, ("target", "iter"))
+
+    def _While(self, node: cst.While, parent, grandparent) -> None:
+        self._loop(node, parent, ())
+
+    def _If(self, node: cst.If, parent, grandparent) -> None:
+        guarded = any("Embedding" in name for name in identifiers(node.test))
+        enter, leave = self.setter(embedding=self.embedding + guarded)
+        self.then(*self.items(node, parent, names=("test",)), enter,
+                  *self.items(node, parent, names=("body",)), leave,
+                  *self.items(node, parent, names=("orelse",)))
+
+    def _SimpleStatementLine(self, node, parent, grandparent) -> None:
+        enter, leave = self.setter(statement=node)
+        self.then(enter, *self.items(node, parent), leave)
+
+    def _Call(self, node: cst.Call, parent, grandparent) -> None:
+        enter, leave = self.setter(outer_call=node)
+        self.then(*self.items(node, parent, names=("func",)), enter,
+                  *self.items(node, parent, names=("args",)), leave,
+                  lambda: self.record(node, parent, grandparent))
+
+    def _assignment(self, node, parent, grandparent, targets, value) -> None:
+        def bind() -> None:
+            for target in targets:
+                self.bind(target, value)
+            self.record(node, parent, grandparent)
+
+        self.then(*self.items(node, parent), bind)
+
+    def _Assign(self, node: cst.Assign, parent, grandparent) -> None:
+        self._assignment(node, parent, grandparent, [t.target for t in node.targets], node.value)
+
+    def _AnnAssign(self, node: cst.AnnAssign, parent, grandparent) -> None:
+        self._assignment(node, parent, grandparent, [node.target], node.value)
+
+    def _AugAssign(self, node: cst.AugAssign, parent, grandparent) -> None:
+        self._assignment(node, parent, grandparent, [node.target], None)
+
+
+# Node types whose handler changes the walk's state; every other node just walks its children.
+_HANDLERS = {
+    getattr(cst, name[1:]): method for name, method in vars(_Walk).items()
+    if name[1:2].isupper() and hasattr(cst, name[1:])
+}
+
+
+def _iterates_parameters(iterable: cst.BaseExpression) -> bool:
+    """``for p in model.parameters()`` and friends only fan one update out over tensors:
+    they are part of the surrounding iteration, not a training loop of their own."""
+    if isinstance(iterable, (cst.List, cst.Tuple)):
+        return True
+    return any(
+        key in name.lower() for name in identifiers(iterable) for key in ("param", "grad", "opt")
+    )
+
+
+def collect_facts(module: cst.Module) -> FileFacts:
+    state = _Walk(module=module, scope=module)
+    state.scopes.append(module)
+    state.run()
+    imports = ImportMap(dict(state.aliases))
+    sites = []
+    for node, scope, loops, statement, parent, grandparent, outer, in_lambda, emb, opt in state.raw:
+        name = receiver = None
+        if isinstance(node, cst.Call):
+            name = imports.resolve(node.func)
+            if isinstance(node.func, cst.Attribute):
+                receiver = imports.resolve(node.func.value)
+        sites.append(Site(node, scope, loops, statement, parent, grandparent, outer, name,
+                          receiver, in_lambda, emb, opt))
+    constants, constant_nodes = {}, {}
+    for name, value in state.values.items():
+        literal = number(value) if state.bindings.get(name) == 1 and "." not in name else None
+        if literal is not None:
+            constants[name], constant_nodes[name] = literal, value
+    by_scope: dict = {}
+    by_kind: dict = {}
+    for site in sites:
+        by_scope.setdefault(site.scope, []).append(site)
+        by_kind.setdefault(type(site.node), []).append(site)
+    return FileFacts(
+        imports=imports,
+        sites=tuple(sites),
+        values=state.values,
+        assigned_to=state.assigned_to,
+        constants=constants,
+        constant_nodes=constant_nodes,
+        functions={k: tuple(v) for k, v in state.functions.items()},
+        owner=state.owner,
+        defined_in=state.defined_in,
+        scopes=tuple(state.scopes),
+        loop_scope=state.loop_scope,
+        classes=tuple(state.classes),
+        by_scope={k: tuple(v) for k, v in by_scope.items()},
+        by_kind={k: tuple(v) for k, v in by_kind.items()},
+    )

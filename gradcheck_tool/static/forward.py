@@ -1,0 +1,167 @@
+"""How many saturating calls a value has been through, reading one function's code.
+
+``x = torch.tanh(self.fc1(x)); x = torch.tanh(self.fc2(x)); ...`` is a stack of depth n
+even though no ``nn.Sequential`` says so. Assignments carry a depth per name; a
+``for`` over ``range(k)`` (or over a ModuleList of known length) is unrolled; a
+normalisation call resets the depth; an additive path (``x + f(x)``, an LSTM's
+``f * c + i * g``) keeps the old depth, because the gradient has a way around.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterator
+
+import libcst as cst
+
+from gradcheck_tool.static.facts import FileFacts, Scope
+from gradcheck_tool.static.names import dotted, identifiers, is_torch_nn, last
+from gradcheck_tool.static.stacks import SATURATING_LAYERS, blocks, body_of, iterations
+
+SATURATING_FUNCTIONS = frozenset({"sigmoid", "tanh", "hardtanh", "hardsigmoid", "softsign",
+                                  "sigmoid_", "tanh_", "expit"})
+_NORM = re.compile(r"(^|_)(bn|ln|gn)\d*$|norm", re.IGNORECASE)
+_MAX_UNROLL = 16  # enough to cross any threshold worth reporting; keeps huge ranges cheap
+
+
+def saturating_call(call: cst.Call, facts: FileFacts) -> bool:
+    func = call.func
+    leaf = func.attr.value if isinstance(func, cst.Attribute) else last(facts.imports.resolve(func))
+    if leaf in SATURATING_FUNCTIONS:
+        return True  # torch.tanh(x), F.sigmoid(x), x.sigmoid(), layer(x).tanh()
+    if isinstance(func, cst.Call):
+        return is_torch_nn(facts.imports.resolve(func.func), *SATURATING_LAYERS)  # nn.Tanh()(x)
+    return is_torch_nn(facts.constructed(dotted(func)), *SATURATING_LAYERS)  # self.act(x)
+
+
+def _norm_call(call: cst.Call, facts: FileFacts) -> bool:
+    name = facts.imports.resolve(call.func) or ""
+    return bool(_NORM.search(last(name))) or "Norm" in (facts.constructed(name) or "")
+
+
+@dataclass(frozen=True)
+class ForwardDepth:
+    """Saturating calls a value has passed through in a row, following one function's code."""
+
+    facts: FileFacts
+    found: list  # (call, depth) for every saturating call evaluated, in order
+
+    def run(self, scope: Scope) -> None:
+        decorators = getattr(scope, "decorators", ())
+        if not any(self._no_grad(d.decorator) for d in decorators):
+            self._block(body_of(scope), {})
+
+    def _no_grad(self, node: cst.CSTNode) -> bool:
+        """Code under ``torch.no_grad()``/``inference_mode()`` (sampling, evaluation)
+        sends no gradient back, so how many tanh calls it chains does not matter."""
+        call = node.func if isinstance(node, cst.Call) else node
+        return last(self.facts.imports.resolve(call)) in ("no_grad", "inference_mode")
+
+    def _block(self, statements, env: dict) -> None:
+        for stmt in statements:
+            if isinstance(stmt, (cst.SimpleStatementLine, cst.SimpleStatementSuite)):
+                for small in stmt.body:
+                    self._small(small, env)
+            elif isinstance(stmt, cst.For):
+                count = iterations(stmt.iter, self.facts) or 1
+                for _ in range(min(count, _MAX_UNROLL)):
+                    self._block(body_of(stmt), env)
+            elif isinstance(stmt, cst.If):
+                self.depth(stmt.test, env)
+                branches = []
+                for block in blocks(stmt):
+                    branch = dict(env)
+                    self._block(block, branch)
+                    branches.append(branch)
+                if len(branches) == 1:
+                    branches.append(dict(env))
+                for name in set().union(*branches):
+                    env[name] = min(b.get(name, env.get(name, 0)) for b in branches)
+            elif isinstance(stmt, cst.With) and any(self._no_grad(i.item) for i in stmt.items):
+                continue
+            elif isinstance(stmt, (cst.With, cst.While, cst.Try)):
+                for block in blocks(stmt):
+                    self._block(block, env)
+
+    def _small(self, small: cst.CSTNode, env: dict) -> None:
+        if isinstance(small, (cst.Assign, cst.AnnAssign)) and small.value is not None:
+            targets = [t.target for t in small.targets] if isinstance(small, cst.Assign) \
+                else [small.target]
+            depth = self.depth(small.value, env)
+            for target in targets:
+                for name in _names(target):
+                    # `c = f * c + i * g`, `h = h + block(h)`: an additive path carries the
+                    # old value through untouched (LSTM cell state, residual stream).
+                    env[name] = env.get(name, 0) if _carries(small.value, name) else depth
+        elif isinstance(small, cst.AugAssign):
+            depth = self.depth(small.value, env)
+            name = dotted(small.target)
+            if name and not isinstance(small.operator, (cst.AddAssign, cst.SubtractAssign)):
+                env[name] = max(env.get(name, 0), depth)
+        elif isinstance(small, (cst.Expr, cst.Return)) and small.value is not None:
+            self.depth(small.value, env)
+
+    def depth(self, node: cst.CSTNode, env: dict) -> int:
+        if isinstance(node, cst.Name):
+            return env.get(node.value, 0)
+        if isinstance(node, cst.Call):
+            parts = [self.depth(a.value, env) for a in node.args]
+            if isinstance(node.func, (cst.Attribute, cst.Call)):
+                parts.append(self.depth(node.func, env))
+            inner = max(parts, default=0)
+            if _norm_call(node, self.facts) or _attr(node) in ("detach", "detach_"):
+                return 0  # renormalised, or cut off from the gradient entirely
+            if saturating_call(node, self.facts):
+                self.found.append((node, inner + 1))
+                return inner + 1
+            return inner
+        if isinstance(node, cst.BinaryOperation):
+            if isinstance(node.operator, (cst.Add, cst.Subtract)):
+                terms = _summands(node)
+                for term in terms:
+                    if isinstance(term, cst.Name) and any(
+                            term.value in identifiers(t) for t in terms if t is not term):
+                        for t in terms:
+                            self.depth(t, env)
+                        return env.get(term.value, 0)  # x + f(x): the skip path
+            return max(self.depth(node.left, env), self.depth(node.right, env))
+        if isinstance(node, (cst.Attribute, cst.Subscript)):
+            return self.depth(node.value, env)
+        if isinstance(node, (cst.UnaryOperation, cst.Await)):
+            return self.depth(node.expression, env)
+        if isinstance(node, (cst.Tuple, cst.List)):
+            return max((self.depth(e.value, env) for e in node.elements), default=0)
+        if isinstance(node, cst.IfExp):
+            return max(self.depth(node.body, env), self.depth(node.orelse, env))
+        return 0
+
+
+def _attr(call: cst.Call) -> str:
+    return call.func.attr.value if isinstance(call.func, cst.Attribute) else ""
+
+
+def _summands(node: cst.CSTNode) -> list:
+    """The terms of ``a + b - c`` (iteratively: such chains can be thousands long)."""
+    terms, stack = [], [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, cst.BinaryOperation) and isinstance(
+                current.operator, (cst.Add, cst.Subtract)):
+            stack.extend((current.right, current.left))
+        else:
+            terms.append(current)
+    return terms
+
+
+def _carries(value: cst.CSTNode, name: str) -> bool:
+    terms = _summands(value)
+    return len(terms) > 1 and any(
+        not isinstance(t, cst.Call) and name in identifiers(t) for t in terms)
+
+
+def _names(target: cst.CSTNode) -> Iterator[str]:
+    if isinstance(target, (cst.Tuple, cst.List)):
+        for element in target.elements:
+            yield from _names(element.value)
+    elif isinstance(target, cst.Name):
+        yield target.value

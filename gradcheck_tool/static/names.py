@@ -1,0 +1,212 @@
+"""Alias-aware names and literal numbers: what an expression means given the file's imports.
+
+A rule asks "is this call ``torch.nn.utils.clip_grad_norm_``?" without caring whether
+the file wrote ``clip_grad_norm_``, ``c`` (imported ``as c``), ``nn.utils.clip_grad_norm_``
+or the full path: every spelling resolves to one dotted name.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Iterator, Mapping, Optional, Union
+
+import libcst as cst
+
+NO_CONSTANTS: Mapping[str, float] = MappingProxyType({})
+
+# Fields holding only whitespace, commas and parentheses: skipping them roughly halves a walk.
+_SKIPPED_FIELDS = frozenset(
+    {"lpar", "rpar", "comma", "leading_lines", "lines_after_decorators", "header", "footer",
+     "newline", "semicolon", "equal", "colon", "dot", "operator", "asynchronous"}
+)
+
+
+def _node_fields(kind: type) -> tuple[str, ...]:
+    return tuple(
+        f.name for f in dataclasses.fields(kind)
+        if f.name not in _SKIPPED_FIELDS and not f.name.startswith("whitespace")
+    )
+
+
+# Built once at import from libcst's node classes: a read-only table, not a cache.
+_FIELDS: Mapping[type, tuple[str, ...]] = MappingProxyType({
+    kind: _node_fields(kind)
+    for kind in vars(cst).values()
+    if isinstance(kind, type) and issubclass(kind, cst.CSTNode) and dataclasses.is_dataclass(kind)
+})
+
+
+def child_fields(kind: type) -> tuple[str, ...]:
+    """The fields of a node type that can hold statements or expressions, in source order."""
+    names = _FIELDS.get(kind)
+    return names if names is not None else _node_fields(kind)
+
+
+_PLAIN = frozenset({str, int, bool, type(None), list, tuple})
+
+
+def is_node(value: object) -> bool:
+    # CSTNode is an ABC, so isinstance() is slow; an exact type lookup settles most values.
+    kind = type(value)
+    return kind in _FIELDS or (kind not in _PLAIN and isinstance(value, cst.CSTNode))
+
+
+def children(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    for name in child_fields(type(node)):
+        value = getattr(node, name)
+        if type(value) in (list, tuple):
+            yield from (item for item in value if is_node(item))
+        elif is_node(value):
+            yield value
+
+
+def subtree(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    """Every node under ``node`` (itself included), pre-order, without recursion."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        stack.extend(reversed(list(children(current))))
+
+
+def identifiers(node: cst.CSTNode) -> Iterator[str]:
+    """Every name and attribute name used in an expression."""
+    for sub in subtree(node):
+        if isinstance(sub, cst.Name):
+            yield sub.value
+        elif isinstance(sub, cst.Attribute):
+            yield sub.attr.value
+
+
+def dotted(node: Optional[cst.CSTNode]) -> Optional[str]:
+    """``a.b.c`` for a chain of attributes on a name, else None (calls, subscripts...)."""
+    parts = []
+    while isinstance(node, cst.Attribute):
+        parts.append(node.attr.value)
+        node = node.value
+    if not isinstance(node, cst.Name):
+        return None
+    parts.append(node.value)
+    return ".".join(reversed(parts))
+
+
+def last(name: Optional[str]) -> str:
+    return (name or "").rpartition(".")[2]
+
+
+def import_aliases(node: Union[cst.Import, cst.ImportFrom]) -> Iterator[tuple[str, str]]:
+    """(local name, qualified name) pairs an import statement binds."""
+    if isinstance(node, cst.Import):
+        for alias in node.names:
+            name = dotted(alias.name)
+            if name is None:
+                continue
+            if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+                yield alias.asname.name.value, name
+            else:
+                head = name.partition(".")[0]
+                yield head, head
+        return
+    # Relative imports name the user's own modules: leave those names as written.
+    if node.relative or node.module is None or isinstance(node.names, cst.ImportStar):
+        return
+    module = dotted(node.module)
+    if module is None:
+        return
+    for alias in node.names:
+        if not isinstance(alias.name, cst.Name):
+            continue
+        local = alias.name.value
+        if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+            local = alias.asname.name.value
+        yield local, f"{module}.{alias.name.value}"
+
+
+@dataclass(frozen=True)
+class ImportMap:
+    """Local names bound by imports, mapped to the dotted names they stand for."""
+
+    aliases: Mapping[str, str] = field(default_factory=dict)
+
+    def resolve(self, node: Optional[cst.CSTNode]) -> Optional[str]:
+        name = dotted(node)
+        if name is None:
+            return None
+        head, dot, rest = name.partition(".")
+        target = self.aliases.get(head)
+        if target is None:
+            return name
+        return target + dot + rest
+
+    def local_name(self, qualified: str) -> Optional[str]:
+        """How this file spells ``qualified`` (e.g. ``torch``), or None if it is not imported."""
+        for local, target in self.aliases.items():
+            if target == qualified:
+                return local
+        return None
+
+
+def is_torch_nn(name: Optional[str], *leaves: str) -> bool:
+    """``torch.nn.X`` (or ``nn.X`` where ``nn`` was not imported, as in a snippet)."""
+    if not name or last(name) not in leaves:
+        return False
+    module = name.rpartition(".")[0]
+    return module in ("torch.nn", "nn") or module.startswith("torch.nn.modules")
+
+
+_OPS = {
+    cst.Add: lambda a, b: a + b,
+    cst.Subtract: lambda a, b: a - b,
+    cst.Multiply: lambda a, b: a * b,
+    cst.Divide: lambda a, b: a / b,
+    cst.Power: lambda a, b: a**b,
+}
+
+
+def number(node: Optional[cst.CSTNode],
+           constants: Mapping[str, float] = NO_CONSTANTS) -> Optional[float]:
+    """The value of a numeric literal expression (``3e-4``, ``-1``, ``1 / 3``, a constant name)."""
+    try:
+        if isinstance(node, cst.Integer):
+            return float(int(node.value, 0))
+        if isinstance(node, cst.Float):
+            return float(node.value)
+        if isinstance(node, cst.Name):
+            return constants.get(node.value)
+        if isinstance(node, cst.UnaryOperation) and isinstance(
+                node.operator, (cst.Minus, cst.Plus)):
+            value = number(node.expression, constants)
+            if value is None:
+                return None
+            return -value if isinstance(node.operator, cst.Minus) else value
+        if isinstance(node, cst.BinaryOperation) and type(node.operator) in _OPS:
+            left, right = number(node.left, constants), number(node.right, constants)
+            if left is None or right is None:
+                return None
+            value = _OPS[type(node.operator)](left, right)
+            return float(value) if isinstance(value, (int, float)) else None
+    except (ValueError, OverflowError, ZeroDivisionError, TypeError, RecursionError):
+        return None
+    return None
+
+
+def integer(node: Optional[cst.CSTNode],
+            constants: Mapping[str, float] = NO_CONSTANTS) -> Optional[int]:
+    value = number(node, constants)
+    if value is None or value != int(value) or abs(value) > 10**6:
+        return None
+    return int(value)
+
+
+def range_length(node: Optional[cst.CSTNode],
+                 constants: Mapping[str, float] = NO_CONSTANTS) -> Optional[int]:
+    """``len(range(...))`` when every argument is a known integer, else None."""
+    if not (isinstance(node, cst.Call) and dotted(node.func) == "range"):
+        return None
+    if any(arg.keyword or arg.star for arg in node.args) or not 1 <= len(node.args) <= 3:
+        return None
+    values = [integer(arg.value, constants) for arg in node.args]
+    if any(v is None for v in values) or (len(values) == 3 and values[2] == 0):
+        return None
+    return len(range(*values))

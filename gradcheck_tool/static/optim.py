@@ -1,0 +1,167 @@
+"""GH208: a literal learning rate far above what its optimizer tolerates."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import libcst as cst
+
+from gradcheck_tool.findings import Finding, Severity
+from gradcheck_tool.static.base import (
+    SourceContext,
+    StaticRule,
+    edit_or_display,
+    example,
+)
+from gradcheck_tool.static.facts import Site
+from gradcheck_tool.static.names import number
+
+
+@dataclass(frozen=True)
+class Limit:
+    ceiling: float  # flagged strictly above this
+    typical: str
+    suggested: str  # the replacement an unsafe fix writes
+
+
+_ADAM = Limit(1e-2, "1e-4 to 3e-3", "1e-3")
+LIMITS = {
+    "Adam": _ADAM, "AdamW": _ADAM, "RAdam": _ADAM, "SparseAdam": _ADAM,
+    "NAdam": Limit(1e-2, "1e-4 to 3e-3", "2e-3"), "Adamax": Limit(1e-2, "1e-4 to 3e-3", "2e-3"),
+    "RMSprop": Limit(1e-2, "1e-4 to 1e-2", "1e-3"),
+    "SGD": Limit(1.0, "1e-3 to 0.5", "0.1"), "ASGD": Limit(1.0, "1e-3 to 0.5", "0.01"),
+    "Adagrad": Limit(1.0, "1e-3 to 0.1", "0.01"),
+    "Adadelta": Limit(10.0, "1.0", "1.0"),
+}
+
+
+@dataclass(frozen=True)
+class HighRate:
+    site: Site  # the optimizer constructor call
+    node: cst.BaseExpression  # the lr argument's value
+    optimizer: str
+    value: float
+    limit: Limit
+    constant: Optional[str] = None  # `lr=LR` where `LR = 0.5` is bound once in the file
+
+
+def high_learning_rates(ctx: SourceContext) -> Iterator[HighRate]:
+    for site in ctx.facts.calls:
+        module, _, leaf = (site.name or "").rpartition(".")
+        if leaf not in LIMITS or not (module == "optim" or module.startswith("torch.optim")):
+            continue
+        call = site.node
+        lr = next((a for a in call.args if a.keyword is not None and a.keyword.value == "lr"), None)
+        positional = [a for a in call.args if a.keyword is None and not a.star]
+        lr = lr or (positional[1] if len(positional) > 1 else None)
+        value = number(lr.value, ctx.facts.constants) if lr is not None else None
+        if value is not None and value > LIMITS[leaf].ceiling:
+            constant = lr.value.value if isinstance(lr.value, cst.Name) else None
+            yield HighRate(site, lr.value, leaf, value, LIMITS[leaf], constant)
+
+
+class HighLearningRate(StaticRule):
+    """What it does:
+    Finds optimizer constructors (``torch.optim.Adam``, ``optim.SGD``, ``from torch.optim
+    import Adam as A``...) given a literal learning rate - as ``lr=`` or the first positional
+    argument after the parameters, or a name bound once to a literal - far above what that
+    optimizer tolerates: Adam/AdamW/RAdam/NAdam/Adamax/SparseAdam and RMSprop above 1e-2,
+    SGD/ASGD and Adagrad above 1.0, Adadelta above 10.
+
+    Why it matters:
+    Adaptive optimizers normalise the gradient, so each step moves every weight by about
+    ``lr`` whatever the loss scale. Typical rates are 1e-4 to 3e-3 (default 1e-3); the 1e-2
+    ceiling is 10x the default and ~3x the top of that range. A layer with fan-in 256 has
+    weights of std ~0.06, so lr = 0.1 moves each weight by more than its own scale per
+    step: an update/weight ratio ~100x past the ~1e-3 that trains well (see GH141).
+    Plain SGD moves by ``lr * grad``: on a quadratic with curvature L it diverges once
+    ``lr > 2 / L``, and normalised losses have L of order 1 or more, so lr > 1.0 leaves no
+    margin (Adagrad's accumulator only shrinks its steps further from its first one).
+    Adadelta's lr is a multiplier on an already unit-scale step (default 1.0).
+    Large-batch SGD recipes with warmup (Goyal et al., 2017: lr 3.2 at batch 8k) exceed
+    the SGD ceiling on purpose: suppress the finding there.
+
+    Example:
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.1)   # GH208
+
+    Fix:
+    Start from the optimizer's usual rate (Adam: 1e-3, SGD: 0.1 with momentum) and tune
+    from there; ``gradhealth scan`` (GH140-GH142) measures whether a rate diverges.
+    """
+
+    CODE = "GH208"
+    NAME = "high-learning-rate"
+    SEVERITY = Severity.WARNING
+    TRIGGER = r"\boptim\b"
+    GOOD = (
+        example("""
+            import torch
+            from torch import optim
+
+            opt = torch.optim.Adam(model.parameters(), lr=3e-4)
+            sgd = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        """),
+        example("""
+            from torch.optim import Adam as A
+
+            LR = 1e-3
+            opt = A(model.parameters(), LR)
+        """),
+        example("""
+            from torch import optim
+
+            def make(model, lr):
+                return optim.AdamW(model.parameters(), lr=lr)
+
+            ada = optim.Adadelta(model.parameters(), lr=1.0)
+        """),
+        example("""
+            import keras
+
+            opt = keras.optimizers.Adam(lr=0.1)
+        """),
+    )
+    BAD = (
+        example("""
+            import torch
+
+            optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+        """),
+        example("""
+            from torch.optim import Adam as A
+
+            opt = A(model.parameters(), 0.05)
+        """),
+        example("""
+            from torch import optim
+
+            LR = 3.0
+            optimizer = optim.SGD(model.parameters(), lr=LR)
+        """),
+        example("""
+            import torch
+
+            class Net(torch.nn.Module):
+                def configure(self):
+                    self.opt = torch.optim.RMSprop(self.parameters(), lr=1e-1)
+        """),
+    )
+
+    def check(self, ctx: SourceContext) -> Iterator[Finding]:
+        for rate in high_learning_rates(ctx):
+            limit = rate.limit
+            via = ""
+            evidence = {"optimizer": rate.optimizer, "lr": rate.value, "ceiling": limit.ceiling,
+                        "ratio": round(rate.value / limit.ceiling, 3), "typical": limit.typical}
+            if rate.constant:
+                line = ctx.line(ctx.facts.constant_nodes[rate.constant])
+                via = f" (`{rate.constant}` = {rate.value:g}, line {line})"
+                evidence.update(constant=rate.constant, constant_line=line)
+            message = (f"lr={rate.value:g}{via} for {rate.optimizer} is "
+                       f"{rate.value / limit.ceiling:.3g}x above the {limit.ceiling:g} it "
+                       "tolerates "
+                       f"(typical {limit.typical}): early steps overshoot and can diverge")
+            edit = None if rate.constant else ctx.replace(rate.node, limit.suggested)
+            fix = edit_or_display(
+                f"Use a learning rate in {limit.typical}, e.g. lr={limit.suggested}.", edit)
+            yield self.finding(ctx, rate.node, message, evidence=evidence, fix=fix)
