@@ -98,6 +98,7 @@ class Report:
     findings: tuple[Finding, ...] = ()
     probes: tuple[ProbeResult, ...] = ()
     files: int = 0
+    root: Optional[str] = None  # absolute project root; SARIF URIs are relative to it
 
     def count(self, severity: Severity) -> int:
         return sum(1 for f in self.findings if f.severity is severity)
