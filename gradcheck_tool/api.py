@@ -1,26 +1,24 @@
-"""The pipeline, top to bottom: load -> probe -> rules -> Report.
+"""The pipeline, top to bottom: read -> static rules -> probe -> runtime rules -> combine -> select -> Report.
 
-``scan_path`` is what the CLI runs per file; ``scan`` is the Python API for a model
-already in memory.  Both return the same frozen ``Report``.
+``lint_file`` is what the CLI runs per file; ``scan`` is the Python API for a model already
+in memory.  This module never imports torch itself: the probe is loaded on first use, so
+a static-only scan runs where torch is not installed.
 """
 from __future__ import annotations
 
 import dataclasses
-import random
-from dataclasses import dataclass
-from pathlib import Path
+import fnmatch
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Optional
 
-import numpy as np
-import torch
-from torch import nn
-
-from gradcheck_tool import loader
+from gradcheck_tool import registry, suppressions
 from gradcheck_tool.errors import GradhealthError
-from gradcheck_tool.findings import Finding, Position, ProbeResult, ProbeStatus, Report, Span
-from gradcheck_tool.probe.engine import Progress, run_probe
-from gradcheck_tool.probe.record import ProbeRecord
-from gradcheck_tool.rules import run_rules
+from gradcheck_tool.findings import Finding, Position, ProbeResult, ProbeStatus, Report, Severity
+from gradcheck_tool.static import check_source
+
+Progress = Callable[[int, int], None]
+STATIC_FAMILIES = ("GH0", "GH2")
 
 
 @dataclass(frozen=True)
@@ -31,55 +29,132 @@ class ScanOptions:
     model_expr: Optional[str] = None
     input_shape: Optional[tuple[int, ...]] = None
     input_dtype: Optional[str] = None
+    static_only: bool = False
+    select: frozenset[str] = frozenset(registry.ALL_RULES)
+    per_file_ignores: tuple[tuple[str, frozenset[str]], ...] = ()  # (glob, codes)
+    root: Path = field(default_factory=Path.cwd)
+
+    def enabled(self, path: Path) -> frozenset[str]:
+        try:
+            relative = path.resolve().relative_to(self.root.resolve()).as_posix()
+        except ValueError:
+            relative = path.resolve().as_posix()
+        codes = set(self.select)
+        for glob, ignored in self.per_file_ignores:
+            if fnmatch.fnmatchcase(relative, glob) or fnmatch.fnmatchcase(PurePosixPath(relative).name, glob):
+                codes -= ignored
+        return frozenset(codes)
 
 
-def _locate(finding: Finding, sites: dict[str, Span], filename: str) -> Finding:
-    """Point a runtime finding at the line that built its module (or its nearest built ancestor)."""
-    name = finding.module or ""
-    while name not in sites and name:
-        name = name.rpartition(".")[0]
-    span = sites.get(name)
-    start, end = (span.start, span.end) if span else (Position(1, 1), Position(1, 1))
-    return dataclasses.replace(finding, filename=filename, location=start, end_location=end)
+@dataclass(frozen=True)
+class FileResult:
+    findings: tuple[Finding, ...]
+    probe: Optional[ProbeResult]  # None when no probe was asked for (static-only, or no runtime rule selected)
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+def _lenient(selectors: Iterable[str]) -> set[str]:
+    """Suppression comments naming unknown codes silence nothing rather than failing the scan."""
+    codes: set[str] = set()
+    for selector in selectors:
+        try:
+            codes |= registry.resolve([selector])
+        except GradhealthError:
+            pass
+    return codes
 
 
-def probe_spec(spec: loader.ModelSpec, options: ScanOptions, progress: Optional[Progress] = None) -> ProbeRecord:
-    try:
-        return run_probe(spec.model, spec.make_inputs, spec.loss_fn, probes=options.probes, seed=options.seed,
-                         model_name=spec.name, inputs_description=spec.inputs_description, progress=progress)
-    except GradhealthError:
-        raise
-    except Exception as err:
-        first = (str(err).strip().splitlines() or [""])[0]
-        hint = "" if spec.inputs_description.startswith("example_inputs") else \
-            "; define example_inputs() in the file or pass --input-shape"
-        raise GradhealthError(f"{spec.name}'s forward/backward raised {type(err).__name__} on inputs "
-                              f"{spec.inputs_description}: {first}{hint}") from err
+def _not_utf8(filename: str, err: UnicodeDecodeError, raw: bytes) -> Finding:
+    row = raw[: err.start].count(b"\n") + 1
+    column = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+    return Finding("GH001", "syntax-error", Severity.ERROR,
+                   f"not valid UTF-8 ({err.reason} at byte {err.start}); save the file as UTF-8",
+                   filename, Position(row, column), Position(row, column + 1), evidence={"byte": err.start})
 
 
-def scan_path(path: Path, options: ScanOptions = ScanOptions(), progress: Optional[Progress] = None,
-              display_name: Optional[str] = None) -> tuple[list[Finding], ProbeResult]:
-    """Probe one file.  A file that defines no model is skipped, not an error."""
+def calibrate_clipping(static: list[Finding], runtime: list[Finding], probe: ProbeResult) -> list[Finding]:
+    """GH201 on a probed file quotes the measured max_norm, and is raised a level when the probe
+    saw gradients that need clipping: an exploding finding, or a global gradient norm that
+    varies more than 2x between probe batches."""
+    record = probe.record
+    if record is None or not any(f.code == "GH201" for f in static):
+        return static
+    exploding = sorted({f.code for f in runtime if f.code in ("GH101", "GH105", "GH130")})
+    # Through time, clipping is the remedy (Pascanu et al. 2013); across depth the init is, and a
+    # threshold measured on a mis-initialised model would be meaningless.
+    init_driven = [code for code in exploding if code != "GH130"]
+    norms = record.total_grad_norms
+    spread = max(norms) / min(norms) if norms and min(norms) > 0 else 1.0
+    raise_level = bool(exploding) or spread > 2.0
+    out = []
+    for finding in static:
+        if finding.code != "GH201":
+            out.append(finding)
+            continue
+        if init_driven:
+            note = (f" The probe found {', '.join(init_driven)}: fix the init first, then re-run gradhealth "
+                    "for a clipping threshold.")
+        elif record.recommended_max_norm:
+            note = (f" The probe measured global gradient norms {min(norms):.3g}-{max(norms):.3g} across "
+                    f"batches: clip at max_norm={record.recommended_max_norm:g}.")
+        else:
+            note = ""
+        severity = finding.severity
+        if raise_level:
+            severity = Severity.WARNING if severity is Severity.INFO else Severity.ERROR
+        fix = finding.fix
+        if fix is not None and record.recommended_max_norm and not init_driven:
+            value = f"max_norm={record.recommended_max_norm:g}"
+            fix = dataclasses.replace(
+                fix, message=fix.message.replace("max_norm=1.0", value),
+                edits=tuple(dataclasses.replace(e, content=e.content.replace("max_norm=1.0", value)) for e in fix.edits))
+        out.append(dataclasses.replace(
+            finding, message=finding.message.rstrip(".") + "." + note, severity=severity, fix=fix,
+            evidence={**finding.evidence, "probe_grad_norms": list(norms),
+                      "probe_max_norm": record.recommended_max_norm, "probe_exploding": exploding}))
+    return out
+
+
+def lint_file(path: Path, options: ScanOptions, progress: Optional[Progress] = None,
+              display_name: Optional[str] = None) -> FileResult:
+    """Static and runtime findings for one file, filtered by selection and suppressions.
+
+    Raises GradhealthError when the probe could not run (the CLI reports it and exits 2).
+    """
     filename = display_name or str(path)
-    _seed_everything(options.seed)  # the file builds its model at import: same seed, same weights
-    spec = loader.load(path, loader.LoadOptions(options.model_expr, options.input_shape,
-                                                options.input_dtype, options.device))
-    if spec is None:
-        return [], ProbeResult(filename, ProbeStatus.SKIPPED,
-                               "no model found: define build_model() or pass --model to probe it")
-    record = probe_spec(spec, options, progress)
-    findings = [_locate(f, spec.sites, filename) for f in run_rules(record)]
-    return findings, ProbeResult(filename, ProbeStatus.OK, record=record)
+    enabled = options.enabled(path)
+    raw = path.read_bytes()
+    try:
+        source = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        found = [_not_utf8(filename, err, raw)]
+        return FileResult(tuple(f for f in found if f.code in enabled),
+                          ProbeResult(filename, ProbeStatus.SKIPPED, "not valid UTF-8"))
+    static = check_source(source, filename) if any(c.startswith(STATIC_FAMILIES) for c in enabled) else []
+    runtime: list[Finding] = []
+    probe: Optional[ProbeResult] = None
+    if not options.static_only and any(c.startswith("GH1") for c in enabled):
+        if any(f.code == "GH001" for f in static):
+            probe = ProbeResult(filename, ProbeStatus.SKIPPED, "the file does not parse (GH001)")
+        else:
+            runtime, probe = _runtime().scan_path(path, options, progress, filename)
+            static = calibrate_clipping(static, runtime, probe)
+    silenced = suppressions.parse(source)
+    kept = tuple(f for f in static + runtime if f.code in enabled and not silenced.covers(f, _lenient))
+    return FileResult(kept, probe)
+
+
+def _runtime():
+    try:
+        from gradcheck_tool import runtime
+    except ImportError as err:
+        if err.name and err.name.split(".")[0] == "torch":
+            raise GradhealthError("probing a model needs PyTorch: pip install torch, or scan with --static-only") from err
+        raise
+    return runtime
 
 
 def scan(
-    model: nn.Module,
+    model: Any,
     inputs: Any,
     loss_fn: Optional[Callable[[Any, Any], Any]] = None,
     *,
@@ -89,8 +164,13 @@ def scan(
 ) -> Report:
     """Probe an in-memory model on ``inputs`` (a tensor, tuple or dict, or a zero-argument
     callable returning one) and return the Report.  The model is handed back exactly as it
-    was: mode, gradients, buffers and RNG state are restored."""
+    was: mode, gradients, buffers and RNG state are restored.  ``select`` takes codes,
+    prefixes or names, as ``--select`` does."""
+    from gradcheck_tool.probe.engine import run_probe
+    from gradcheck_tool.rules import run_rules
+
     make = inputs if callable(inputs) else (lambda: inputs)
     record = run_probe(model, make, loss_fn, probes=probes, seed=seed)
-    findings = tuple(sorted(run_rules(record, select), key=lambda f: f.sort_key))
+    codes = registry.resolve(select) if select is not None else None
+    findings = tuple(sorted(run_rules(record, codes), key=lambda f: f.sort_key))
     return Report(findings=findings, probes=(ProbeResult("<memory>", ProbeStatus.OK, record=record),), files=0)

@@ -1,4 +1,4 @@
-"""The ``gradhealth`` command: parse options, run the pipeline, render, set the exit code.
+"""The ``gradhealth`` command: parse options, merge config, run the pipeline, render, set the exit code.
 
 Exit codes: 0 nothing at or above --fail-on; 1 findings at or above it; 2 the tool
 could not do its job (one line on stderr names the cause and the remedy).
@@ -9,7 +9,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import click
 
@@ -17,10 +17,10 @@ from gradcheck_tool import __version__
 from gradcheck_tool.errors import GradhealthError
 from gradcheck_tool.findings import ProbeResult, ProbeStatus, Report, Severity
 
-FORMATS = ("text", "json")
+FORMATS = ("text", "json", "sarif", "github")
 
 
-def _fail(message: str) -> "NoReturn":  # noqa: F821
+def _fail(message: str) -> NoReturn:
     click.echo(f"gradhealth: error: {message}", err=True)
     sys.exit(2)
 
@@ -33,31 +33,48 @@ class _Progress:
     def __init__(self, filename: str):
         self.filename = filename
         self.start = time.perf_counter()
-        self.shown = False
 
     def __call__(self, done: int, total: int) -> None:
         if time.perf_counter() - self.start < self.DELAY_S:
             return
-        self.shown = True
         end = "\n" if done == total or not sys.stderr.isatty() else "\r"
-        click.echo(f"gradhealth: probing {self.filename}: batch {done}/{total}", err=True, nl=False)
-        click.echo(end, err=True, nl=False)
+        click.echo(f"gradhealth: probing {self.filename}: batch {done}/{total}{end}", err=True, nl=False)
 
 
-def _python_files(paths: tuple[str, ...]) -> list[Path]:
-    files: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*.py") if not any(part.startswith(".") for part in p.parts))
-            if not found:
-                raise GradhealthError(f"{raw}: directory has no Python files")
-            files.extend(found)
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise GradhealthError(f"{raw}: no such file or directory; give a Python file or a directory of them")
-    return files
+def _split(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Repeatable options that also take comma-separated lists, like ruff's."""
+    return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
+
+
+def _options(paths, cfg, model_expr, probes, seed, device, input_shape, input_dtype, static_only,
+             select, extend_select, ignore):
+    from gradcheck_tool import registry
+    from gradcheck_tool.api import ScanOptions, _runtime
+
+    if input_dtype and not input_shape:
+        raise GradhealthError("--input-dtype needs --input-shape")
+    static_only = static_only if static_only is not None else bool(cfg.static_only)
+    device = device or cfg.device or "cpu"
+    shape = None
+    if not static_only:  # probe options are checked once here, with torch; static-only never loads it
+        _runtime().loader.resolve_device(device)
+        from gradcheck_tool import inputs
+
+        if input_dtype:
+            inputs.parse_dtype(input_dtype)
+        shape = inputs.parse_shape(input_shape) if input_shape else None
+    chosen = _split(select) or cfg.select or ("ALL",)
+    codes = registry.resolve(chosen, option="--select")
+    codes |= registry.resolve(_split(extend_select) + cfg.extend_select, option="--extend-select")
+    codes -= registry.resolve(_split(ignore) + cfg.ignore, option="--ignore")
+    per_file = tuple((glob, frozenset(registry.resolve(sel, option=f"per-file-ignores {glob!r}")))
+                     for glob, sel in cfg.per_file_ignores.items())
+    return ScanOptions(
+        probes=probes or cfg.probes or 3, seed=seed if seed is not None else (cfg.seed or 0), device=device,
+        model_expr=model_expr, input_shape=shape,
+        input_dtype=input_dtype, static_only=static_only, select=frozenset(codes), per_file_ignores=per_file,
+        root=cfg.root or Path.cwd(),
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -68,58 +85,67 @@ def main() -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True)
+@click.option("--static-only", is_flag=True, default=None,
+              help="Only read the source (GH0xx, GH2xx): never import torch or run the file's code.")
 @click.option("--model", "model_expr", metavar="EXPR", help='Expression that builds the model, evaluated in the '
               'file\'s namespace, e.g. "GPT(GPTConfig(n_layer=2))".')
-@click.option("--probes", type=click.IntRange(min=1), default=3, show_default=True, help="Probe batches to run.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for inputs, dropout and the default loss.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--probes", type=click.IntRange(min=1), help="Probe batches to run.  [default: 3]")
+@click.option("--seed", type=int, help="Seed for the model's init, inputs, dropout and the default loss.  [default: 0]")
+@click.option("--device", help="cpu, cuda, cuda:N or auto.  [default: cpu]")
 @click.option("--input-shape", metavar="N,C,...", help="Shape of random inputs when the file has no example_inputs().")
 @click.option("--input-dtype", metavar="DTYPE", help="dtype for --input-shape (float32, int64, ...).")
+@click.option("--select", multiple=True, metavar="CODES", help="Rules to run: codes, prefixes (GH2) or names.")
+@click.option("--extend-select", multiple=True, metavar="CODES", help="Rules to add to the selection.")
+@click.option("--ignore", multiple=True, metavar="CODES", help="Rules to skip.")
+@click.option("--exclude", multiple=True, metavar="GLOBS", help="Paths to skip (replaces the default list).")
+@click.option("--extend-exclude", multiple=True, metavar="GLOBS", help="Paths to skip, on top of the default list.")
+@click.option("--force-exclude", is_flag=True, help="Apply excludes to files named on the command line too (pre-commit).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write the report here.")
-@click.option("--fail-on", type=click.Choice([s.value for s in Severity]), default="warning", show_default=True,
-              help="Exit 1 when a finding is at or above this severity.")
+@click.option("--fail-on", type=click.Choice([s.value for s in Severity]),
+              help="Exit 1 when a finding is at or above this severity.  [default: warning]")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks for errors.")
-def scan(paths, model_expr, probes, seed, device, input_shape, input_dtype, fmt, output, fail_on, verbose) -> None:
-    """Probe the models in PATHS and report what will keep them from training.
+def scan(paths, static_only, model_expr, probes, seed, device, input_shape, input_dtype, select, extend_select,
+         ignore, exclude, extend_exclude, force_exclude, fmt, output, fail_on, verbose) -> None:
+    """Check the training code and probe the models in PATHS (files or directories).
 
-    Each file is imported under a private name (its __main__ block never runs); the model is
-    found from --model, build_model(), a module-level nn.Module, or the one nn.Module class
-    that builds with no arguments.  Inputs come from example_inputs(), --input-shape, or the
-    first layer; the loss from loss_fn(output, inputs) or a scale-free default.
+    Static rules read the source.  The probe imports each file under a private name (its
+    __main__ block never runs) and finds the model from --model, build_model(), a
+    module-level nn.Module, or the one nn.Module class that builds with no arguments.
+    Inputs come from example_inputs(), --input-shape, or the first layer; the loss from
+    loss_fn(output, inputs) or a scale-free default.  Settings may also live in
+    [tool.gradhealth] of the nearest pyproject.toml; options given here win.
     """
-    from gradcheck_tool import api, inputs
-    from gradcheck_tool.loader import resolve_device
+    from gradcheck_tool import api, config, files
     from gradcheck_tool.report import RENDERERS
 
     try:
-        files = _python_files(paths)
-        options = api.ScanOptions(probes=probes, seed=seed, device=device, model_expr=model_expr,
-                                  input_shape=inputs.parse_shape(input_shape) if input_shape else None,
-                                  input_dtype=input_dtype)
-        if input_dtype and not input_shape:
-            raise GradhealthError("--input-dtype needs --input-shape")
-        if input_dtype:
-            inputs.parse_dtype(input_dtype)
-        resolve_device(device)  # a bad --device is one error, not one per file
+        cfg = config.load(Path(paths[0]) if paths else Path.cwd())
+        options = _options(paths, cfg, model_expr, probes, seed, device, input_shape, input_dtype, static_only,
+                           select, extend_select, ignore)
+        patterns = (_split(exclude) or cfg.exclude or files.DEFAULT_EXCLUDE) + _split(extend_exclude) + cfg.extend_exclude
+        targets = files.python_files(paths, options.root, patterns, force_exclude)
+        threshold = Severity(fail_on or cfg.fail_on or "warning")
     except GradhealthError as err:
         _fail(str(err))
     findings, probes_done, failed = [], [], False
-    for path in files:
+    for path in targets:
         try:
-            found, probe = api.scan_path(path, options, progress=_Progress(str(path)), display_name=str(path))
+            result = api.lint_file(path, options, progress=_Progress(str(path)), display_name=str(path))
+            findings.extend(result.findings)
+            probe = result.probe
         except GradhealthError as err:
             if verbose:
                 traceback.print_exc()
             click.echo(f"gradhealth: error: {err}", err=True)
             failed = True
-            probe, found = ProbeResult(str(path), ProbeStatus.FAILED, reason=str(err)), []
-        findings.extend(found)
-        probes_done.append(probe)
-        if probe.status is ProbeStatus.SKIPPED:
-            click.echo(f"gradhealth: {path}: probe skipped: {probe.reason}", err=True)
+            probe = ProbeResult(str(path), ProbeStatus.FAILED, reason=str(err))
+        if probe is not None:
+            probes_done.append(probe)
+            if probe.status is ProbeStatus.SKIPPED:
+                click.echo(f"gradhealth: {path}: probe skipped: {probe.reason}", err=True)
     report = Report(findings=tuple(sorted(findings, key=lambda f: f.sort_key)), probes=tuple(probes_done),
-                    files=len(files))
+                    files=len(targets), root=str(options.root.resolve()))
     text = RENDERERS[fmt](report)
     if output:
         Path(output).write_text(text, encoding="utf-8")
@@ -127,7 +153,7 @@ def scan(paths, model_expr, probes, seed, device, input_shape, input_dtype, fmt,
         click.echo(text, nl=False)
     if failed:
         sys.exit(2)
-    sys.exit(1 if report.worst_at_least(Severity(fail_on)) else 0)
+    sys.exit(1 if report.worst_at_least(threshold) else 0)
 
 
 @main.command()
@@ -135,18 +161,18 @@ def scan(paths, model_expr, probes, seed, device, input_shape, input_dtype, fmt,
 @click.option("--all", "show_all", is_flag=True, help="List every rule.")
 def rule(code: Optional[str], show_all: bool) -> None:
     """Show a rule's documentation, by code (GH102) or name (vanishing-gradients)."""
-    from gradcheck_tool.rules import RULES
+    from gradcheck_tool import registry
 
     if show_all or not code:
-        for rule_cls in RULES.values():
-            click.echo(f"{rule_cls.CODE}  {rule_cls.NAME:28s} {rule_cls.summary()}")
+        for rule_cls in registry.ALL_RULES.values():
+            click.echo(f"{rule_cls.CODE}  {rule_cls.NAME:28s} {registry.summary(rule_cls)}")
         return
-    wanted = code.strip()
-    match = next((r for r in RULES.values() if wanted.upper() == r.CODE or wanted.lower() == r.NAME), None)
-    if match is None:
-        _fail(f"unknown rule {code!r}; `gradhealth rule --all` lists them")
+    try:
+        match = registry.find(code)
+    except GradhealthError as err:
+        _fail(str(err))
     click.echo(f"{match.CODE} {match.NAME} (default severity: {match.SEVERITY.value})\n")
-    click.echo(match.documentation())
+    click.echo(registry.documentation(match))
 
 
 if __name__ == "__main__":  # pragma: no cover

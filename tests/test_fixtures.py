@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from gradcheck_tool.api import ScanOptions, scan_path
+from gradcheck_tool.api import ScanOptions
+from gradcheck_tool.runtime import scan_path
 from gradcheck_tool.findings import ProbeStatus, Severity
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,6 +1,7 @@
 """Every runtime rule's GOOD/BAD examples, and the documentation shape `gradhealth rule` prints."""
 import pytest
 
+from gradcheck_tool.registry import documentation
 from gradcheck_tool.rules import RULES, run_rules
 
 CASES = [(code, kind, i) for code, rule in RULES.items() for kind in ("GOOD", "BAD")
@@ -27,7 +28,7 @@ def test_rule_shape_and_docs(code):
     assert rule.CODE == code and code.startswith("GH1")
     assert rule.NAME == rule.NAME.lower() and " " not in rule.NAME
     assert rule.GOOD and rule.BAD
-    doc = rule.documentation()
+    doc = documentation(rule)
     for heading in ("What it does:", "Why it matters:", "Example:", "Fix:"):
         assert heading in doc, f"{code} docstring lacks {heading!r}"
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 from typing import Callable
 
 from gradcheck_tool.findings import Report
+from gradcheck_tool.report import github, sarif, text
 from gradcheck_tool.report import json as json_format
-from gradcheck_tool.report import text
 
 RENDERERS: dict[str, Callable[[Report], str]] = {
     "text": text.render,
     "json": json_format.render,
+    "sarif": sarif.render,
+    "github": github.render,
 }

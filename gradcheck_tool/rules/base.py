@@ -2,12 +2,11 @@
 (synthetic probe records, so their tests need no model), and ``check(record)``.
 
 A rule's docstring is its user documentation (What it does / Why it matters /
-Example / Fix): ``gradhealth rule GH102`` prints it and SARIF carries it.
+Example / Fix): ``gradhealth rule GH102`` prints it and SARIF carries it (see registry).
 Rules never print, write files or touch torch.
 """
 from __future__ import annotations
 
-import inspect
 from typing import Any, ClassVar, Iterator, Mapping, Optional
 
 from gradcheck_tool.findings import Applicability, Finding, Fix, Severity
@@ -23,14 +22,6 @@ class RuntimeRule:
 
     def check(self, record: ProbeRecord) -> Iterator[Finding]:
         raise NotImplementedError
-
-    @classmethod
-    def documentation(cls) -> str:
-        return inspect.cleandoc(cls.__doc__ or "")
-
-    @classmethod
-    def summary(cls) -> str:
-        return cls.documentation().splitlines()[0] if cls.__doc__ else cls.NAME
 
     def finding(
         self,

@@ -1,0 +1,105 @@
+"""``[tool.gradhealth]`` in the nearest pyproject.toml: read, validated, merged under the CLI.
+
+Keys use ruff's kebab-case: select, extend-select, ignore, per-file-ignores, exclude,
+extend-exclude, fail-on, static-only, probes, seed, device.  An unknown key or a value
+of the wrong type is an error (exit 2) naming the file and the key, never silently ignored.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from gradcheck_tool.errors import GradhealthError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+SEVERITIES = ("error", "warning", "info")
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Optional[Path] = None  # the pyproject.toml it came from
+    select: Optional[tuple[str, ...]] = None
+    extend_select: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    per_file_ignores: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    exclude: Optional[tuple[str, ...]] = None
+    extend_exclude: tuple[str, ...] = ()
+    fail_on: Optional[str] = None
+    static_only: Optional[bool] = None
+    probes: Optional[int] = None
+    seed: Optional[int] = None
+    device: Optional[str] = None
+
+    @property
+    def root(self) -> Optional[Path]:
+        return self.path.parent if self.path else None
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise GradhealthError(f"{where} must be a list of strings")
+    return tuple(value)
+
+
+def _typed(value: Any, kind: type, where: str) -> Any:
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise GradhealthError(f"{where} must be a {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+_LISTS = {"select", "extend-select", "ignore", "exclude", "extend-exclude"}
+_SCALARS = {"static-only": bool, "probes": int, "seed": int, "device": str, "fail-on": str}
+KEYS = sorted(_LISTS | set(_SCALARS) | {"per-file-ignores"})
+
+
+def parse(table: dict[str, Any], path: Path) -> Config:
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        where = f"{path}: [tool.gradhealth] {key}"
+        if key in _LISTS:
+            values[key.replace("-", "_")] = _strings(value, where)
+        elif key in _SCALARS:
+            values[key.replace("-", "_")] = _typed(value, _SCALARS[key], where)
+        elif key == "per-file-ignores":
+            if not isinstance(value, dict):
+                raise GradhealthError(f"{where} must be a table of glob = [codes]")
+            values["per_file_ignores"] = {glob: _strings(codes, f"{where}.{glob}") for glob, codes in value.items()}
+        else:
+            raise GradhealthError(f"{path}: unknown key [tool.gradhealth] {key!r}; known keys: {', '.join(KEYS)}")
+    if values.get("fail_on") not in (None, *SEVERITIES):
+        raise GradhealthError(f"{path}: [tool.gradhealth] fail-on must be one of {', '.join(SEVERITIES)}")
+    if values.get("probes") is not None and values["probes"] < 1:
+        raise GradhealthError(f"{path}: [tool.gradhealth] probes must be at least 1")
+    return Config(path=path, **values)
+
+
+def find_pyproject(start: Path) -> Optional[Path]:
+    start = start.resolve()
+    for directory in (start if start.is_dir() else start.parent, *start.parents):
+        candidate = directory / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load(start: Path) -> Config:
+    """The config of the nearest pyproject.toml at or above ``start`` (empty Config when none)."""
+    path = find_pyproject(start)
+    if path is None:
+        return Config()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise GradhealthError(f"{path}: not valid TOML: {err}") from err
+    table = data.get("tool", {}).get("gradhealth")
+    if table is None:
+        return Config(path=path)
+    if not isinstance(table, dict):
+        raise GradhealthError(f"{path}: [tool.gradhealth] must be a table")
+    return parse(table, path)

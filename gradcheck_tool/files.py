@@ -1,0 +1,59 @@
+"""Which files a scan covers: paths expanded to Python files, minus excludes (ruff's semantics).
+
+Directories are walked for ``*.py``; files named on the command line are always scanned
+unless ``--force-exclude`` (what pre-commit needs: it passes every changed file).  A pattern
+matches a path relative to the project root, or any single component of it
+(``tests/fixtures/*``, ``generated_*.py``, ``legacy``).
+"""
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path, PurePosixPath
+from typing import Iterable
+
+from gradcheck_tool.errors import GradhealthError
+
+DEFAULT_EXCLUDE = (
+    ".bzr", ".direnv", ".eggs", ".git", ".hg", ".mypy_cache", ".nox", ".pants.d", ".pytype", ".ruff_cache",
+    ".svn", ".tox", ".venv", "__pypackages__", "_build", "buck-out", "build", "dist", "node_modules",
+    "site-packages", "venv", ".ci-venv",
+)
+
+
+def excluded(path: Path, root: Path, patterns: Iterable[str]) -> bool:
+    try:
+        relative = PurePosixPath(path.resolve().relative_to(root.resolve()).as_posix())
+    except ValueError:
+        relative = PurePosixPath(path.resolve().as_posix())
+    text = str(relative)
+    for pattern in patterns:
+        pattern = pattern.rstrip("/")
+        if fnmatch.fnmatchcase(text, pattern) or any(fnmatch.fnmatchcase(part, pattern) for part in relative.parts):
+            return True
+    return False
+
+
+def python_files(paths: Iterable[str], root: Path, exclude: tuple[str, ...], force_exclude: bool) -> list[Path]:
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            if force_exclude and excluded(path, root, exclude):
+                continue
+            found = sorted(p for p in path.rglob("*.py") if p.is_file())
+            if not found:
+                raise GradhealthError(f"{raw}: directory has no Python files")
+            files.extend(p for p in found if not excluded(p, root, exclude))
+        elif path.is_file():
+            if not (force_exclude and excluded(path, root, exclude)):
+                files.append(path)
+        else:
+            raise GradhealthError(f"{raw}: no such file or directory; give a Python file or a directory of them")
+    seen: set[Path] = set()
+    unique = []
+    for f in files:
+        key = f.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    return unique

@@ -1,0 +1,66 @@
+"""The runtime half of a scan: load a file's model, probe it, run the GH1xx rules on the record.
+
+Imports torch; ``api`` imports this module only when a probe is wanted, so static-only
+scans never load torch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import random
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from gradcheck_tool import loader
+from gradcheck_tool.errors import GradhealthError
+from gradcheck_tool.findings import Finding, Position, ProbeResult, ProbeStatus, Span
+from gradcheck_tool.probe.engine import Progress, run_probe
+from gradcheck_tool.probe.record import ProbeRecord
+from gradcheck_tool.rules import run_rules
+
+
+def _locate(finding: Finding, sites: dict[str, Span], filename: str) -> Finding:
+    """Point a runtime finding at the line that built its module (or its nearest built ancestor)."""
+    name = finding.module or ""
+    while name not in sites and name:
+        name = name.rpartition(".")[0]
+    span = sites.get(name)
+    start, end = (span.start, span.end) if span else (Position(1, 1), Position(1, 1))
+    return dataclasses.replace(finding, filename=filename, location=start, end_location=end)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def probe_spec(spec: loader.ModelSpec, probes: int, seed: int, progress: Optional[Progress] = None) -> ProbeRecord:
+    try:
+        return run_probe(spec.model, spec.make_inputs, spec.loss_fn, probes=probes, seed=seed,
+                         model_name=spec.name, inputs_description=spec.inputs_description, progress=progress)
+    except GradhealthError:
+        raise
+    except Exception as err:
+        first = (str(err).strip().splitlines() or [""])[0]
+        hint = "" if spec.inputs_description.startswith("example_inputs") else \
+            "; define example_inputs() in the file or pass --input-shape"
+        raise GradhealthError(f"{spec.name}'s forward/backward raised {type(err).__name__} on inputs "
+                              f"{spec.inputs_description}: {first}{hint}") from err
+
+
+def scan_path(path: Path, options, progress: Optional[Progress] = None,
+              display_name: Optional[str] = None) -> tuple[list[Finding], ProbeResult]:
+    """Probe one file (``options``: api.ScanOptions).  A file that defines no model is skipped, not an error."""
+    filename = display_name or str(path)
+    _seed_everything(options.seed)  # the file builds its model at import: same seed, same weights
+    spec = loader.load(path, loader.LoadOptions(options.model_expr, options.input_shape,
+                                                options.input_dtype, options.device))
+    if spec is None:
+        return [], ProbeResult(filename, ProbeStatus.SKIPPED,
+                               "no model found: define build_model() or pass --model to probe it")
+    record = probe_spec(spec, options.probes, options.seed, progress)
+    findings = [_locate(f, spec.sites, filename) for f in run_rules(record)]
+    return findings, ProbeResult(filename, ProbeStatus.OK, record=record)

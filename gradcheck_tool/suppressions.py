@@ -1,0 +1,79 @@
+"""In-source suppressions, read from comments without parsing the file.
+
+    x = step()  # gradhealth: ignore[GH201]        this line
+    # gradhealth: ignore[missing-zero-grad]         a comment-only line covers the next line too
+    x = step()  # noqa: GH201, GH205                flake8/ruff's form, GH codes only
+    # gradhealth: ignore-file[GH206]                anywhere: the whole file (no brackets: every rule)
+
+``# gradhealth: ignore`` with no brackets silences every rule on its line.  A bare
+``# noqa`` is left to the other linters it was written for.  Comments are found with
+``tokenize`` so text inside strings never counts; a file that does not tokenize falls
+back to a line scan.
+"""
+from __future__ import annotations
+
+import io
+import re
+import tokenize
+from dataclasses import dataclass, field
+from typing import Iterator, Optional
+
+from gradcheck_tool.findings import Finding
+
+_DIRECTIVE = re.compile(r"#\s*gradhealth:\s*ignore(?P<file>-file)?\b(?:\[(?P<codes>[^\]]*)\])?", re.I)
+_NOQA = re.compile(r"#\s*noqa:\s*(?P<codes>[A-Za-z0-9_\-]+(?:[\s,]+[A-Za-z0-9_\-]+)*)", re.I)
+ALL = "*"
+
+
+def _selectors(text: Optional[str]) -> set[str]:
+    if text is None:
+        return {ALL}
+    return {part.strip() for part in re.split(r"[\s,]+", text) if part.strip()}
+
+
+@dataclass(frozen=True)
+class Suppressions:
+    lines: dict[int, frozenset[str]] = field(default_factory=dict)
+    file: frozenset[str] = frozenset()
+
+    def covers(self, finding: Finding, resolve) -> bool:
+        """``resolve(selectors) -> codes`` maps names/prefixes to codes (unknown ones match nothing)."""
+        row = finding.location.row if finding.location else None
+        for selectors in (self.file, self.lines.get(row, frozenset()) if row else frozenset()):
+            if ALL in selectors or finding.code in resolve(selectors - {ALL}):
+                return True
+        return False
+
+
+def _comments(source: str) -> Iterator[tuple[int, str, bool]]:
+    """(row, comment text, whether the line holds nothing but the comment)."""
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type == tokenize.COMMENT:
+                yield tok.start[0], tok.string, not tok.line[: tok.start[1]].strip()
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        for row, line in enumerate(source.splitlines(), start=1):
+            if "#" in line:
+                index = line.index("#")
+                yield row, line[index:], not line[:index].strip()
+
+
+def parse(source: str) -> Suppressions:
+    if "gradhealth:" not in source and "noqa" not in source.lower():
+        return Suppressions()
+    lines: dict[int, set[str]] = {}
+    whole_file: set[str] = set()
+    for row, comment, alone in _comments(source):
+        found: set[str] = set()
+        for match in _DIRECTIVE.finditer(comment):
+            if match.group("file"):
+                whole_file |= _selectors(match.group("codes"))
+            else:
+                found |= _selectors(match.group("codes"))
+        for match in _NOQA.finditer(comment):
+            found |= {c for c in _selectors(match.group("codes")) if c.upper().startswith("GH")}
+        if found:
+            lines.setdefault(row, set()).update(found)
+            if alone:  # a comment on its own line speaks for the line below
+                lines.setdefault(row + 1, set()).update(found)
+    return Suppressions({row: frozenset(codes) for row, codes in lines.items()}, frozenset(whole_file))
