@@ -1,0 +1,98 @@
+"""The static side through the real CLI: whole trees, no torch import, SARIF and GitHub output."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SARIF_SCHEMA = json.loads((ROOT / "tests" / "data" / "sarif-schema-2.1.0.json").read_text())
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """A small project: a training loop that clips after the step, an AMP loop without unscale_,
+    a clean script, a syntax error, a suppressed finding, and an excluded virtualenv."""
+    files = {
+        "train.py": (
+            "import torch\n"
+            "from torch.nn.utils import clip_grad_norm_ as clip\n\n"
+            "def train(model, data, opt):\n"
+            "    for x, y in data:\n"
+            "        opt.zero_grad()\n"
+            "        model(x).sub(y).pow(2).mean().backward()\n"
+            "        opt.step()\n"
+            "        clip(model.parameters(), 1.0)\n"
+        ),
+        "amp/loop.py": (
+            "import torch\n\n"
+            "def fit(model, data, opt):\n"
+            "    scaler = torch.cuda.amp.GradScaler()\n"
+            "    for x in data:\n"
+            "        opt.zero_grad()\n"
+            "        scaler.scale(model(x).sum()).backward()\n"
+            "        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)\n"
+            "        scaler.step(opt)\n"
+            "        scaler.update()\n"
+        ),
+        "utils.py": "def accuracy(p, t):\n    return (p.argmax(-1) == t).float().mean()\n",
+        "broken.py": "def f(:\n",
+        "quiet.py": (
+            "import torch\n\n"
+            "opt = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=0.5)  # gradhealth: ignore[GH208]\n"
+        ),
+        ".venv/lib/site.py": "def f(:\n",
+    }
+    for rel, text in files.items():
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    blocker = tmp_path / "_no_torch" / "torch"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('gradhealth --static-only must not import torch')\n")
+    return tmp_path
+
+
+def _gradhealth(tree, *args):
+    env = {**os.environ, "PYTHONPATH": str(tree / "_no_torch")}  # `import torch` raises
+    return subprocess.run([sys.executable, "-m", "gradcheck_tool", "scan", "--static-only", ".", *args],
+                          cwd=tree, capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_static_only_scans_a_tree_without_importing_torch(tree):
+    result = _gradhealth(tree, "--format", "json", "--extend-exclude", "_no_torch")
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    found = {(f["filename"], f["code"]) for f in report["findings"]}
+    assert found == {("train.py", "GH202"), ("amp/loop.py", "GH204"), ("broken.py", "GH001")}
+    assert ("quiet.py", "GH208") not in found and not any(".venv" in f for f, _ in found)
+    assert report["probes"] == [] and report["summary"]["files"] == 5
+
+
+def test_sarif_from_the_cli_validates_and_uses_repo_relative_uris(tree):
+    result = _gradhealth(tree, "--format", "sarif", "--extend-exclude", "_no_torch", "--select", "GH0,GH202,GH204")
+    document = json.loads(result.stdout)
+    jsonschema.Draft4Validator(SARIF_SCHEMA).validate(document)
+    run = document["runs"][0]
+    uris = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in run["results"]}
+    assert uris == {"train.py", "amp/loop.py", "broken.py"}
+    assert sorted(rule["id"] for rule in run["tool"]["driver"]["rules"]) == ["GH001", "GH202", "GH204"]
+    assert all("What it does" in rule["help"]["text"] for rule in run["tool"]["driver"]["rules"])
+
+
+def test_github_annotations_from_the_cli(tree):
+    result = _gradhealth(tree, "--format", "github", "--extend-exclude", "_no_torch", "--select", "GH202")
+    assert result.stdout.startswith("::error file=train.py,line=9,col=9,"), result.stdout
+    assert "title=GH202 clip-after-step::" in result.stdout
+
+
+def test_fail_on_and_ignore_from_pyproject(tree):
+    (tree / "pyproject.toml").write_text('[tool.gradhealth]\nignore = ["GH0", "GH2"]\n')
+    assert _gradhealth(tree, "--extend-exclude", "_no_torch").returncode == 0
+    (tree / "pyproject.toml").write_text('[tool.gradhealth]\nignroe = ["GH0"]\n')
+    bad = _gradhealth(tree)
+    assert bad.returncode == 2 and "unknown key [tool.gradhealth] 'ignroe'" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
