@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from gradcheck_tool import registry, suppressions
 from gradcheck_tool.errors import GradhealthError
+from gradcheck_tool.import_safety import training_at_import
 from gradcheck_tool.findings import Finding, Position, ProbeResult, ProbeStatus, Report, Severity
 from gradcheck_tool.static import check_source
 
@@ -33,6 +34,10 @@ class ScanOptions:
     select: frozenset[str] = frozenset(registry.ALL_RULES)
     per_file_ignores: tuple[tuple[str, frozenset[str]], ...] = ()  # (glob, codes)
     root: Path = field(default_factory=Path.cwd)
+    isolate: bool = False  # probe in a child process (the CLI always does)
+    timeout: Optional[float] = 120.0  # seconds per file when isolated; None: no limit
+    max_memory: Optional[int] = None  # bytes for the isolated child; None: 80% of physical memory
+    verbose: bool = False
 
     def enabled(self, path: Path) -> frozenset[str]:
         try:
@@ -133,10 +138,20 @@ def lint_file(path: Path, options: ScanOptions, progress: Optional[Progress] = N
     runtime: list[Finding] = []
     probe: Optional[ProbeResult] = None
     if not options.static_only and any(c.startswith("GH1") for c in enabled):
+        trains = training_at_import(source)
         if any(f.code == "GH001" for f in static):
             probe = ProbeResult(filename, ProbeStatus.SKIPPED, "the file does not parse (GH001)")
+        elif trains:
+            probe = ProbeResult(filename, ProbeStatus.SKIPPED,
+                                f"importing it would train ({trains} runs at module level); move the training "
+                                "into a function or under if __name__ == '__main__': to probe the model")
         else:
-            runtime, probe = _runtime().scan_path(path, options, progress, filename)
+            if options.isolate:
+                from gradcheck_tool.isolation import probe_in_child
+
+                runtime, probe = probe_in_child(path, options, filename)
+            else:
+                runtime, probe = _runtime().scan_path(path, options, progress, filename)
             static = calibrate_clipping(static, runtime, probe)
     silenced = suppressions.parse(source)
     kept = tuple(f for f in static + runtime if f.code in enabled and not silenced.covers(f, _lenient))

@@ -6,7 +6,6 @@ could not do its job (one line on stderr names the cause and the remedy).
 from __future__ import annotations
 
 import sys
-import time
 import traceback
 from pathlib import Path
 from typing import NoReturn, Optional
@@ -25,29 +24,13 @@ def _fail(message: str) -> NoReturn:
     sys.exit(2)
 
 
-class _Progress:
-    """Progress on stderr, shown only once a probe has taken more than a moment."""
-
-    DELAY_S = 1.0
-
-    def __init__(self, filename: str):
-        self.filename = filename
-        self.start = time.perf_counter()
-
-    def __call__(self, done: int, total: int) -> None:
-        if time.perf_counter() - self.start < self.DELAY_S:
-            return
-        end = "\n" if done == total or not sys.stderr.isatty() else "\r"
-        click.echo(f"gradhealth: probing {self.filename}: batch {done}/{total}{end}", err=True, nl=False)
-
-
 def _split(values: tuple[str, ...]) -> tuple[str, ...]:
     """Repeatable options that also take comma-separated lists, like ruff's."""
     return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
 
 
-def _options(paths, cfg, model_expr, probes, seed, device, input_shape, input_dtype, static_only,
-             select, extend_select, ignore):
+def _options(cfg, model_expr, probes, seed, device, input_shape, input_dtype, static_only,
+             select, extend_select, ignore, timeout, max_memory, verbose):
     from gradcheck_tool import registry
     from gradcheck_tool.api import ScanOptions, _runtime
 
@@ -73,8 +56,26 @@ def _options(paths, cfg, model_expr, probes, seed, device, input_shape, input_dt
         probes=probes or cfg.probes or 3, seed=seed if seed is not None else (cfg.seed or 0), device=device,
         model_expr=model_expr, input_shape=shape,
         input_dtype=input_dtype, static_only=static_only, select=frozenset(codes), per_file_ignores=per_file,
-        root=cfg.root or Path.cwd(),
+        root=cfg.root or Path.cwd(), isolate=True, verbose=verbose,
+        timeout=_positive(timeout if timeout is not None else cfg.timeout, 120.0, "--timeout"),
+        max_memory=_gib(max_memory if max_memory is not None else cfg.max_memory),
     )
+
+
+def _positive(value, default: float, option: str) -> Optional[float]:
+    value = default if value is None else float(value)
+    if value < 0:
+        raise GradhealthError(f"{option} must be >= 0 (0: no limit)")
+    return value or None
+
+
+def _gib(value) -> Optional[int]:
+    """--max-memory in GiB; 0 turns the cap off (passed on as 0 bytes), None keeps the default."""
+    if value is None:
+        return None
+    if float(value) < 0:
+        raise GradhealthError("--max-memory must be >= 0 GiB (0: no cap)")
+    return int(float(value) * 1024**3)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -104,9 +105,13 @@ def main() -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write the report here.")
 @click.option("--fail-on", type=click.Choice([s.value for s in Severity]),
               help="Exit 1 when a finding is at or above this severity.  [default: warning]")
+@click.option("--timeout", type=float, metavar="SECONDS",
+              help="Wall-clock limit for each file's probe, which runs in a child process; 0: none.  [default: 120]")
+@click.option("--max-memory", type=float, metavar="GIB",
+              help="Memory cap for the probing child on CPU; 0: none.  [default: 80% of RAM]")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks for errors.")
 def scan(paths, static_only, model_expr, probes, seed, device, input_shape, input_dtype, select, extend_select,
-         ignore, exclude, extend_exclude, force_exclude, fmt, output, fail_on, verbose) -> None:
+         ignore, exclude, extend_exclude, force_exclude, fmt, output, fail_on, timeout, max_memory, verbose) -> None:
     """Check the training code and probe the models in PATHS (files or directories).
 
     Static rules read the source.  The probe imports each file under a private name (its
@@ -121,8 +126,8 @@ def scan(paths, static_only, model_expr, probes, seed, device, input_shape, inpu
 
     try:
         cfg = config.load(Path(paths[0]) if paths else Path.cwd())
-        options = _options(paths, cfg, model_expr, probes, seed, device, input_shape, input_dtype, static_only,
-                           select, extend_select, ignore)
+        options = _options(cfg, model_expr, probes, seed, device, input_shape, input_dtype, static_only,
+                           select, extend_select, ignore, timeout, max_memory, verbose)
         patterns = (_split(exclude) or cfg.exclude or files.DEFAULT_EXCLUDE) + _split(extend_exclude) + cfg.extend_exclude
         targets = files.python_files(paths, options.root, patterns, force_exclude)
         threshold = Severity(fail_on or cfg.fail_on or "warning")
@@ -131,7 +136,7 @@ def scan(paths, static_only, model_expr, probes, seed, device, input_shape, inpu
     findings, probes_done, failed = [], [], False
     for path in targets:
         try:
-            result = api.lint_file(path, options, progress=_Progress(str(path)), display_name=str(path))
+            result = api.lint_file(path, options, display_name=str(path))
             findings.extend(result.findings)
             probe = result.probe
         except GradhealthError as err:

@@ -1,7 +1,7 @@
 """``[tool.gradhealth]`` in the nearest pyproject.toml: read, validated, merged under the CLI.
 
 Keys use ruff's kebab-case: select, extend-select, ignore, per-file-ignores, exclude,
-extend-exclude, fail-on, static-only, probes, seed, device.  An unknown key or a value
+extend-exclude, fail-on, static-only, probes, seed, device, timeout (seconds), max-memory (GiB).  An unknown key or a value
 of the wrong type is an error (exit 2) naming the file and the key, never silently ignored.
 """
 from __future__ import annotations
@@ -35,6 +35,8 @@ class Config:
     probes: Optional[int] = None
     seed: Optional[int] = None
     device: Optional[str] = None
+    timeout: Optional[float] = None
+    max_memory: Optional[float] = None  # GiB
 
     @property
     def root(self) -> Optional[Path]:
@@ -47,14 +49,16 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _typed(value: Any, kind: type, where: str) -> Any:
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise GradhealthError(f"{where} must be a {kind.__name__}, got {type(value).__name__}")
+def _typed(value: Any, kind, where: str) -> Any:
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        expected = " or ".join(k.__name__ for k in kind) if isinstance(kind, tuple) else kind.__name__
+        raise GradhealthError(f"{where} must be a {expected}, got {type(value).__name__}")
     return value
 
 
 _LISTS = {"select", "extend-select", "ignore", "exclude", "extend-exclude"}
-_SCALARS = {"static-only": bool, "probes": int, "seed": int, "device": str, "fail-on": str}
+_SCALARS = {"static-only": bool, "probes": int, "seed": int, "device": str, "fail-on": str,
+            "timeout": (int, float), "max-memory": (int, float)}
 KEYS = sorted(_LISTS | set(_SCALARS) | {"per-file-ignores"})
 
 
