@@ -6,11 +6,14 @@ a static-only scan runs where torch is not installed.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 from gradcheck_tool import registry, suppressions
 from gradcheck_tool.errors import GradhealthError
@@ -120,14 +123,16 @@ def calibrate_clipping(static: list[Finding], runtime: list[Finding], probe: Pro
 
 
 def lint_file(path: Path, options: ScanOptions, progress: Optional[Progress] = None,
-              display_name: Optional[str] = None) -> FileResult:
+              display_name: Optional[str] = None, text: Optional[str] = None) -> FileResult:
     """Static and runtime findings for one file, filtered by selection and suppressions.
 
+    ``text`` lints a proposed new content of ``path`` (the fix engine's patched source): the
+    probe then imports it from a hidden sibling file, so the file's own imports still resolve.
     Raises GradhealthError when the probe could not run (the CLI reports it and exits 2).
     """
     filename = display_name or str(path)
     enabled = options.enabled(path)
-    raw = path.read_bytes()
+    raw = path.read_bytes() if text is None else text.encode("utf-8")
     try:
         source = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -146,16 +151,35 @@ def lint_file(path: Path, options: ScanOptions, progress: Optional[Progress] = N
                                 f"importing it would train ({trains} runs at module level); move the training "
                                 "into a function or under if __name__ == '__main__': to probe the model")
         else:
-            if options.isolate:
-                from gradcheck_tool.isolation import probe_in_child
-
-                runtime, probe = probe_in_child(path, options, filename)
-            else:
-                runtime, probe = _runtime().scan_path(path, options, progress, filename)
+            with _as_file(path, text) as target:
+                runtime, probe = _probe(target, options, progress, filename)
             static = calibrate_clipping(static, runtime, probe)
     silenced = suppressions.parse(source)
     kept = tuple(f for f in static + runtime if f.code in enabled and not silenced.covers(f, _lenient))
     return FileResult(kept, probe)
+
+
+def _probe(path: Path, options: ScanOptions, progress: Optional[Progress], filename: str):
+    if options.isolate:
+        from gradcheck_tool.isolation import probe_in_child
+
+        return probe_in_child(path, options, filename)
+    return _runtime().scan_path(path, options, progress, filename)
+
+
+@contextlib.contextmanager
+def _as_file(path: Path, text: Optional[str]) -> Iterator[Path]:
+    """``path`` itself, or a hidden sibling holding ``text`` for the length of the block."""
+    if text is None:
+        yield path
+        return
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.gradhealth-", suffix=".py")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        yield Path(name)
+    finally:
+        os.unlink(name)
 
 
 def _runtime():

@@ -84,43 +84,76 @@ def main() -> None:
     """gradhealth: find what will make a PyTorch model explode, vanish or stall before you train it."""
 
 
+_SCAN_OPTIONS = [
+    click.argument("paths", nargs=-1, required=True),
+    click.option("--static-only", is_flag=True, default=None,
+                 help="Only read the source (GH0xx, GH2xx): never import torch or run the file's code."),
+    click.option("--model", "model_expr", metavar="EXPR", help="Expression that builds the model, evaluated in the "
+                 'file\'s namespace, e.g. "GPT(GPTConfig(n_layer=2))".'),
+    click.option("--probes", type=click.IntRange(min=1), help="Probe batches to run.  [default: 3]"),
+    click.option("--seed", type=int, help="Seed for the model's init, inputs, dropout and the default loss.  [default: 0]"),
+    click.option("--device", help="cpu, cuda, cuda:N or auto.  [default: cpu]"),
+    click.option("--input-shape", metavar="N,C,...", help="Shape of random inputs when the file has no example_inputs()."),
+    click.option("--input-dtype", metavar="DTYPE", help="dtype for --input-shape (float32, int64, ...)."),
+    click.option("--select", multiple=True, metavar="CODES", help="Rules to run: codes, prefixes (GH2) or names."),
+    click.option("--extend-select", multiple=True, metavar="CODES", help="Rules to add to the selection."),
+    click.option("--ignore", multiple=True, metavar="CODES", help="Rules to skip."),
+    click.option("--exclude", multiple=True, metavar="GLOBS", help="Paths to skip (replaces the default list)."),
+    click.option("--extend-exclude", multiple=True, metavar="GLOBS", help="Paths to skip, on top of the default list."),
+    click.option("--force-exclude", is_flag=True,
+                 help="Apply excludes to files named on the command line too (pre-commit)."),
+    click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True),
+    click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write the report here."),
+    click.option("--fail-on", type=click.Choice([s.value for s in Severity]),
+                 help="Exit 1 when a finding is at or above this severity.  [default: warning]"),
+    click.option("--timeout", type=float, metavar="SECONDS",
+                 help="Wall-clock limit for each file's probe, which runs in a child process; 0: none.  [default: 120]"),
+    click.option("--max-memory", type=float, metavar="GIB",
+                 help="Memory cap for the probing child on CPU; 0: none.  [default: 80% of RAM]"),
+    click.option("--unsafe-fixes", is_flag=True, help="With fixing: also apply fixes that change training behaviour."),
+    click.option("--diff", is_flag=True, help="With fixing: print the unified diff, write nothing."),
+    click.option("-v", "--verbose", is_flag=True, help="Show tracebacks for errors."),
+]
+
+
+def _scan_options(command):
+    for option in reversed(_SCAN_OPTIONS):
+        command = option(command)
+    return command
+
+
 @main.command()
-@click.argument("paths", nargs=-1, required=True)
-@click.option("--static-only", is_flag=True, default=None,
-              help="Only read the source (GH0xx, GH2xx): never import torch or run the file's code.")
-@click.option("--model", "model_expr", metavar="EXPR", help='Expression that builds the model, evaluated in the '
-              'file\'s namespace, e.g. "GPT(GPTConfig(n_layer=2))".')
-@click.option("--probes", type=click.IntRange(min=1), help="Probe batches to run.  [default: 3]")
-@click.option("--seed", type=int, help="Seed for the model's init, inputs, dropout and the default loss.  [default: 0]")
-@click.option("--device", help="cpu, cuda, cuda:N or auto.  [default: cpu]")
-@click.option("--input-shape", metavar="N,C,...", help="Shape of random inputs when the file has no example_inputs().")
-@click.option("--input-dtype", metavar="DTYPE", help="dtype for --input-shape (float32, int64, ...).")
-@click.option("--select", multiple=True, metavar="CODES", help="Rules to run: codes, prefixes (GH2) or names.")
-@click.option("--extend-select", multiple=True, metavar="CODES", help="Rules to add to the selection.")
-@click.option("--ignore", multiple=True, metavar="CODES", help="Rules to skip.")
-@click.option("--exclude", multiple=True, metavar="GLOBS", help="Paths to skip (replaces the default list).")
-@click.option("--extend-exclude", multiple=True, metavar="GLOBS", help="Paths to skip, on top of the default list.")
-@click.option("--force-exclude", is_flag=True, help="Apply excludes to files named on the command line too (pre-commit).")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write the report here.")
-@click.option("--fail-on", type=click.Choice([s.value for s in Severity]),
-              help="Exit 1 when a finding is at or above this severity.  [default: warning]")
-@click.option("--timeout", type=float, metavar="SECONDS",
-              help="Wall-clock limit for each file's probe, which runs in a child process; 0: none.  [default: 120]")
-@click.option("--max-memory", type=float, metavar="GIB",
-              help="Memory cap for the probing child on CPU; 0: none.  [default: 80% of RAM]")
-@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks for errors.")
-def scan(paths, static_only, model_expr, probes, seed, device, input_shape, input_dtype, select, extend_select,
-         ignore, exclude, extend_exclude, force_exclude, fmt, output, fail_on, timeout, max_memory, verbose) -> None:
+@_scan_options
+@click.option("--fix", is_flag=True, help="Apply fixes, as `gradhealth fix` does.")
+def scan(fix: bool, **kwargs) -> None:
     """Check the training code and probe the models in PATHS (files or directories).
 
     Static rules read the source.  The probe imports each file under a private name (its
-    __main__ block never runs) and finds the model from --model, build_model(), a
-    module-level nn.Module, or the one nn.Module class that builds with no arguments.
-    Inputs come from example_inputs(), --input-shape, or the first layer; the loss from
-    loss_fn(output, inputs) or a scale-free default.  Settings may also live in
+    __main__ block never runs), in a child process, and finds the model from --model,
+    build_model(), a module-level nn.Module, or the one nn.Module class that builds with no
+    arguments.  Inputs come from example_inputs(), --input-shape, or the first layer; the loss
+    from loss_fn(output, inputs) or a scale-free default.  Settings may also live in
     [tool.gradhealth] of the nearest pyproject.toml; options given here win.
     """
+    _run(fix=fix or kwargs["diff"], **kwargs)
+
+
+@main.command()
+@_scan_options
+def fix(**kwargs) -> None:
+    """Apply the fixes for the findings in PATHS, verified by scanning (and probing) again.
+
+    Safe fixes keep meaning; --unsafe-fixes also applies those that change training
+    (inserting clipping, changing init).  Runtime fixes are verified by probing the patched
+    file before it is written, and taken back when its numbers do not improve.  Exits 0 when
+    nothing at --fail-on remains (with --diff: 1 when there is something to change).
+    """
+    _run(fix=True, **kwargs)
+
+
+def _run(paths, static_only, model_expr, probes, seed, device, input_shape, input_dtype, select, extend_select,
+         ignore, exclude, extend_exclude, force_exclude, fmt, output, fail_on, timeout, max_memory, unsafe_fixes,
+         diff, verbose, fix) -> None:
     from gradcheck_tool import api, config, files
     from gradcheck_tool.report import RENDERERS
 
@@ -133,32 +166,66 @@ def scan(paths, static_only, model_expr, probes, seed, device, input_shape, inpu
         threshold = Severity(fail_on or cfg.fail_on or "warning")
     except GradhealthError as err:
         _fail(str(err))
-    findings, probes_done, failed = [], [], False
+    findings, probes_done, failed, changed = [], [], False, False
     for path in targets:
         try:
-            result = api.lint_file(path, options, display_name=str(path))
-            findings.extend(result.findings)
-            probe = result.probe
-        except GradhealthError as err:
+            if fix:
+                outcome = _fix_one(path, options, unsafe_fixes, diff)
+                changed |= outcome.changed
+                found, probe = list(outcome.remaining), outcome.probe
+            else:
+                result = api.lint_file(path, options, display_name=str(path))
+                found, probe = list(result.findings), result.probe
+            findings.extend(found)
+        except Exception as err:  # noqa: BLE001 - one line per file, the traceback only on request
             if verbose:
                 traceback.print_exc()
-            click.echo(f"gradhealth: error: {err}", err=True)
+            message = str(err) if isinstance(err, GradhealthError) else \
+                f"{path}: internal error {type(err).__name__}: {err} (please report it; --verbose shows where)"
+            click.echo(f"gradhealth: error: {message}", err=True)
             failed = True
-            probe = ProbeResult(str(path), ProbeStatus.FAILED, reason=str(err))
+            probe = ProbeResult(str(path), ProbeStatus.FAILED, reason=message)
         if probe is not None:
             probes_done.append(probe)
             if probe.status is ProbeStatus.SKIPPED:
                 click.echo(f"gradhealth: {path}: probe skipped: {probe.reason}", err=True)
     report = Report(findings=tuple(sorted(findings, key=lambda f: f.sort_key)), probes=tuple(probes_done),
                     files=len(targets), root=str(options.root.resolve()))
-    text = RENDERERS[fmt](report)
-    if output:
-        Path(output).write_text(text, encoding="utf-8")
-    else:
-        click.echo(text, nl=False)
+    if not diff:
+        text = RENDERERS[fmt](report)
+        if output:
+            Path(output).write_text(text, encoding="utf-8")
+        else:
+            click.echo(text, nl=False)
     if failed:
         sys.exit(2)
+    if diff and changed:
+        sys.exit(1)
     sys.exit(1 if report.worst_at_least(threshold) else 0)
+
+
+def _fix_one(path: Path, options, unsafe: bool, diff: bool):
+    """Fix one file: the diff on stdout with --diff, else write it; what happened goes to stderr."""
+    from gradcheck_tool.fixes import edits, engine
+
+    outcome = engine.fix_file(path, options, unsafe=unsafe, display_name=str(path))
+    for check in outcome.verifications:
+        click.echo(f"gradhealth: {path}: {check.describe()}", err=True)
+    for finding, reason in outcome.rejected:
+        click.echo(f"gradhealth: {path}: not applied: {finding.code} {finding.name}: {reason}", err=True)
+    if outcome.changed:
+        if diff:
+            click.echo(edits.unified_diff(outcome.original, outcome.fixed, str(path)), nl=False)
+        else:
+            engine.write_atomic(path, outcome.fixed)
+        verb = "Would fix" if diff else "Fixed"
+        click.echo(f"gradhealth: {path}: {verb} {len(outcome.applied)} finding(s): "
+                   f"{', '.join(sorted({f.code for f in outcome.applied}))}", err=True)
+    held = sum(1 for f in outcome.remaining
+               if f.fix and f.fix.edits and f.fix.applicability.value == "unsafe" and not unsafe)
+    if held:
+        click.echo(f"gradhealth: {path}: {held} more fix(es) available with --unsafe-fixes", err=True)
+    return outcome
 
 
 @main.command()

@@ -1,0 +1,176 @@
+"""Apply fixes to one file: collect edits, apply them in one pass, re-scan, verify, repeat until stable.
+
+Guarantees: the result parses (an edit set that would not is rejected whole); a second run
+changes nothing (codemods are idempotent and the loop stops when a round changes nothing);
+unsafe fixes, and any edit that deletes a comment, need ``unsafe=True``; runtime fixes are
+verified by probing the patched text (in the isolated child when the options say so) and a
+fix whose finding does not improve is taken back, with the reason.  Nothing is written here:
+the caller writes ``FixResult.fixed`` with ``write_atomic``.
+"""
+from __future__ import annotations
+
+import ast
+import math
+import os
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from gradcheck_tool import api
+from gradcheck_tool.errors import GradhealthError
+from gradcheck_tool.findings import Applicability, Finding, ProbeResult
+from gradcheck_tool.fixes import edits as text_edits
+from gradcheck_tool.fixes.init_codemods import attach_init_fixes
+from gradcheck_tool.rules.recurrent import per_step_decades
+from gradcheck_tool.rules.signals import backward_trend, forward_trend
+
+MAX_ROUNDS = 4
+DRIFT_CODES = ("GH101", "GH102", "GH105", "GH106", "GH120")
+
+
+@dataclass(frozen=True)
+class Verification:
+    code: str
+    module: Optional[str]
+    metric: str
+    before: Optional[float]
+    after: Optional[float]
+    improved: bool
+
+    def describe(self) -> str:
+        fmt = lambda v: "-" if v is None else f"{v:.3g}"  # noqa: E731
+        verdict = "verified" if self.improved else "not improved: fix taken back"
+        return f"{self.code} {self.module or ''}: {self.metric} {fmt(self.before)} -> {fmt(self.after)} ({verdict})"
+
+
+@dataclass(frozen=True)
+class FixResult:
+    filename: str
+    original: str
+    fixed: str
+    applied: tuple[Finding, ...]
+    rejected: tuple[tuple[Finding, str], ...]
+    remaining: tuple[Finding, ...]
+    verifications: tuple[Verification, ...]
+    probe: Optional[ProbeResult]
+
+    @property
+    def changed(self) -> bool:
+        return self.fixed != self.original
+
+
+def _metric(code: str, module: Optional[str], probe: Optional[ProbeResult]) -> tuple[str, Optional[float]]:
+    record = probe.record if probe is not None else None
+    if record is None:
+        return "probe", None
+    if code in DRIFT_CODES:
+        totals = [abs(t.total) for t in (forward_trend(record), backward_trend(record)) if t is not None]
+        return "drift across depth (decades)", max(totals) if totals else 0.0
+    if code in ("GH130", "GH131"):
+        stats = next((r for r in record.recurrent if r.name == module), None)
+        slope = per_step_decades(stats) if stats else None
+        return "gradient change per step (decades)", (abs(slope) if slope is not None and math.isfinite(slope) else None)
+    layer = record.layer(module or "")
+    if code == "GH110" and layer is not None:
+        return "dead fraction", layer.dead_fraction
+    if code == "GH111" and layer is not None:
+        return "saturated fraction", layer.saturated_fraction
+    return "finding present", 1.0
+
+
+def verify(finding: Finding, before: api.FileResult, after: api.FileResult) -> Verification:
+    metric, old = _metric(finding.code, finding.module, before.probe)
+    _, new = _metric(finding.code, finding.module, after.probe)
+    gone = not any(f.code == finding.code for f in after.findings)
+    improved = gone and (old is None or new is None or new <= old)
+    return Verification(finding.code, finding.module, metric, old, 0.0 if (gone and metric == "finding present") else new,
+                        improved)
+
+
+def _parses(text: str) -> bool:
+    try:
+        ast.parse(text)
+        return True
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+
+
+def _applicable(finding: Finding, text: str, unsafe: bool) -> bool:
+    fix = finding.fix
+    if fix is None or not fix.edits or fix.applicability is Applicability.DISPLAY_ONLY:
+        return False
+    if fix.applicability is Applicability.UNSAFE or text_edits.deletes_comment(text, fix.edits):
+        return unsafe
+    return True
+
+
+def _lint(path: Path, text: str, options: api.ScanOptions, display: str) -> api.FileResult:
+    result = api.lint_file(path, options, display_name=display, text=text)
+    return api.FileResult(tuple(attach_init_fixes(text, result.findings)), result.probe)
+
+
+def fix_file(path: Path, options: api.ScanOptions, *, unsafe: bool = False,
+             display_name: Optional[str] = None) -> FixResult:
+    display = display_name or str(path)
+    original = path.read_bytes().decode("utf-8-sig")
+    text = original
+    result = _lint(path, text, options, display)
+    applied: list[Finding] = []
+    rejected: list[tuple[Finding, str]] = []
+    verifications: list[Verification] = []
+    for _ in range(MAX_ROUNDS):
+        chosen, chosen_edits = [], []
+        for finding in result.findings:
+            if _applicable(finding, text, unsafe) and not text_edits.overlaps(text, chosen_edits, finding.fix.edits):
+                chosen.append(finding)
+                chosen_edits.extend(finding.fix.edits)
+        if not chosen:
+            break
+        patched = text_edits.apply(text, chosen_edits)
+        if patched == text:
+            break
+        if not _parses(patched):
+            rejected.extend((f, "the patched file would not parse") for f in chosen)
+            break
+        try:
+            after = _lint(path, patched, options, display)
+        except GradhealthError as err:
+            after = None
+            failure = f"the patched file could not be probed: {err}"
+        runtime = [f for f in chosen if f.code.startswith("GH1")]
+        if runtime:
+            checks = [verify(f, result, after) for f in runtime] if after is not None else []
+            verifications.extend(checks)
+            failed = [f for f, check in zip(runtime, checks) if not check.improved] if after is not None else runtime
+            if failed:
+                rejected.extend((f, failure if after is None else "the re-probe did not show it improved")
+                                for f in failed)
+                chosen = [f for f in chosen if f not in failed]
+                if not chosen:
+                    break
+                patched = text_edits.apply(text, [e for f in chosen for e in f.fix.edits])
+                after = _lint(path, patched, options, display)
+        elif after is None:
+            raise GradhealthError(failure)
+        applied.extend(chosen)
+        text, result = patched, after
+    return FixResult(display, original, text, tuple(applied), tuple(rejected), result.findings,
+                     tuple(verifications), result.probe)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace the file in one rename, keeping its mode and a UTF-8 byte-order mark if it had one."""
+    raw = path.read_bytes()
+    data = (b"\xef\xbb\xbf" if raw.startswith(b"\xef\xbb\xbf") else b"") + text.encode("utf-8")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".gradhealth-tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
