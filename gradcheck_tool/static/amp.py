@@ -119,7 +119,7 @@ class ClipWithoutUnscale(StaticRule):
             amp = [e for e in it.events if e.amp and e.kind is not Kind.UNSCALE]
             if not amp:
                 continue
-            for clip in it.of(Kind.CLIP):
+            for clip in it.placed_clips():
                 if not _clips_raw_grads(clip):
                     continue  # accelerate/fabric clip through their own scaler
                 if any(e.kind is Kind.UNSCALE for e in it.events[:it.index(clip)]):

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from typing import Iterator
 
+import libcst as cst
+
 from gradcheck_tool.findings import Finding, Severity
 from gradcheck_tool.static.base import SourceContext, StaticRule, display, example
 from gradcheck_tool.static.facts import Scope
-from gradcheck_tool.static.forward import SATURATING_FUNCTIONS, ForwardDepth
+from gradcheck_tool.static.forward import SATURATING_FUNCTIONS, ForwardDepth, saturating_call
 from gradcheck_tool.static.names import last
 from gradcheck_tool.static.stacks import SATURATING_LAYERS, LayerStacks
 
@@ -22,7 +24,8 @@ class DeepSaturatingStack(StaticRule):
     literals, ``[nn.Linear(d, d), nn.Tanh()] * n``, comprehensions and ``for _ in range(n)``
     loops that build the layer list, and forward code that calls ``torch.tanh`` /
     ``torch.sigmoid`` / ``F.sigmoid`` on the result of the previous call (including in a
-    loop over ``range(n)`` or over a ModuleList of known length).
+    loop over ``range(n)`` or over a ModuleList of known length). A name bound once to one
+    of those functions counts as the function (``ACTIVATION = torch.tanh``).
 
     Why it matters:
     The sigmoid's slope is at most 0.25, so each sigmoid scales the backward signal by
@@ -94,6 +97,19 @@ class DeepSaturatingStack(StaticRule):
                 blocks = [nn.Sequential(nn.Linear(8, 8), nn.Tanh()) for _ in range(depth)]
                 return nn.Sequential(*blocks)
         """),
+        example("""
+            import torch
+
+            ACTIVATION = torch.tanh
+            if args.relu:
+                ACTIVATION = torch.relu
+
+            class Net(torch.nn.Module):
+                def forward(self, x):
+                    for i in range(8):
+                        x = ACTIVATION(self.fcs[i](x))
+                    return x
+        """),
     )
     BAD = (
         example("""
@@ -146,13 +162,42 @@ class DeepSaturatingStack(StaticRule):
                 Linear(4, 4), Tanh(), Linear(4, 4), Tanh(),
             )
         """),
+        example("""
+            import torch
+
+            N_HIDDEN = 8
+            ACTIVATION = torch.tanh
+
+            class Net(torch.nn.Module):
+                def forward(self, x):
+                    for i in range(N_HIDDEN):
+                        x = self.fcs[i](x)
+                        x = ACTIVATION(x)
+                    return self.predict(x)
+        """),
+        example("""
+            from torch import nn
+
+            class Tower(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.act = nn.Tanh()
+
+                def forward(self, x):
+                    x = self.act(self.fc1(x))
+                    x = self.act(self.fc2(x))
+                    x = self.act(self.fc3(x))
+                    return self.act(self.fc4(x))
+        """),
     )
 
     def check(self, ctx: SourceContext) -> Iterator[Finding]:
         stacks = LayerStacks(ctx.facts)
         for scope in ctx.facts.scopes:
             sites = ctx.facts.by_scope.get(scope, ())
-            if not any(last(s.name) in _RELEVANT or s.method in _RELEVANT for s in sites):
+            if not any(last(s.name) in _RELEVANT or s.method in _RELEVANT or (
+                    isinstance(s.node, cst.Call) and saturating_call(s.node, ctx.facts))
+                    for s in sites):
                 continue
             for call, run in stacks.in_scope(scope):
                 if run.longest >= THRESHOLD:

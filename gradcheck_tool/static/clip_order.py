@@ -100,7 +100,7 @@ class ClipAfterStep(StaticRule):
 
     def check(self, ctx: SourceContext) -> Iterator[Finding]:
         for it in ctx.iterations:
-            for clip in it.of(Kind.CLIP):
+            for clip in it.placed_clips():
                 at = it.index(clip)
                 before = [e for e in it.events[:at] if e.kind is Kind.STEP]
                 if before and _between(it, at, Kind.STEP, len(it.events)) is None:
@@ -202,7 +202,7 @@ class ClipBeforeBackward(StaticRule):
 
     def check(self, ctx: SourceContext) -> Iterator[Finding]:
         for it in ctx.iterations:
-            for clip in it.of(Kind.CLIP):
+            for clip in it.placed_clips():
                 at = it.index(clip)
                 if any(e.kind is Kind.BACKWARD for e in it.events[:at]):
                     continue

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from typing import Iterator, Optional
 
-import libcst as cst
-
 from gradcheck_tool.findings import Finding, Severity
 from gradcheck_tool.static.base import (
     SourceContext,
@@ -12,50 +10,42 @@ from gradcheck_tool.static.base import (
     edit_or_display,
     example,
 )
+from gradcheck_tool.static.clip_fix import propose
 from gradcheck_tool.static.events import Event, Iteration, Kind
+from gradcheck_tool.static.names import last
 from gradcheck_tool.static.risk import explosion_risk
 
 
-def clip_call(ctx: SourceContext, step: Event) -> Optional[str]:
-    """``torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)`` spelled with this
-    file's imports and the parameters its optimizer was built from, when both are known."""
-    imports = ctx.facts.imports
-    torch, nn = imports.local_name("torch"), imports.local_name("torch.nn")
-    prefix = f"{torch}.nn.utils" if torch else f"{nn}.utils" if nn else None
-    built = next((s for s in ctx.facts.calls if s.node is ctx.facts.values.get(step.target)), None)
-    if prefix is None or built is None or not built.node.args or built.node.args[0].keyword:
-        return None
-    params = ctx.code(built.node.args[0].value)
-    # The expression must mean the same thing where the clip goes: `self.` always does;
-    # `model.parameters()` only in the scope that built the optimizer (or a global one).
-    root = params.partition(".")[0]
-    visible = root == "self" or built.scope is step.site.scope or (
-        isinstance(built.scope, cst.Module) and root not in _parameters(step.site.scope))
-    if not params.endswith(".parameters()") or not visible:
-        return None
-    return f"{prefix}.clip_grad_norm_({params}, max_norm=1.0)"
-
-
-def _parameters(scope: cst.CSTNode) -> set[str]:
-    if not isinstance(scope, cst.FunctionDef):
-        return set()
-    params = scope.params
-    return {p.name.value for p in (*params.posonly_params, *params.params, *params.kwonly_params)}
+def line_search(ctx: SourceContext, step: Event) -> bool:
+    """``optimizer.step(closure)`` re-evaluates the loss and gradients inside ``step`` (an
+    LBFGS line search calls the closure several times): a clip written before ``step()``
+    acts on stale gradients, so clipping could only go inside the closure, and for LBFGS
+    not at all (rescaled gradients corrupt the curvature pairs it builds)."""
+    made = ctx.facts.constructed(step.target) or ""
+    return step.closure or last(made) == "LBFGS"
 
 
 class MissingGradientClipping(StaticRule):
     """What it does:
     Finds training steps (``optimizer.step()``, ``scaler.step(optimizer)``, or a hand-written
-    ``p -= lr * p.grad`` update) in a loop or function that never clips gradients
-    (``clip_grad_norm_`` / ``clip_grad_value_``, under any import alias).
+    ``p -= lr * p.grad`` update) in a loop or function that never clips gradients. Each
+    loop is judged by what it and the helpers it calls run, not by other loops beside it.
+    Clipping is ``clip_grad_norm_`` / ``clip_grad_value_`` under any import alias, any
+    callee named like ``clip_grad`` / ``clip_gradients`` / ``clip_norm`` (timm's
+    ``dispatch_clip_grad``, ``accelerator.clip_grad_norm_``, ``fabric.clip_gradients``),
+    or a call configured with ``clip_grad=`` / ``max_grad_norm=`` / ``gradient_clip_val=``.
+    Steps that take a closure (``optimizer.step(closure)``) and LBFGS optimizers are
+    skipped: a line search re-evaluates the gradients inside ``step``.
 
     Why it matters:
     One outlier batch can produce a gradient orders of magnitude above the typical one;
     unclipped, that single step can throw the weights far enough to diverge (loss -> NaN).
     Recurrent and attention models are the classic case (Pascanu et al., 2013), and a high
     learning rate multiplies the damage. The finding is a warning when the file builds
-    RNN/LSTM/GRU/attention/transformer layers or uses a learning rate GH208 flags, and
-    informational otherwise, so a small CNN is not nagged.
+    RNN/LSTM/GRU/attention layers or a transformers model, or gives SGD a learning rate
+    GH208 warns about, and informational otherwise, so a small CNN is not nagged. (A high
+    Adam rate does not count: Adam moves each weight by ~lr whatever the gradient's size,
+    so clipping would not tame it.)
 
     Example:
         loss.backward()
@@ -64,7 +54,9 @@ class MissingGradientClipping(StaticRule):
     Fix:
     Clip the global gradient norm between ``backward()`` and ``step()``:
     ``torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)``. With AMP, call
-    ``scaler.unscale_(optimizer)`` first. ``gradhealth scan`` reports a measured
+    ``scaler.unscale_(optimizer)`` first; with Accelerate, ``accelerator.clip_grad_norm_``;
+    with Fabric, ``fabric.clip_gradients(model, optimizer, max_norm=1.0)`` (both unscale
+    fp16 gradients themselves). ``gradhealth scan`` reports a measured
     ``recommended_max_norm``; 1.0 is the common default (BERT, GPT-2).
     """
 
@@ -135,6 +127,48 @@ class MissingGradientClipping(StaticRule):
                         for p in group['params']:
                             p.add_(p.grad, alpha=-group['lr'])
         """),
+        example("""
+            import argparse
+            import torch
+
+            opt = argparse.ArgumentParser().parse_args()
+            seq = torch.nn.LSTM(1, 51)
+            optimizer = torch.optim.LBFGS(seq.parameters(), lr=0.8)
+            for i in range(opt.steps):
+                def closure():
+                    optimizer.zero_grad()
+                    loss = criterion(seq(x)[0], y)
+                    loss.backward()
+                    return loss
+                optimizer.step(closure)
+        """),
+        example("""
+            from timm import utils
+
+            def train_one_epoch(model, loader, optimizer, loss_scaler, args):
+                for x, y in loader:
+                    loss = loss_fn(model(x), y)
+                    if loss_scaler is not None:
+                        loss_scaler(loss, optimizer, clip_grad=args.clip_grad,
+                                    parameters=model.parameters())
+                    else:
+                        loss.backward()
+                        utils.dispatch_clip_grad(model.parameters(), value=args.clip_grad)
+                        optimizer.step()
+                    optimizer.zero_grad()
+        """),
+        example("""
+            from torch import nn
+
+            model = nn.GRU(8, 8)
+            for batch in loader:
+                for opt in optimizers:
+                    opt.zero_grad()
+                model(batch)[0].sum().backward()
+                nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                for opt in optimizers:
+                    opt.step()
+        """),
     )
     BAD = (
         example("""
@@ -201,23 +235,57 @@ class MissingGradientClipping(StaticRule):
                 for batch in loader:
                     train_step(model, optimizer, batch)
         """),
+        example("""
+            import torch
+
+            for epoch in range(epochs):
+                for x, y in zip(data, targets):
+                    loss_fn(net(x), y).backward()
+                    opt.step()
+                    opt.zero_grad()
+
+            for epoch in range(0):  # for illustration only
+                for x, y in zip(data, targets):
+                    scaler.scale(loss_fn(net(x), y)).backward()
+                    scaler.unscale_(opt)
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), max_norm=0.1)
+                    scaler.step(opt)
+                    scaler.update()
+                    opt.zero_grad()
+        """),
+        example("""
+            from accelerate import Accelerator
+            from transformers import AutoModelForSequenceClassification
+            import torch
+
+            accelerator = Accelerator()
+            model = AutoModelForSequenceClassification.from_pretrained("bert-base-cased")
+            optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
+            for batch in loader:
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+                optimizer.step()
+                optimizer.zero_grad()
+        """),
     )
 
     def check(self, ctx: SourceContext) -> Iterator[Finding]:
         risk: Optional[str] = None
         for iteration in ctx.iterations:
-            if any(e.kind is Kind.CLIP for e in iteration.events + iteration.scope_events):
+            # This iteration and the helpers it calls, not the rest of the function: one
+            # clipping loop says nothing about the loops beside it.
+            if iteration.of(Kind.CLIP):
                 continue
-            if risk is None:
-                risk = explosion_risk(ctx) or ""
             targets: set = set()
             # One finding per optimizer; a step written in this iteration before one
             # reached through a helper (which is reported where it is written).
             for step in sorted(iteration.of(Kind.STEP), key=lambda e: bool(e.via)):
                 key = "manual update" if step.manual else step.target
-                if key and key in targets:
+                if (key and key in targets) or line_search(ctx, step):
                     continue
                 targets.add(key)
+                if risk is None:
+                    risk = explosion_risk(ctx) or ""
                 yield self._finding(ctx, iteration, step, risk)
 
     def _finding(self, ctx: SourceContext, it: Iteration, step: Event, risk: str) -> Finding:
@@ -225,13 +293,13 @@ class MissingGradientClipping(StaticRule):
         message = (f"`{ctx.code(step.node)}` updates parameters with no gradient clipping in "
                    f"this {where}: one outlier batch can blow the weights up")
         message += f"; {risk}" if risk else " (informational: no recurrent/attention layers here)"
+        proposal = propose(ctx, it, step)
         fix_lines = []
         if step.amp and not it.of(Kind.UNSCALE) and step.site.receiver:
             fix_lines.append(f"{step.site.receiver}.unscale_({step.target})")
-        clip = None if step.manual else clip_call(ctx, step)
-        edit = ctx.insert_lines(step.site, "\n".join([*fix_lines, clip])) if clip else None
-        advice = (f"Clip between backward() and step(): "
-                  f"`{clip or 'torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)'}`"
+        edit = (ctx.insert_lines(step.site, "\n".join([*fix_lines, proposal.call]))
+                if proposal.editable else None)
+        advice = (f"Clip between backward() and step(): `{proposal.call}`"
                   + (", after `scaler.unscale_(optimizer)`" if step.amp else ""))
         evidence = {"step_line": ctx.line(step.node), f"{where}_line": ctx.line(it.node),
                     "severity_reason": risk or None, "amp": step.amp, "manual_update": step.manual}

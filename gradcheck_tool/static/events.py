@@ -15,12 +15,18 @@ from typing import Optional
 import libcst as cst
 
 from gradcheck_tool.static.facts import FileFacts, Scope, Site
-from gradcheck_tool.static.names import dotted, identifiers, last, subtree
+from gradcheck_tool.static.names import dotted, identifiers, last, number, subtree
 
 CLIP_FUNCTIONS = frozenset({
     "clip_grad_norm_", "clip_grad_norm", "clip_grad_value_", "clip_grads_with_norm_",
     "clip_gradients",  # lightning.Fabric
 })
+# Frameworks wrap clipping under their own names (timm's `dispatch_clip_grad`,
+# `accelerator.clip_grad_norm_`, `fabric.clip_gradients`): any such callee clips too.
+_CLIP_NAME = re.compile(r"clip_grad|clip_gradients|clip_norm")
+# ...or take it as configuration of a call that backpropagates and steps by itself:
+# timm's `loss_scaler(loss, opt, clip_grad=...)`, Lightning's `Trainer(gradient_clip_val=...)`.
+_CLIP_KEYWORDS = frozenset({"clip_grad", "max_grad_norm", "gradient_clip_val"})
 _NOT_AN_OPTIMIZER = re.compile(r"sched|env|game|sim|trainer", re.IGNORECASE)
 _GRAD_NAME = re.compile(r"^(g|grads?|gradients?|\w+_grads?)$")
 _UPDATE_METHODS = frozenset({"add_", "sub_", "addcdiv_", "addcmul_", "copy_"})
@@ -45,6 +51,8 @@ class Event:
     amp: bool = False  # through a GradScaler: scaler.scale(loss).backward(), scaler.step(opt)
     manual: bool = False  # a hand-written update such as p.data.add_(p.grad, alpha=-lr)
     target: str = ""  # the optimizer (or scaler) involved, as written
+    closure: bool = False  # `optimizer.step(closure)`: the closure runs backward (LBFGS)
+    managed: bool = False  # clipping configured by keyword; the callee decides when it runs
     via: tuple[cst.Call, ...] = ()  # helper calls this event was inlined through
     helpers: tuple[cst.FunctionDef, ...] = ()  # the functions those calls ran
 
@@ -68,6 +76,11 @@ class Iteration:
 
     def of(self, *kinds: Kind) -> tuple[Event, ...]:
         return tuple(e for e in self.events if e.kind in kinds)
+
+    def placed_clips(self) -> tuple[Event, ...]:
+        """Clipping calls that act where they are written: not a `clip_grad=` option, which
+        its callee applies at the right point of its own backward/step."""
+        return tuple(e for e in self.of(Kind.CLIP) if not e.managed)
 
     def index(self, event: Event) -> int:
         return next(i for i, e in enumerate(self.events) if e is event)
@@ -129,9 +142,13 @@ def classify(site: Site, facts: FileFacts, module: cst.Module) -> Optional[Event
         scaled = isinstance(receiver_node, cst.Call) and isinstance(
             receiver_node.func, cst.Attribute) and receiver_node.func.attr.value == "scale"
         return Event(Kind.BACKWARD, site, site.loops, amp=scaled)
-    if method in CLIP_FUNCTIONS or (method in ("clamp_", "clip_") and site.receiver and (
-            site.receiver.endswith((".grad", ".grad.data")))):
+    if method in CLIP_FUNCTIONS or _CLIP_NAME.search(method) or (
+            method in ("clamp_", "clip_") and site.receiver and (
+                site.receiver.endswith((".grad", ".grad.data")))):
         return Event(Kind.CLIP, site, site.loops)
+    if any(a.keyword and a.keyword.value in _CLIP_KEYWORDS and not _disabled(a.value)
+           for a in node.args):
+        return Event(Kind.CLIP, site, site.loops, managed=True)
     if method == "unscale_":
         return Event(Kind.UNSCALE, site, site.loops, amp=True, target=_first_arg(node, module))
     on_grad = (site.receiver or "").endswith((".grad", ".grad.data"))
@@ -144,7 +161,9 @@ def classify(site: Site, facts: FileFacts, module: cst.Module) -> Optional[Event
             return Event(Kind.STEP, site, site.loops, amp=True,
                          target=module.code_for_node(positional[0].value))
         if is_optimizer(site.receiver, facts):
-            return Event(Kind.STEP, site, site.loops, target=site.receiver or "")
+            closure = bool(positional) or any(
+                a.keyword is not None and a.keyword.value == "closure" for a in node.args)
+            return Event(Kind.STEP, site, site.loops, target=site.receiver or "", closure=closure)
         return None
     # In-place updates: `p.data.add_(p.grad, alpha=-lr)`, `torch._foreach_add_(ps, gs, ...)`.
     if method in _UPDATE_METHODS and receiver_node is not None and dotted(receiver_node) != "torch":
@@ -156,6 +175,11 @@ def classify(site: Site, facts: FileFacts, module: cst.Module) -> Optional[Event
     if not _mentions_grad(updated[0]) and any(_mentions_grad(v) for v in read):
         return _manual(site)
     return None
+
+
+def _disabled(value: cst.BaseExpression) -> bool:
+    """``clip_grad=None`` / ``max_grad_norm=0``: the option written out, switched off."""
+    return dotted(value) in ("None", "False") or number(value) == 0
 
 
 def _manual(site: Site) -> Optional[Event]:
@@ -229,6 +253,7 @@ class _Reader:
         out: list[Event] = []
         complete = True
         for site in self.facts.by_scope.get(scope, ()):
+            inlined = False
             for helper in _helpers(site, self.facts):
                 if helper in active or len(active) > _INLINE_DEPTH or self.budget <= 0:
                     complete = False
@@ -236,15 +261,26 @@ class _Reader:
                 self.budget -= 1
                 inner_events, inner_complete = self.events(helper, (*active, helper))
                 complete = complete and inner_complete
+                inlined = inlined or helper.name.value == site.method  # the callee itself
                 out.extend(replace(inner, loops=site.loops + inner.loops,
                                    via=(site.node, *inner.via), helpers=(helper, *inner.helpers))
                            for inner in inner_events)
             event = classify(site, self.facts, self.module)
-            if event is not None:
+            # A clipping-like name that is a helper of this file (`self.clip_gradients()`)
+            # is judged by its body, just inlined above, not by its name.
+            if event is not None and not (inlined and event.kind is Kind.CLIP):
                 out.append(event)
         if complete:
             self.memo[scope] = tuple(out)
         return tuple(out), complete
+
+
+def _training_loop(step: Event, backward_loops: set) -> cst.CSTNode:
+    """The loop a step belongs to: the innermost one that also runs backward(). A loop
+    that only steps (`for opt in optimizers: opt.step()`) fans the update out; it is
+    part of the iteration around it. With no backward() in sight, the innermost loop."""
+    return next((loop for loop in reversed(step.loops) if loop in backward_loops),
+                step.loops[-1])
 
 
 def training_iterations(facts: FileFacts, module: cst.Module) -> tuple[Iteration, ...]:
@@ -256,7 +292,8 @@ def training_iterations(facts: FileFacts, module: cst.Module) -> tuple[Iteration
     found: dict[cst.CSTNode, Iteration] = {}
     for scope, events in per_scope.items():
         steps = [e for e in events if e.kind is Kind.STEP]
-        for loop in dict.fromkeys(e.loops[-1] for e in steps if e.loops):
+        backward_loops = {loop for e in events if e.kind is Kind.BACKWARD for loop in e.loops}
+        for loop in dict.fromkeys(_training_loop(e, backward_loops) for e in steps if e.loops):
             unit = Iteration(loop, scope, tuple(e for e in events if loop in e.loops), events)
             # A hand-written update with no backward() in sight is an optimizer's own
             # arithmetic (torch.optim's functional kernels), not a training loop.

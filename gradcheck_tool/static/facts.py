@@ -5,6 +5,7 @@ each node as it goes, which costs more than the parse itself on a long file.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
@@ -67,6 +68,10 @@ class FileFacts:
     classes: tuple[cst.ClassDef, ...]
     by_scope: Mapping[Scope, tuple[Site, ...]] = field(default_factory=dict)
     by_kind: Mapping[type, tuple[Site, ...]] = field(default_factory=dict)
+    bound_once: frozenset = frozenset()  # dotted targets bound exactly once in the file
+    # `for p in fc.parameters():` folded into the iteration around it: (scope, "p") -> iters
+    parameter_loops: Mapping[tuple, tuple[cst.BaseExpression, ...]] = field(
+        default_factory=dict)
 
     def constructed(self, target: Optional[str]) -> Optional[str]:
         """The resolved callee that built ``target`` (``self.opt = optim.Adam(...)``)."""
@@ -104,6 +109,7 @@ class _Walk:
     scopes: list = field(default_factory=list)
     loop_scope: dict = field(default_factory=dict)
     classes: list = field(default_factory=list)
+    parameter_loops: dict = field(default_factory=dict)
     todo: list = field(default_factory=list)
     scope: Optional[cst.CSTNode] = None
     loops: tuple = ()
@@ -214,6 +220,9 @@ class _Walk:
         loops = self.loops
         if not (isinstance(node, cst.For) and _iterates_parameters(node.iter)):
             loops = (*loops, node)
+        elif isinstance(node.target, cst.Name):
+            key = (self.scope, node.target.value)
+            self.parameter_loops[key] = (*self.parameter_loops.get(key, ()), node.iter)
         enter, leave = self.setter(loops=loops)
         self.then(*self.items(node, parent, names=header), enter,
                   *self.items(node, parent, skip=header), leave)
@@ -267,14 +276,34 @@ _HANDLERS = {
 }
 
 
+# Iterables that fan one update out over tensors. Only these exact spellings count: a
+# loop over `range(opt.steps)` or `enumerate(loader)` is a training loop even though a
+# name in it mentions "opt" (an argparse namespace) or "param" (`hparams`).
+_PARAMETER_METHODS = frozenset({"parameters", "named_parameters"})
+_PARAMETER_NAME = re.compile(r"^(params|grads|parameters|param_groups|\w+_params)$")
+_WRAPPERS = frozenset({"enumerate", "zip", "reversed", "list", "tuple", "sorted", "filter"})
+
+
 def _iterates_parameters(iterable: cst.BaseExpression) -> bool:
     """``for p in model.parameters()`` and friends only fan one update out over tensors:
     they are part of the surrounding iteration, not a training loop of their own."""
     if isinstance(iterable, (cst.List, cst.Tuple)):
-        return True
-    return any(
-        key in name.lower() for name in identifiers(iterable) for key in ("param", "grad", "opt")
-    )
+        return True  # `for w in [w1, w2]:`
+    if isinstance(iterable, cst.Call):
+        func = iterable.func
+        if isinstance(func, cst.Attribute) and func.attr.value in _PARAMETER_METHODS:
+            return True
+        # `enumerate(model.parameters())`, `zip(params, grads)`: look through the wrapper.
+        if isinstance(func, cst.Name) and func.value in _WRAPPERS:
+            return any(_iterates_parameters(a.value) for a in iterable.args
+                       if a.keyword is None and not a.star)
+        return False
+    if isinstance(iterable, cst.Subscript):  # group["params"]
+        key = iterable.slice[0].slice if len(iterable.slice) == 1 else None
+        value = key.value if isinstance(key, cst.Index) else None
+        text = value.evaluated_value if isinstance(value, cst.SimpleString) else None
+        return isinstance(text, str) and bool(_PARAMETER_NAME.match(text))
+    return bool(_PARAMETER_NAME.match(last(dotted(iterable))))
 
 
 def collect_facts(module: cst.Module) -> FileFacts:
@@ -316,4 +345,6 @@ def collect_facts(module: cst.Module) -> FileFacts:
         classes=tuple(state.classes),
         by_scope={k: tuple(v) for k, v in by_scope.items()},
         by_kind={k: tuple(v) for k, v in by_kind.items()},
+        bound_once=frozenset(k for k, n in state.bindings.items() if n == 1),
+        parameter_loops=state.parameter_loops,
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Optional
 
 import libcst as cst
 
@@ -29,9 +29,22 @@ def saturating_call(call: cst.Call, facts: FileFacts) -> bool:
     leaf = func.attr.value if isinstance(func, cst.Attribute) else last(facts.imports.resolve(func))
     if leaf in SATURATING_FUNCTIONS:
         return True  # torch.tanh(x), F.sigmoid(x), x.sigmoid(), layer(x).tanh()
+    if _saturating_alias(dotted(func), facts):
+        return True  # ACTIVATION = torch.tanh; ...; ACTIVATION(x)
     if isinstance(func, cst.Call):
         return is_torch_nn(facts.imports.resolve(func.func), *SATURATING_LAYERS)  # nn.Tanh()(x)
     return is_torch_nn(facts.constructed(dotted(func)), *SATURATING_LAYERS)  # self.act(x)
+
+
+def _saturating_alias(name: Optional[str], facts: FileFacts) -> bool:
+    """A name bound once, to torch's own tanh/sigmoid function (not to a call of it): a
+    rebound name or a parameter could hold anything by the time it is called."""
+    if not name or name not in facts.bound_once:
+        return False
+    value = facts.values.get(name)
+    target = facts.imports.resolve(value) if isinstance(value, (cst.Name, cst.Attribute)) else None
+    return bool(target) and last(target) in SATURATING_FUNCTIONS and target.startswith(
+        ("torch.", "F.", "nn.functional."))
 
 
 def _norm_call(call: cst.Call, facts: FileFacts) -> bool:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from functools import cached_property
 from typing import Iterator, Optional
 
 import libcst as cst
@@ -9,7 +10,7 @@ import libcst as cst
 from gradcheck_tool.findings import Finding, Severity
 from gradcheck_tool.static.base import SourceContext, StaticRule, display, example
 from gradcheck_tool.static.facts import Site
-from gradcheck_tool.static.names import dotted, integer, last, number
+from gradcheck_tool.static.names import dotted, integer, last, number, subtree
 
 _STD_CEILING = 0.5
 # Embeddings, tokens, positions and biases are not fan-in-scaled maps: N(0, 1) is their
@@ -18,6 +19,17 @@ _NOT_A_WEIGHT = re.compile(
     r"emb|tok|pos|cls|query|queries|latent|prompt|probe|pad|buf|codebook|noise|mask|bias|eps",
     re.IGNORECASE)
 _WEIGHT_LIKE = re.compile(r"weight|kernel|param|(^|\.)w\w?\d*(\.|$)|\.data$", re.IGNORECASE)
+# A trainable torch.randn(...) is only a fan-in weight with evidence: multiplied into the
+# activations somewhere in the file, or named like a weight. Tables of scores (a CRF's
+# transition matrix, logits) and inputs (GAN noise, latent codes) are not scaled maps.
+_WEIGHT_NAME = re.compile(r"weight|kernel|proj|^w[a-z]?\d*(_|$)", re.IGNORECASE)
+_NOT_A_MAP = re.compile(
+    r"^(trans|transitions?|crf|potentials?|scores?|logits?|noise|ideas?|latents?)$")
+_MATMUL_FUNCTIONS = frozenset({"mm", "matmul", "bmm", "linear", "einsum", "addmm", "mv",
+                               "baddbmm", "addbmm", "bilinear", "tensordot"})
+# Views of a tensor that keep it the same weight: `w.t()`, `w.T`, `w.data`.
+_VIEWS = frozenset({"t", "T", "mT", "data", "transpose", "permute", "view", "reshape",
+                    "contiguous", "to", "unsqueeze"})
 
 
 def _keyword(call: cst.Call, keyword: str) -> Optional[cst.Arg]:
@@ -35,7 +47,11 @@ class UnscaledNormalInit(StaticRule):
     Finds weights drawn with a standard deviation that ignores fan-in: ``nn.init.normal_(w)``,
     ``normal_(w, 0, 1)``, ``w.data.normal_()``, ``w.normal_(0, 1.0)``, and
     ``nn.Parameter(torch.randn(out, in))`` / ``torch.randn(a, b, requires_grad=True)`` with
-    no scaling factor. A literal std counts when it is >= 0.5.
+    no scaling factor. A literal std counts when it is >= 0.5. A trainable ``randn`` counts
+    only as a weight: used as a matmul operand in the file (``x @ w``, ``x.mm(w)``,
+    ``F.linear``, ``einsum``...) or named like one (``weight``, ``w1``, ``W``, ``kernel``,
+    ``proj``); never when it is passed to a module (``G(G_ideas)``) or named like a score
+    table or an input (``transitions``, ``crf``, ``logits``, ``noise``, ``latent``, ``z``).
 
     Why it matters:
     A layer with fan-in n and weights of std s multiplies the signal's scale by about
@@ -45,6 +61,8 @@ class UnscaledNormalInit(StaticRule):
     ``1/sqrt(4)``: below it a fixed std can still suit a real layer (GPT-2's 0.02 fits
     n ~ 768-2500); at or above it, the std matches no layer with a fan-in above 4.
     Embeddings (and biases, tokens, positional tables) are skipped: N(0, 1) is their default.
+    So are tensors no activation is multiplied by: a CRF's transition scores are added to
+    scores, and a GAN's input noise is data, whatever requires_grad says.
 
     Example:
         self.w = nn.Parameter(torch.randn(512, 256))   # GH206: std 1, fan-in 256
@@ -91,6 +109,36 @@ class UnscaledNormalInit(StaticRule):
             self.pos_embedding = nn.Parameter(torch.randn(197, 768))
             self.scale = nn.Parameter(torch.randn(64))
         """),
+        example("""
+            import torch
+
+            G = torch.nn.Sequential(torch.nn.Linear(5, 128), torch.nn.ReLU(),
+                                    torch.nn.Linear(128, 15))
+            G_ideas = torch.randn(64, 5, requires_grad=True)
+            G_paintings = G(G_ideas)
+        """),
+        example("""
+            import torch
+            from torch import nn
+
+            class BiLSTM_CRF(nn.Module):
+                def __init__(self, tagset_size):
+                    super().__init__()
+                    self.transitions = nn.Parameter(torch.randn(tagset_size, tagset_size))
+
+                def score(self, feats, tags):
+                    return self.transitions[tags[1:], tags[:-1]].sum() + feats.sum()
+        """),
+        example("""
+            import torch
+
+            z = torch.randn(16, 64, requires_grad=True)
+            recon = z @ decoder
+            net = Classifier()
+            inputs = torch.randn(8, 784, requires_grad=True)  # optimised as an input
+            logits = net(inputs)
+            gram = inputs @ inputs.T
+        """),
     )
     BAD = (
         example("""
@@ -128,13 +176,33 @@ class UnscaledNormalInit(StaticRule):
             w = torch.randn(784, 10, requires_grad=True)
             b = torch.zeros(10, requires_grad=True)
         """),
+        example("""
+            import torch
+            from torch import nn
+
+            class Cell(nn.Module):
+                def __init__(self, n):
+                    super().__init__()
+                    self.U = nn.Parameter(torch.randn(n, n))
+
+                def forward(self, x, h):
+                    return torch.tanh(x + h @ self.U)
+        """),
+        example("""
+            import torch
+
+            x = torch.randn(64, 1000)
+            w1 = torch.randn(1000, 100, requires_grad=True)
+            h = x.mm(w1).clamp(min=0)
+        """),
     )
 
     def check(self, ctx: SourceContext) -> Iterator[Finding]:
+        uses = _Uses(ctx)
         for site in ctx.facts.calls:
             if site.embedding_branch:
                 continue
-            found = self._normal(ctx, site) or self._randn(ctx, site)
+            found = self._normal(ctx, site) or self._randn(ctx, site, uses)
             if found is not None:
                 yield found
 
@@ -165,7 +233,7 @@ class UnscaledNormalInit(StaticRule):
                         f"or `nn.init.kaiming_normal_({target_code})` / `xavier_normal_`."),
         )
 
-    def _randn(self, ctx: SourceContext, site: Site) -> Optional[Finding]:
+    def _randn(self, ctx: SourceContext, site: Site, uses: "_Uses") -> Optional[Finding]:
         if site.name not in ("torch.randn", "randn") or site.parent is None:
             return None
         call = site.node
@@ -185,7 +253,7 @@ class UnscaledNormalInit(StaticRule):
             return None
         owner = site.outer_call if _is_parameter(ctx, site.grandparent) else call
         target = ctx.facts.assigned_to.get(owner, "") if owner is not None else ""
-        if self._exempt(ctx, target, site):
+        if not _used_as_weight(uses, target) or self._exempt(ctx, target, site):
             return None
         dims = [ctx.code(d) for d in shape]
         sizes = [integer(d, ctx.facts.constants) for d in shape[-2:]]
@@ -209,6 +277,74 @@ class UnscaledNormalInit(StaticRule):
             ctx.facts.constructed(owner) or "") or bool(
             klass and owner == "self" and _NOT_A_WEIGHT.search(klass.name.value)
         ) or target in _normalized(ctx)
+
+
+def _used_as_weight(uses: "_Uses", target: str) -> bool:
+    leaf = last(target)
+    tokens = [t.lower() for t in re.split(r"[_\d]+", leaf) if t]
+    if not tokens or tokens[0] == "z" or any(_NOT_A_MAP.match(t) for t in tokens):
+        return False  # `z = torch.randn(...)`, `self.transitions`, `G_ideas`
+    if target in uses.model_inputs:
+        return False  # `G(G_ideas)`: the input of a module, not one of its weights
+    return target in uses.multiplied or bool(_WEIGHT_NAME.search(leaf))
+
+
+class _Uses:
+    """How the file uses its tensors; read on first use, so only files with a trainable
+    randn pay for the walk."""
+
+    def __init__(self, ctx: SourceContext) -> None:
+        self.ctx = ctx
+
+    @cached_property
+    def _read(self) -> tuple[frozenset, frozenset]:
+        ctx, multiplied, inputs = self.ctx, set(), set()
+        for site in ctx.facts.calls:
+            call, name = site.node, site.name or ""
+            if _is_module(ctx, call.func):
+                inputs.update(_operand(a.value) for a in call.args)
+            elif last(name) in _MATMUL_FUNCTIONS and (last(name) != "linear" or name.startswith(
+                    ("torch.", "F.", "nn.functional."))):  # F.linear, not a `self.linear` layer
+                operands = [a.value for a in call.args]
+                if isinstance(call.func, cst.Attribute):
+                    operands.append(call.func.value)  # w.mm(x)
+                multiplied.update(_operand(o) for o in operands)
+        for node in _matmuls(ctx.module):
+            multiplied.update((_operand(node.left), _operand(node.right)))
+        return frozenset(multiplied - {None}), frozenset(inputs - {None})
+
+    @property
+    def multiplied(self) -> frozenset:  # dotted names used as a matmul operand
+        return self._read[0]
+
+    @property
+    def model_inputs(self) -> frozenset:  # dotted names passed to a module call: `net(x)`
+        return self._read[1]
+
+
+def _matmuls(module: cst.Module) -> Iterator[cst.BinaryOperation]:
+    for node in subtree(module):
+        if isinstance(node, cst.BinaryOperation) and isinstance(node.operator,
+                                                                 cst.MatrixMultiply):
+            yield node
+
+
+def _operand(node: cst.CSTNode) -> Optional[str]:
+    """The tensor an operand is a view of: ``w`` for ``w``, ``w.t()``, ``w.T``, ``w.data``."""
+    while True:
+        if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and \
+                node.func.attr.value in _VIEWS:
+            node = node.func.value
+        elif isinstance(node, cst.Attribute) and node.attr.value in _VIEWS:
+            node = node.value
+        else:
+            return dotted(node)
+
+
+def _is_module(ctx: SourceContext, func: cst.CSTNode) -> bool:
+    """``net(x)`` where ``net`` was built by a class: ``G = nn.Sequential(...)``, ``Net()``."""
+    made = ctx.facts.constructed(dotted(func))
+    return bool(made) and last(made)[:1].isupper()
 
 
 def _normalized(ctx: SourceContext) -> set[str]:

@@ -103,6 +103,14 @@ class MissingZeroGrad(StaticRule):
                 loss.backward()
                 w = (w - 0.1 * w.grad).detach().requires_grad_()
         """),
+        example("""
+            for batch in loader:
+                for opt in optimizers:
+                    opt.zero_grad()
+                model(batch).backward()
+                for opt in optimizers:
+                    opt.step()
+        """),
     )
     BAD = (
         example("""
@@ -144,6 +152,17 @@ class MissingZeroGrad(StaticRule):
                 for batch in loader:
                     model(batch).backward()
                     optim.step()
+        """),
+        example("""
+            import argparse
+            from torch import optim
+
+            opt = argparse.ArgumentParser().parse_args()
+            optimizer = optim.SGD(model.parameters(), lr=0.1)
+            for it in range(opt.niter):
+                loss = model(next(batches)).sum()
+                loss.backward()
+                optimizer.step()
         """),
     )
 

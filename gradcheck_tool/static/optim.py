@@ -24,6 +24,9 @@ class Limit:
     suggested: str  # the replacement an unsafe fix writes
 
 
+# Up to 3x the ceiling is only mildly high: small models (a toy RNN, a CartPole policy)
+# often train fine there, so it is reported as information; beyond it, as a warning.
+MILD_RATIO = 3.0
 _ADAM = Limit(1e-2, "1e-4 to 3e-3", "1e-3")
 LIMITS = {
     "Adam": _ADAM, "AdamW": _ADAM, "RAdam": _ADAM, "SparseAdam": _ADAM,
@@ -43,6 +46,15 @@ class HighRate:
     value: float
     limit: Limit
     constant: Optional[str] = None  # `lr=LR` where `LR = 0.5` is bound once in the file
+
+    @property
+    def ratio(self) -> float:
+        return self.value / self.limit.ceiling
+
+    @property
+    def mild(self) -> bool:
+        # 0.03 / 0.01 is 2.9999999999999996: compare with a little slack.
+        return self.ratio <= MILD_RATIO * (1 + 1e-9)
 
 
 def high_learning_rates(ctx: SourceContext) -> Iterator[HighRate]:
@@ -66,7 +78,9 @@ class HighLearningRate(StaticRule):
     import Adam as A``...) given a literal learning rate - as ``lr=`` or the first positional
     argument after the parameters, or a name bound once to a literal - far above what that
     optimizer tolerates: Adam/AdamW/RAdam/NAdam/Adamax/SparseAdam and RMSprop above 1e-2,
-    SGD/ASGD and Adagrad above 1.0, Adadelta above 10.
+    SGD/ASGD and Adagrad above 1.0, Adadelta above 10. Up to 3x the ceiling is reported as
+    information (mildly high for typical models; small ones often tolerate it), beyond
+    that as a warning.
 
     Why it matters:
     Adaptive optimizers normalise the gradient, so each step moves every weight by about
@@ -133,6 +147,12 @@ class HighLearningRate(StaticRule):
             opt = A(model.parameters(), 0.05)
         """),
         example("""
+            import torch
+
+            LR = 0.02  # 2x the ceiling: reported as information
+            optimizer = torch.optim.Adam(rnn.parameters(), lr=LR)
+        """),
+        example("""
             from torch import optim
 
             LR = 3.0
@@ -152,16 +172,21 @@ class HighLearningRate(StaticRule):
             limit = rate.limit
             via = ""
             evidence = {"optimizer": rate.optimizer, "lr": rate.value, "ceiling": limit.ceiling,
-                        "ratio": round(rate.value / limit.ceiling, 3), "typical": limit.typical}
+                        "ratio": round(rate.ratio, 3), "typical": limit.typical}
             if rate.constant:
                 line = ctx.line(ctx.facts.constant_nodes[rate.constant])
                 via = f" (`{rate.constant}` = {rate.value:g}, line {line})"
                 evidence.update(constant=rate.constant, constant_line=line)
-            message = (f"lr={rate.value:g}{via} for {rate.optimizer} is "
-                       f"{rate.value / limit.ceiling:.3g}x above the {limit.ceiling:g} it "
-                       "tolerates "
-                       f"(typical {limit.typical}): early steps overshoot and can diverge")
+            if rate.mild:
+                message = (f"lr={rate.value:g}{via} for {rate.optimizer} is {rate.ratio:.3g}x the "
+                           f"{limit.ceiling:g} ceiling: mildly high for typical models (typical "
+                           f"{limit.typical}); small models often tolerate it")
+            else:
+                message = (f"lr={rate.value:g}{via} for {rate.optimizer} is {rate.ratio:.3g}x "
+                           f"above the {limit.ceiling:g} it tolerates (typical {limit.typical}): "
+                           "early steps overshoot and can diverge")
             edit = None if rate.constant else ctx.replace(rate.node, limit.suggested)
             fix = edit_or_display(
                 f"Use a learning rate in {limit.typical}, e.g. lr={limit.suggested}.", edit)
-            yield self.finding(ctx, rate.node, message, evidence=evidence, fix=fix)
+            yield self.finding(ctx, rate.node, message, evidence=evidence, fix=fix,
+                               severity=Severity.INFO if rate.mild else Severity.WARNING)

@@ -1,0 +1,163 @@
+"""The clipping call GH201 proposes, spelled for the framework that runs backward().
+
+``loss.backward()`` gets torch's ``clip_grad_norm_``. ``accelerator.backward(loss)`` gets
+``accelerator.clip_grad_norm_``, and ``fabric.backward(loss)`` gets
+``fabric.clip_gradients``: under fp16 those frameworks hold scaled gradients, and only
+their own clipping unscales them first (torch's would clip the scaled values).
+
+Every name the call uses must mean, where the clip goes, what it means where it was
+found. When one cannot be vouched for, the proposal is advice, never an edit, and names
+only what exists at the step: the tensors a hand-written update updates (``[w1, w2]``,
+``fc.parameters()``), ``model`` / ``self.model`` where bound there, else ``<model>``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import libcst as cst
+
+from gradcheck_tool.static.base import SourceContext
+from gradcheck_tool.static.events import Event, Iteration, Kind
+from gradcheck_tool.static.facts import Scope
+from gradcheck_tool.static.names import dotted, last
+
+_PARAMETERS = ".parameters()"
+
+
+@dataclass(frozen=True)
+class Proposal:
+    call: str  # the clipping call, as it would be written
+    editable: bool  # every name in it is known to be in scope at the step
+
+
+def propose(ctx: SourceContext, it: Iteration, step: Event) -> Proposal:
+    params = None if step.manual else _optimizer_parameters(ctx, step)
+    fallback = (_updated_tensors(ctx, it) if step.manual else None) or (
+        _model(ctx, step.site.scope) + _PARAMETERS)
+    framework = _framework(ctx, it, step)
+    if framework is not None:
+        kind, receiver, visible = framework
+        editable = visible and params is not None
+        if kind == "fabric":
+            source = params or fallback
+            module = source[: -len(_PARAMETERS)] if source.endswith(_PARAMETERS) else "<model>"
+            optimizer = step.target or "<optimizer>"
+            return Proposal(f"{receiver}.clip_gradients({module}, {optimizer}, max_norm=1.0)",
+                            editable)
+        return Proposal(f"{receiver}.clip_grad_norm_({params or fallback}, max_norm=1.0)",
+                        editable)
+    imports = ctx.facts.imports
+    torch, nn = imports.local_name("torch"), imports.local_name("torch.nn")
+    prefix = f"{torch}.nn.utils" if torch else f"{nn}.utils" if nn else None
+    return Proposal(f"{prefix or 'torch.nn.utils'}.clip_grad_norm_({params or fallback}, "
+                    "max_norm=1.0)", prefix is not None and params is not None)
+
+
+def _optimizer_parameters(ctx: SourceContext, step: Event) -> Optional[str]:
+    """``model.parameters()`` as the optimizer was built from it, when that expression
+    means the same thing at the step: ``self.`` always does; a local name only in the
+    scope that built the optimizer (or a module-level one nothing shadows)."""
+    built = next((s for s in ctx.facts.calls if s.node is ctx.facts.values.get(step.target)), None)
+    if built is None or not built.node.args or built.node.args[0].keyword:
+        return None
+    params = ctx.code(built.node.args[0].value)
+    if not params.endswith(_PARAMETERS) or not _visible(params, built.scope, step.site.scope):
+        return None
+    return params
+
+
+def _updated_tensors(ctx: SourceContext, it: Iteration) -> Optional[str]:
+    """What hand-written updates update: ``[w1, w2]`` for tensors the file creates by name
+    (``w1 -= lr * w1.grad``), ``fc.parameters()`` for ``for p in fc.parameters(): p...``;
+    None for a mix, or a tensor of unknown origin."""
+    names: list = []
+    loops: set = set()
+    for step in it.of(Kind.STEP):
+        if not step.manual:
+            continue
+        node = step.node
+        if isinstance(node, cst.AugAssign):
+            tensor = node.target
+        elif isinstance(node, cst.Assign):
+            tensor = node.targets[0].target
+        elif isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
+            tensor = node.func.value
+        else:
+            return None
+        if isinstance(tensor, cst.Attribute) and tensor.attr.value == "data":
+            tensor = tensor.value
+        name = dotted(tensor)
+        if name in ctx.facts.values:
+            names.append(name)
+            continue
+        over = _parameter_loop(ctx, step.site.scope, name)
+        if over is None:
+            return None
+        loops.add(over)
+    if names and not loops:
+        return f"[{', '.join(dict.fromkeys(names))}]"
+    return loops.pop() if len(loops) == 1 and not names else None
+
+
+def _parameter_loop(ctx: SourceContext, scope: Scope, name: Optional[str]) -> Optional[str]:
+    """``fc.parameters()`` where ``name`` is the variable of ``for name in fc.parameters()``
+    in this scope (a loop the facts fold into the iteration around it)."""
+    found = {ctx.code(i) for i in ctx.facts.parameter_loops.get((scope, name), ())}
+    return found.pop() if len(found) == 1 and next(iter(found)).endswith(_PARAMETERS) else None
+
+
+def _framework(ctx: SourceContext, it: Iteration,
+               step: Event) -> Optional[tuple[str, str, bool]]:
+    """("accelerate" | "fabric", the receiver as written, whether it is in scope at the
+    step) when the iteration's backward() goes through Accelerate or Fabric."""
+    for backward in it.of(Kind.BACKWARD):
+        func = backward.node.func
+        receiver = backward.site.receiver or ""
+        made, leaf = ctx.facts.constructed(receiver) or "", last(receiver).lower()
+        if "accelerator" in leaf or last(made) == "Accelerator":
+            kind = "accelerate"
+        elif "fabric" in leaf or last(made) == "Fabric":
+            kind = "fabric"
+        else:
+            continue
+        written = ctx.code(func.value) if isinstance(func, cst.Attribute) else receiver
+        return kind, written, _visible(written, backward.site.scope, step.site.scope)
+    return None
+
+
+def _visible(expression: str, written_in: Scope, used_in: Scope) -> bool:
+    root = expression.partition(".")[0]
+    return root == "self" or written_in is used_in or (
+        isinstance(written_in, cst.Module) and root not in _parameters(used_in))
+
+
+def _model(ctx: SourceContext, scope: Scope) -> str:
+    """What advice may call the model: ``model`` where that name is bound at the step,
+    ``self.model`` in a method of a class that sets it, else a ``<model>`` placeholder."""
+    if "model" in _parameters(scope) or _assigns(ctx, {scope, ctx.module}, "model"):
+        return "model"
+    klass = ctx.facts.owner.get(scope) if isinstance(scope, cst.FunctionDef) else None
+    methods = {f for f, owner in ctx.facts.owner.items() if owner is klass and klass is not None}
+    if _assigns(ctx, methods, "self.model"):
+        return "self.model"
+    return "<model>"
+
+
+def _assigns(ctx: SourceContext, scopes, name: str) -> bool:
+    return any(isinstance(site.node, cst.Assign) and any(
+        name in _targets(t.target) for t in site.node.targets)
+        for where in scopes for site in ctx.facts.by_scope.get(where, ()))
+
+
+def _targets(target: cst.CSTNode) -> set[str]:
+    if isinstance(target, (cst.Tuple, cst.List)):
+        return {n for e in target.elements for n in _targets(e.value)}
+    return {dotted(target) or ""}
+
+
+def _parameters(scope: cst.CSTNode) -> set[str]:
+    if not isinstance(scope, cst.FunctionDef):
+        return set()
+    params = scope.params
+    return {p.name.value for p in (*params.posonly_params, *params.params, *params.kwonly_params)}
