@@ -32,6 +32,7 @@ def _write(path: str, value: tuple) -> None:
 
 def main(argv: list[str]) -> int:
     result_path = argv[0]
+    sys.dont_write_bytecode = True  # importing the user's file must not leave __pycache__ beside it
     _cap_memory(int(argv[1]) if len(argv) > 1 else 0)
     path, options, display_name = pickle.load(sys.stdin.buffer)
     os.dup2(2, 1)  # the user's print() goes to stderr

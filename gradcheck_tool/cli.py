@@ -5,6 +5,7 @@ could not do its job (one line on stderr names the cause and the remedy).
 """
 from __future__ import annotations
 
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -32,15 +33,16 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 def _options(cfg, model_expr, probes, seed, device, input_shape, input_dtype, static_only,
              select, extend_select, ignore, timeout, max_memory, verbose):
     from gradcheck_tool import registry
-    from gradcheck_tool.api import ScanOptions, _runtime
+    from gradcheck_tool.api import ScanOptions
 
     if input_dtype and not input_shape:
         raise GradhealthError("--input-dtype needs --input-shape")
     static_only = static_only if static_only is not None else bool(cfg.static_only)
     device = device or cfg.device or "cpu"
     shape = None
-    if not static_only:  # probe options are checked once here, with torch; static-only never loads it
-        _runtime().loader.resolve_device(device)
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps|auto", device):
+        raise GradhealthError(f"unknown --device {device!r}; use cpu, cuda, cuda:N or auto")
+    if not static_only and (input_dtype or input_shape):  # checked once here (needs torch); not per file
         from gradcheck_tool import inputs
 
         if input_dtype:

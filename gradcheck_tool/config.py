@@ -49,10 +49,13 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+_NAMES = {int: "an integer", bool: "true or false", str: "a string"}
+
+
 def _typed(value: Any, kind, where: str) -> Any:
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-        expected = " or ".join(k.__name__ for k in kind) if isinstance(kind, tuple) else kind.__name__
-        raise GradhealthError(f"{where} must be a {expected}, got {type(value).__name__}")
+        expected = "a number" if isinstance(kind, tuple) else _NAMES[kind]
+        raise GradhealthError(f"{where} must be {expected}, got {type(value).__name__}")
     return value
 
 

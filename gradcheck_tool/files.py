@@ -42,7 +42,7 @@ def python_files(paths: Iterable[str], root: Path, exclude: tuple[str, ...], for
                 continue
             found = sorted(p for p in path.rglob("*.py") if p.is_file())
             if not found:
-                raise GradhealthError(f"{raw}: directory has no Python files")
+                raise GradhealthError(f"{raw}: directory has no Python files; pass .py files or a directory that holds some")
             files.extend(p for p in found if not excluded(p, root, exclude))
         elif path.is_file():
             if not (force_exclude and excluded(path, root, exclude)):

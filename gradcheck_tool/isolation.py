@@ -64,7 +64,8 @@ def probe_in_child(path: Path, options, display_name: str) -> tuple[list[Finding
         with open(result_path, "rb") as handle:
             result = pickle.load(handle)  # written by our own child
     if result[0] == "error":
-        raise GradhealthError(result[1])
+        message = result[1]
+        raise GradhealthError(message if display_name in message else f"{display_name}: {message}")
     return result[1], result[2]
 
 

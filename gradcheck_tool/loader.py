@@ -117,11 +117,12 @@ def _import(path: Path) -> ModuleType:
     except SystemExit as err:
         raise GradhealthError(f"{path} called sys.exit({err.code}) at import; guard it with "
                               "if __name__ == '__main__':") from err
-    except ModuleNotFoundError as err:
+    except ImportError as err:
         raise GradhealthError(f"{path}: {_one_line(err)} at import: install it in the environment "
                               "that runs gradhealth") from err
     except Exception as err:
-        raise GradhealthError(f"{path} raised {type(err).__name__} at import: {_one_line(err)}") from err
+        raise GradhealthError(f"{path} raised {type(err).__name__} at import: {_one_line(err)}; fix it, or scan "
+                              "with --static-only to check the source without running it") from err
 
 
 @contextlib.contextmanager
@@ -184,12 +185,12 @@ def _find_model(module: ModuleType, path: Path, options: LoadOptions) -> Optiona
         except Exception as err:
             raise GradhealthError(f"--model {options.model_expr!r} raised {type(err).__name__}: {_one_line(err)}") from err
         if not isinstance(model, nn.Module):
-            raise GradhealthError(f"--model {options.model_expr!r} gave a {type(model).__name__}, not an nn.Module")
+            raise GradhealthError(f"--model {options.model_expr!r} gave {type(model).__name__!r}, not an nn.Module")
         return options.model_expr, model
     if callable(namespace.get("build_model")):
         model = _call_user(f"build_model() in {path.name}", namespace["build_model"])
         if not isinstance(model, nn.Module):
-            raise GradhealthError(f"build_model() in {path.name} returned a {type(model).__name__}, not an nn.Module")
+            raise GradhealthError(f"build_model() in {path.name} returned {type(model).__name__!r}, not an nn.Module")
         return "build_model()", model
     instances = _prefer_trainable(_roots([(n, v) for n, v in namespace.items()
                                           if isinstance(v, nn.Module) and not n.startswith("_")]))
@@ -206,7 +207,8 @@ def _find_model(module: ModuleType, path: Path, options: LoadOptions) -> Optiona
     buildable = [c for c in classes if _no_arg_constructible(c)]
     if not buildable:
         names = ", ".join(c.__name__ for c in classes)
-        raise GradhealthError(f"{names} in {path.name} need constructor arguments: define build_model() "
+        verb = "needs" if len(classes) == 1 else "need"
+        raise GradhealthError(f"{names} in {path.name} {verb} constructor arguments: define build_model() "
                               f"or pass --model \"{classes[0].__name__}(...)\"")
     built = [(c.__name__, _call_user(f"{c.__name__}() in {path.name}", c)) for c in buildable]
     # A class that another candidate uses as a submodule is a building block, not the model.
@@ -248,6 +250,9 @@ def _load(path: Path, options: LoadOptions) -> Optional[ModelSpec]:
     if found is None:
         return None
     name, model = found
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        raise GradhealthError(f"{name} in {path.name} has tensors on the meta device (shapes, no values): build it "
+                              "with real weights, without init_empty_weights() or device='meta'")
     try:
         model.to(device)
     except Exception as err:

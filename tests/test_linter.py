@@ -107,7 +107,7 @@ def test_config_is_read_validated_and_per_file_ignores_apply(tmp_path):
 
 @pytest.mark.parametrize("body,message", [
     ("[tool.gradhealth]\nselekt = ['GH2']\n", "unknown key [tool.gradhealth] 'selekt'"),
-    ("[tool.gradhealth]\nprobes = 'three'\n", "probes must be a int"),
+    ("[tool.gradhealth]\nprobes = 'three'\n", "probes must be an integer"),
     ("[tool.gradhealth]\nignore = 'GH201'\n", "ignore must be a list of strings"),
     ("[tool.gradhealth]\nfail-on = 'fatal'\n", "fail-on must be one of"),
     ("[tool.gradhealth\n", "not valid TOML"),

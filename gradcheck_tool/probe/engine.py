@@ -93,7 +93,8 @@ def run_probe(
     trainable = [(n, p) for n, p in named_params if p.requires_grad]
     if not trainable:
         raise GradhealthError(
-            f"{model_name or type(model).__name__} has no trainable parameters: nothing to probe"
+            f"{model_name or type(model).__name__} has no trainable parameters: nothing to probe; set "
+            "requires_grad on the parameters that train, or scan with --static-only"
         )
     watched = _watched(model)
     collector = Collector(watched)
