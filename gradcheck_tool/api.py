@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fnmatch
+import importlib.util
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -159,9 +160,15 @@ def lint_file(path: Path, options: ScanOptions, progress: Optional[Progress] = N
     return FileResult(kept, probe)
 
 
+NEEDS_TORCH = "probing a model needs PyTorch: pip install torch, or scan with --static-only"
+
+
 def _probe(path: Path, options: ScanOptions, progress: Optional[Progress], filename: str):
     if options.isolate:
         from gradcheck_tool.isolation import probe_in_child
+
+        if importlib.util.find_spec("torch") is None:  # say so here, not as a crash in the child
+            raise GradhealthError(NEEDS_TORCH)
 
         return probe_in_child(path, options, filename)
     return _runtime().scan_path(path, options, progress, filename)
@@ -187,7 +194,7 @@ def _runtime():
         from gradcheck_tool import runtime
     except ImportError as err:
         if err.name and err.name.split(".")[0] == "torch":
-            raise GradhealthError("probing a model needs PyTorch: pip install torch, or scan with --static-only") from err
+            raise GradhealthError(NEEDS_TORCH) from err
         raise
     return runtime
 
