@@ -11,15 +11,8 @@ from gradcheck_tool.static.base import (
     edit_or_display,
     example,
 )
+from gradcheck_tool.static.clip_order import clips_raw_grads, misplaced
 from gradcheck_tool.static.events import Event, Iteration, Kind
-
-
-def _clips_raw_grads(clip: Event) -> bool:
-    """torch's clipping functions and ``p.grad.clamp_``, as opposed to framework wrappers
-    (``accelerator.clip_grad_norm_``) that unscale by themselves."""
-    name, receiver = clip.site.name or "", clip.site.receiver or ""
-    return (name.startswith(("torch.", "nn.")) or "." not in name
-            or receiver.endswith((".grad", ".grad.data")))
 
 
 class ClipWithoutUnscale(StaticRule):
@@ -120,7 +113,7 @@ class ClipWithoutUnscale(StaticRule):
             if not amp:
                 continue
             for clip in it.placed_clips():
-                if not _clips_raw_grads(clip):
+                if not clips_raw_grads(clip):
                     continue  # accelerate/fabric clip through their own scaler
                 if any(e.kind is Kind.UNSCALE for e in it.events[:it.index(clip)]):
                     continue
@@ -132,7 +125,13 @@ class ClipWithoutUnscale(StaticRule):
                    if scaler_step else "scaler.unscale_(optimizer)")
         later = next((e for e in it.events[it.index(clip):] if e.kind is Kind.UNSCALE), None)
         evidence = {"clip_line": ctx.line(clip.node), "scaler_line": ctx.line(amp.node)}
-        if later is not None:
+        if misplaced(it, clip):
+            # After the step, unscale_() raises; before backward(), it marks the scaler
+            # unscaled and the step then uses the fresh, still-scaled gradients. GH202/GH203
+            # move the clipping and add the unscale_() there.
+            fix = display(f"Move the clipping between backward() and the step, with `{unscale}` "
+                          "right before it.")
+        elif later is not None:
             # A second unscale_() before update() raises: the existing one has to move.
             evidence["unscale_line"] = ctx.line(later.node)
             fix = display(f"Move `{ctx.code(later.node)}` (line {ctx.line(later.node)}) "
