@@ -11,7 +11,8 @@ from gradcheck_tool.static.base import (
     edit_or_display,
     example,
 )
-from gradcheck_tool.static.clip_order import clips_raw_grads, misplaced
+from gradcheck_tool.static.clip_move import clips_raw_grads
+from gradcheck_tool.static.clip_order import misplaced
 from gradcheck_tool.static.events import Event, Iteration, Kind
 
 
