@@ -739,7 +739,8 @@ def while_steps_main_loop(s: Style) -> list[str]:
     lines = ["data_iter = iter(train_loader)", "step = 0", "running_loss, correct, seen = 0.0, 0, 0",
              "epoch = 0", *loop_locals(s), "model.train()", "while step < args.max_steps:",
              "    try:", "        inputs, targets = next(data_iter)", "    except StopIteration:",
-             "        epoch += 1", "        data_iter = iter(train_loader)", "        inputs, targets = next(data_iter)"]
+             "        epoch += 1", "        data_iter = iter(train_loader)",
+             "        inputs, targets = next(data_iter)"]
     lines += indent(batch_body(s, "model", opt, "scaler", "criterion", "device", None, "epoch"), 1)
     lines += ["    step += 1", "    if step % args.eval_every == 0:",
               "        val_loss, val_acc = evaluate(model, val_loader, criterion, device)",
@@ -817,8 +818,8 @@ def main_function(s: Style, model_name: str, epoch_fn: Optional[str]) -> str:
                   "        " + s.log("epoch {epoch}: train_loss={train_loss:.4f} train_acc={train_acc:.3f} "
                                      "val_loss={val_loss:.4f} val_acc={val_acc:.3f}"),
                   "        is_best = val_acc > best_acc", "        best_acc = max(best_acc, val_acc)",
-                  f'        save_checkpoint({{"epoch": epoch, "model": model.state_dict(), "optimizer": {opt}.state_dict(), '
-                  '"best_acc": best_acc}, args.output_dir, is_best)']
+                  f'        save_checkpoint({{"epoch": epoch, "model": model.state_dict(), '
+                  f'"optimizer": {opt}.state_dict(), "best_acc": best_acc}}, args.output_dir, is_best)']
     lines.append("    " + s.log("best validation accuracy {best_acc:.4f}" if s.loop != "while_steps"
                                 else "finished after {step} steps"))
     return "\n".join(lines)
@@ -1257,7 +1258,10 @@ UTILS: dict[str, str] = {
                 if self.best is None:
                     self.best = metric
                     return False
-                better = metric < self.best - self.min_delta if self.mode == "min" else metric > self.best + self.min_delta
+                if self.mode == "min":
+                    better = metric < self.best - self.min_delta
+                else:
+                    better = metric > self.best + self.min_delta
                 if better:
                     self.best = metric
                     self.bad_epochs = 0
