@@ -62,15 +62,15 @@ def _finding(f: Finding) -> dict:
     return {
         "code": f.code,
         "name": f.name,
-        "severity": _plain(f.severity),
+        "severity": plain(f.severity),
         "message": f.message,
         "filename": f.filename,
         "location": _position(f.location),
         "end_location": _position(f.end_location),
         "module": f.module,
-        "evidence": _plain(dict(f.evidence or {})),
+        "evidence": plain(dict(f.evidence or {})),
         "fix": None if f.fix is None else {
-            "applicability": _plain(f.fix.applicability),
+            "applicability": plain(f.fix.applicability),
             "message": f.fix.message,
             "edits": [
                 {"content": e.content, "location": _position(e.location), "end_location": _position(e.end_location)}
@@ -88,35 +88,35 @@ def _probe(p: ProbeResult) -> dict:
         "filename": p.filename,
         "model": None if r is None else r.model,
         "device": None if r is None else r.device,
-        "seed": None if r is None else _plain(r.seed),
-        "batches": None if r is None else _plain(r.batches),
+        "seed": None if r is None else plain(r.seed),
+        "batches": None if r is None else plain(r.batches),
         "loss": None if r is None else r.loss,
-        "status": _plain(p.status),
+        "status": plain(p.status),
         "reason": p.reason or "",
         "inputs": None if r is None else r.inputs,
-        "duration_s": None if r is None else _plain(r.duration_s),
+        "duration_s": None if r is None else plain(r.duration_s),
         "parameters": [] if r is None else [
-            {key: _plain(getattr(param, key)) for key in _PARAMETER_KEYS} for param in r.parameters
+            {key: plain(getattr(param, key)) for key in _PARAMETER_KEYS} for param in r.parameters
         ],
         "layers": [] if r is None else [_fields(layer, LayerStats) for layer in r.layers],
         "recurrent": [] if r is None else [_fields(rec, RecurrentStats) for rec in r.recurrent],
-        "total_grad_norms": [] if r is None else _plain(r.total_grad_norms),
-        "output_grad_norm": None if r is None else _plain(r.output_grad_norm),
-        "input_rms": None if r is None else _plain(r.input_rms),
-        "recommended_max_norm": None if r is None else _plain(r.recommended_max_norm),
+        "total_grad_norms": [] if r is None else plain(r.total_grad_norms),
+        "output_grad_norm": None if r is None else plain(r.output_grad_norm),
+        "input_rms": None if r is None else plain(r.input_rms),
+        "recommended_max_norm": None if r is None else plain(r.recommended_max_norm),
     }
 
 
 def _fields(obj: Any, cls: type) -> dict:
     """Every field of a stats dataclass, in declaration order (weight_init becomes a dict)."""
-    return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(cls)}
+    return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(cls)}
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """Turn ``value`` into JSON-ready data: enums to their values, tuples to lists,
     numpy/torch scalars and arrays to Python numbers, non-finite floats to None."""
     if isinstance(value, enum.Enum):  # before str/int: Severity is a str, an IntEnum an int
-        return _plain(value.value)
+        return plain(value.value)
     if value is None or isinstance(value, (str, bool)):
         return value
     if isinstance(value, int):
@@ -125,23 +125,23 @@ def _plain(value: Any) -> Any:
         value = float(value)
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
-        return {_key(k): _plain(v) for k, v in value.items()}
+        return {_key(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, (set, frozenset)):
         # No order of its own: sort by the JSON text so the output stays deterministic.
-        items = [_plain(v) for v in value]
+        items = [plain(v) for v in value]
         return sorted(items, key=lambda v: json.dumps(v, sort_keys=True))
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if hasattr(value, "tolist"):  # numpy arrays/scalars, torch tensors: nested Python numbers
         try:
-            return _plain(value.tolist())
+            return plain(value.tolist())
         except (TypeError, ValueError, RuntimeError):
             pass
     if hasattr(value, "item"):
         try:
-            return _plain(value.item())
+            return plain(value.item())
         except (TypeError, ValueError, RuntimeError):
             pass
     if isinstance(value, (bytes, bytearray)):

@@ -16,18 +16,16 @@ Imports no torch: the static-only mode renders SARIF too.
 """
 from __future__ import annotations
 
-import enum
 import json
-import math
 import os
 import urllib.parse
-from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, Optional
 
 import gradcheck_tool
 from gradcheck_tool import registry
 from gradcheck_tool.findings import Finding, Position, ProbeResult, ProbeStatus, Report, Severity
+from gradcheck_tool.report.json import plain
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "https://github.com/gradhealth/gradhealth"
@@ -136,9 +134,9 @@ def _result(f: Finding, rule_index: int, root: str) -> dict:
         result["fixes"] = [{
             "description": {"text": f.fix.message or f.message},
             "artifactChanges": [{"artifactLocation": _artifact(f.filename, root), "replacements": replacements}],
-            "properties": {"applicability": _plain(f.fix.applicability)},
+            "properties": {"applicability": plain(f.fix.applicability)},
         }]
-    result["properties"] = {"evidence": _plain(dict(f.evidence or {}))}
+    result["properties"] = {"evidence": plain(dict(f.evidence or {}))}
     return result
 
 
@@ -184,27 +182,3 @@ def _directory_uri(root: str) -> str:
     return uri if uri.endswith("/") else uri + "/"
 
 
-def _plain(value: Any) -> Any:
-    """JSON-ready evidence without importing numpy or torch: enums to values, tuples to
-    lists, non-finite floats to null, array-likes via ``tolist()``, the rest as text."""
-    if isinstance(value, enum.Enum):
-        return _plain(value.value)
-    if value is None or isinstance(value, (str, bool)):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {k if isinstance(k, str) else str(_plain(k)): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (set, frozenset)):
-        return sorted((_plain(v) for v in value), key=lambda v: json.dumps(v, sort_keys=True))
-    for method in ("tolist", "item"):  # numpy and torch scalars/arrays, duck-typed
-        if hasattr(value, method):
-            try:
-                return _plain(getattr(value, method)())
-            except (TypeError, ValueError, RuntimeError):
-                pass
-    return str(value)
