@@ -21,8 +21,14 @@ On CUDA every timed region is bracketed by ``torch.cuda.synchronize()``.
 Memory: peak RSS (``ru_maxrss``) only ever grows, so each arm runs in its own fresh
 subprocess of this script (``--arm bare|probe``), which reports its peak after building the
 model (the baseline) and after the N passes.  Reported: the ratio of peaks and the ratio of
-increments over the baseline (what the passes themselves cost).  On CUDA the same for
-``torch.cuda.max_memory_allocated``.
+increments over the baseline (what the passes themselves cost).  Each pair runs twice: under
+glibc's default malloc (what a user gets; its peak RSS depends on heap fragmentation, +-0.2 GiB
+run to run at GPT-2 small) and with ``MALLOC_MMAP_THRESHOLD_=131072`` (peak RSS tracks live
+tensors); ``--malloc`` picks one.  The bare memory arm runs ``gc.collect()`` after each batch
+(see ``bare``).  On CUDA also ``torch.cuda.max_memory_allocated``, over the model-built baseline.
+
+On CUDA, note that the default loss draws its cotangent on the CPU and copies it over; at GPT-2's
+vocabulary that dominates both arms (``--profile`` shows it, with a device-side variant).
 
 ``--find-largest`` runs both arms in subprocesses for growing GPT-2 configs and stops before
 a size whose predicted peak (the previous size's measured increment per parameter, scaled)
@@ -448,7 +454,8 @@ def profile_main(args, model, make_inputs) -> None:
                     setattr(o, a, v)
     print(f"  ablations, interleaved, best of {args.repeats} (probe - bare = {best['probe'] - best['bare']:+.3f} s):")
     for label, t in best.items():
-        saves = "" if not label.startswith("probe ") else f"  saves {best['probe'] - t:+.3f} s ({(best['probe'] - t) / best['bare']:+.1%} of bare)"
+        gain = best["probe"] - t
+        saves = f"  saves {gain:+.3f} s ({gain / best['bare']:+.1%} of bare)" if label.startswith("probe ") else ""
         print(f"    {label:<40} {t:8.3f} s  {t / best['bare']:.3f}x bare{saves}")
 
     prof = cProfile.Profile()
