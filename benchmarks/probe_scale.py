@@ -227,9 +227,12 @@ def run_arm(args, arm: str, kill_bytes: float = math.inf, env: dict | None = Non
 
 # --------------------------------------------------------------------------- reports
 def ratio_line(label: str, probe_v: float, bare_v: float, unit: str, scale: float, target=None) -> str:
-    r = probe_v / bare_v if bare_v else math.nan
+    head = f"  {label:<34} bare {bare_v / scale:9.3f} {unit}   probe {probe_v / scale:9.3f} {unit}   ratio "
+    if bare_v <= 0:
+        return head + "   n/a (nothing over the baseline)"
+    r = probe_v / bare_v
     verdict = "" if target is None else ("  (target <= %.2fx: %s)" % (target, "met" if r <= target else "MISSED"))
-    return f"  {label:<34} bare {bare_v / scale:9.3f} {unit}   probe {probe_v / scale:9.3f} {unit}   ratio {r:6.3f}x{verdict}"
+    return head + f"{r:6.3f}x{verdict}"
 
 
 def time_main(args, model, make_inputs) -> None:

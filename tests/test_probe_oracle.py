@@ -152,3 +152,21 @@ def test_record_round_trips_through_json():
                    run_probe(nn.LSTM(3, 4, batch_first=True), lambda: torch.randn(2, 5, 3), probes=1)):
         again = ProbeRecord.from_dict(json.loads(json.dumps(record.to_dict())))
         assert again == record
+
+
+def test_output_walk_keeps_no_reference_cycle():
+    """The logits must be freed when the caller drops them, without waiting for the cyclic GC."""
+    import gc
+    import weakref
+
+    from gradcheck_tool.probe.outputs import floating_outputs
+
+    gc.disable()
+    try:
+        logits = torch.randn(4, 10)
+        ref = weakref.ref(logits)
+        assert len(floating_outputs({"logits": logits, "aux": (logits, [torch.zeros(1)])})) == 1
+        del logits
+        assert ref() is None
+    finally:
+        gc.enable()
