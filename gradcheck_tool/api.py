@@ -21,6 +21,8 @@ from gradcheck_tool.errors import GradhealthError
 from gradcheck_tool.import_safety import training_at_import
 from gradcheck_tool.findings import Finding, Position, ProbeResult, ProbeStatus, Report, Severity
 from gradcheck_tool.static import check_source
+from gradcheck_tool.static.engine import optimizer_calls
+from gradcheck_tool.static.optim import OptimizerCall
 
 Progress = Callable[[int, int], None]
 STATIC_FAMILIES = ("GH0", "GH2")
@@ -29,6 +31,7 @@ STATIC_FAMILIES = ("GH0", "GH2")
 @dataclass(frozen=True)
 class ScanOptions:
     probes: int = 3
+    train_steps: int = 10  # steps of the file's own optimizer (GH143); 0 skips them
     seed: int = 0
     device: str = "cpu"
     model_expr: Optional[str] = None
@@ -153,25 +156,34 @@ def lint_file(path: Path, options: ScanOptions, progress: Optional[Progress] = N
                                 "into a function or under if __name__ == '__main__': to probe the model")
         else:
             with _as_file(path, text) as target:
-                runtime, probe = _probe(target, options, progress, filename)
+                runtime, probe = _probe(target, options, progress, filename, _training_optimizer(source, options))
             static = calibrate_clipping(static, runtime, probe)
     silenced = suppressions.parse(source)
     kept = tuple(f for f in static + runtime if f.code in enabled and not silenced.covers(f, _lenient))
     return FileResult(kept, probe)
 
 
+def _training_optimizer(source: str, options: ScanOptions) -> Optional[OptimizerCall]:
+    """The optimizer the probe runs for GH143: the file's only rebuildable torch.optim constructor."""
+    if options.train_steps <= 0 or "GH143" not in options.select:
+        return None
+    calls = optimizer_calls(source)
+    return calls[0] if len(calls) == 1 else None
+
+
 NEEDS_TORCH = "probing a model needs PyTorch: pip install torch, or scan with --static-only"
 
 
-def _probe(path: Path, options: ScanOptions, progress: Optional[Progress], filename: str):
+def _probe(path: Path, options: ScanOptions, progress: Optional[Progress], filename: str,
+           optimizer: Optional[OptimizerCall] = None):
     if options.isolate:
         from gradcheck_tool.isolation import probe_in_child
 
         if importlib.util.find_spec("torch") is None:  # say so here, not as a crash in the child
             raise GradhealthError(NEEDS_TORCH)
 
-        return probe_in_child(path, options, filename)
-    return _runtime().scan_path(path, options, progress, filename)
+        return probe_in_child(path, options, filename, optimizer)
+    return _runtime().scan_path(path, options, progress, filename, optimizer)
 
 
 @contextlib.contextmanager

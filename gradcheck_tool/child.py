@@ -1,6 +1,6 @@
 """The child process that probes one file: ``python -m gradcheck_tool.child RESULT_FILE [MAX_BYTES]``.
 
-It reads ``(path, options, display_name)`` pickled on stdin, caps its own address space
+It reads ``(path, options, display_name, optimizer)`` pickled on stdin, caps its own address space
 before torch is imported, sends the user's prints to stderr (stdout may carry the parent's
 report), and writes ``("ok", findings, probe)`` or ``("error", message)`` to RESULT_FILE.
 Whatever the user's code does (raise, sys.exit, hang, crash), the parent decides what to say.
@@ -34,14 +34,14 @@ def main(argv: list[str]) -> int:
     result_path = argv[0]
     sys.dont_write_bytecode = True  # importing the user's file must not leave __pycache__ beside it
     _cap_memory(int(argv[1]) if len(argv) > 1 else 0)
-    path, options, display_name = pickle.load(sys.stdin.buffer)
+    path, options, display_name, optimizer = pickle.load(sys.stdin.buffer)
     os.dup2(2, 1)  # the user's print() goes to stderr
     try:
         from gradcheck_tool.errors import GradhealthError
         from gradcheck_tool.progress import Progress
         from gradcheck_tool.runtime import scan_path
 
-        findings, probe = scan_path(path, options, Progress(display_name), display_name)
+        findings, probe = scan_path(path, options, Progress(display_name), display_name, optimizer)
         _write(result_path, ("ok", findings, probe))
     except GradhealthError as err:
         if options.verbose:

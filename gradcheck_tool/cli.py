@@ -30,7 +30,7 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
 
 
-def _options(cfg, model_expr, probes, seed, device, input_shape, input_dtype, static_only,
+def _options(cfg, model_expr, probes, train_steps, seed, device, input_shape, input_dtype, static_only,
              select, extend_select, ignore, timeout, max_memory, verbose):
     from gradcheck_tool import registry
     from gradcheck_tool.api import ScanOptions
@@ -55,7 +55,8 @@ def _options(cfg, model_expr, probes, seed, device, input_shape, input_dtype, st
     per_file = tuple((glob, frozenset(registry.resolve(sel, option=f"per-file-ignores {glob!r}")))
                      for glob, sel in cfg.per_file_ignores.items())
     return ScanOptions(
-        probes=probes or cfg.probes or 3, seed=seed if seed is not None else (cfg.seed or 0), device=device,
+        probes=probes or cfg.probes or 3,
+        train_steps=next(v for v in (train_steps, cfg.train_steps, 10) if v is not None), seed=seed if seed is not None else (cfg.seed or 0), device=device,
         model_expr=model_expr, input_shape=shape,
         input_dtype=input_dtype, static_only=static_only, select=frozenset(codes), per_file_ignores=per_file,
         root=cfg.root or Path.cwd(), isolate=True, verbose=verbose,
@@ -93,6 +94,8 @@ _SCAN_OPTIONS = [
     click.option("--model", "model_expr", metavar="EXPR", help="Expression that builds the model, evaluated in the "
                  'file\'s namespace, e.g. "GPT(GPTConfig(n_layer=2))".'),
     click.option("--probes", type=click.IntRange(min=1), help="Probe batches to run.  [default: 3]"),
+    click.option("--train-steps", type=click.IntRange(min=0), metavar="N",
+                 help="Steps of the file's own optimizer to run, for GH143; 0: none.  [default: 10]"),
     click.option("--seed", type=int, help="Seed for the model's init, inputs, dropout and the default loss.  [default: 0]"),
     click.option("--device", help="cpu, cuda, cuda:N or auto.  [default: cpu]"),
     click.option("--input-shape", metavar="N,C,...", help="Shape of random inputs when the file has no example_inputs()."),
@@ -153,7 +156,7 @@ def fix(**kwargs) -> None:
     _run(fix=True, **kwargs)
 
 
-def _run(paths, static_only, model_expr, probes, seed, device, input_shape, input_dtype, select, extend_select,
+def _run(paths, static_only, model_expr, probes, train_steps, seed, device, input_shape, input_dtype, select, extend_select,
          ignore, exclude, extend_exclude, force_exclude, fmt, output, fail_on, timeout, max_memory, unsafe_fixes,
          diff, verbose, fix) -> None:
     from gradcheck_tool import api, config, files
@@ -161,7 +164,7 @@ def _run(paths, static_only, model_expr, probes, seed, device, input_shape, inpu
 
     try:
         cfg = config.load(Path(paths[0]) if paths else Path.cwd())
-        options = _options(cfg, model_expr, probes, seed, device, input_shape, input_dtype, static_only,
+        options = _options(cfg, model_expr, probes, train_steps, seed, device, input_shape, input_dtype, static_only,
                            select, extend_select, ignore, timeout, max_memory, verbose)
         patterns = (_split(exclude) or cfg.exclude or files.DEFAULT_EXCLUDE) + _split(extend_exclude) + cfg.extend_exclude
         targets = files.python_files(paths, options.root, patterns, force_exclude)

@@ -1,8 +1,9 @@
 """``[tool.gradhealth]`` in the nearest pyproject.toml: read, validated, merged under the CLI.
 
 Keys use ruff's kebab-case: select, extend-select, ignore, per-file-ignores, exclude,
-extend-exclude, fail-on, static-only, probes, seed, device, timeout (seconds), max-memory (GiB).  An unknown key or a value
-of the wrong type is an error (exit 2) naming the file and the key, never silently ignored.
+extend-exclude, fail-on, static-only, probes, train-steps, seed, device, timeout (seconds),
+max-memory (GiB).  An unknown key or a value of the wrong type is an error (exit 2) naming
+the file and the key, never silently ignored.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ class Config:
     fail_on: Optional[str] = None
     static_only: Optional[bool] = None
     probes: Optional[int] = None
+    train_steps: Optional[int] = None
     seed: Optional[int] = None
     device: Optional[str] = None
     timeout: Optional[float] = None
@@ -60,7 +62,7 @@ def _typed(value: Any, kind, where: str) -> Any:
 
 
 _LISTS = {"select", "extend-select", "ignore", "exclude", "extend-exclude"}
-_SCALARS = {"static-only": bool, "probes": int, "seed": int, "device": str, "fail-on": str,
+_SCALARS = {"static-only": bool, "probes": int, "train-steps": int, "seed": int, "device": str, "fail-on": str,
             "timeout": (int, float), "max-memory": (int, float)}
 KEYS = sorted(_LISTS | set(_SCALARS) | {"per-file-ignores"})
 
@@ -83,6 +85,8 @@ def parse(table: dict[str, Any], path: Path) -> Config:
         raise GradhealthError(f"{path}: [tool.gradhealth] fail-on must be one of {', '.join(SEVERITIES)}")
     if values.get("probes") is not None and values["probes"] < 1:
         raise GradhealthError(f"{path}: [tool.gradhealth] probes must be at least 1")
+    if values.get("train_steps") is not None and values["train_steps"] < 0:
+        raise GradhealthError(f"{path}: [tool.gradhealth] train-steps must be at least 0")
     return Config(path=path, **values)
 
 

@@ -41,8 +41,9 @@ def _describe_exit(code: int, display_name: str, cap: Optional[int]) -> str:
             "(os._exit or a crash in the file's code?)")
 
 
-def probe_in_child(path: Path, options, display_name: str) -> tuple[list[Finding], ProbeResult]:
-    """``runtime.scan_path`` in a child process.  ``options``: api.ScanOptions."""
+def probe_in_child(path: Path, options, display_name: str, optimizer=None) -> tuple[list[Finding], ProbeResult]:
+    """``runtime.scan_path`` in a child process.  ``options``: api.ScanOptions; ``optimizer``:
+    static.optim.OptimizerCall or None."""
     cap = options.max_memory if options.max_memory is not None else default_memory_cap()
     if not str(options.device).startswith("cpu"):
         cap = None  # CUDA maps far more address space than it uses: RLIMIT_AS would break it
@@ -51,7 +52,7 @@ def probe_in_child(path: Path, options, display_name: str) -> tuple[list[Finding
         command = [sys.executable, "-m", "gradcheck_tool.child", str(result_path), str(cap or 0)]
         child = subprocess.Popen(command, stdin=subprocess.PIPE, start_new_session=True)
         try:
-            child.communicate(pickle.dumps((path, options, display_name)), timeout=options.timeout or None)
+            child.communicate(pickle.dumps((path, options, display_name, optimizer)), timeout=options.timeout or None)
         except subprocess.TimeoutExpired:
             _kill(child)
             raise GradhealthError(f"{display_name}: the probe did not finish within {options.timeout:g}s; the model "

@@ -17,8 +17,10 @@ from gradcheck_tool import loader
 from gradcheck_tool.errors import GradhealthError
 from gradcheck_tool.findings import Finding, Position, ProbeResult, ProbeStatus, Span
 from gradcheck_tool.probe.engine import Progress, run_probe
-from gradcheck_tool.probe.record import ProbeRecord
+from gradcheck_tool.probe.record import ProbeRecord, StepStats
+from gradcheck_tool.probe.steps import SCALE_FREE, build_optimizer, measure_steps
 from gradcheck_tool.rules import run_rules
+from gradcheck_tool.static.optim import OptimizerCall
 
 
 def _locate(finding: Finding, sites: dict[str, Span], filename: str) -> Finding:
@@ -51,9 +53,27 @@ def probe_spec(spec: loader.ModelSpec, probes: int, seed: int, progress: Optiona
                               f"{spec.inputs_description}: {first}{hint}") from err
 
 
-def scan_path(path: Path, options, progress: Optional[Progress] = None,
-              display_name: Optional[str] = None) -> tuple[list[Finding], ProbeResult]:
-    """Probe one file (``options``: api.ScanOptions).  A file that defines no model is skipped, not an error."""
+def train_spec(spec: loader.ModelSpec, optimizer: OptimizerCall, steps: int, seed: int) -> Optional[StepStats]:
+    """A few steps of the file's own optimizer on its model (this trains the model); None when
+    the optimizer's steps would not mean anything under the default loss (SGD's scale with it)."""
+    if spec.loss_fn is None and optimizer.name not in SCALE_FREE:
+        return None
+    built = build_optimizer(optimizer.name, dict(optimizer.kwargs), spec.model)
+    try:
+        return measure_steps(spec.model, spec.make_inputs, spec.loss_fn, built, steps=steps, seed=seed)
+    except GradhealthError:
+        raise
+    except Exception as err:
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise GradhealthError(f"{spec.name}: a training step with torch.optim.{optimizer.name} raised "
+                              f"{type(err).__name__}: {first}; pass --train-steps 0 to skip it") from err
+
+
+def scan_path(path: Path, options, progress: Optional[Progress] = None, display_name: Optional[str] = None,
+              optimizer: Optional[OptimizerCall] = None) -> tuple[list[Finding], ProbeResult]:
+    """Probe one file (``options``: api.ScanOptions), then run ``optimizer`` (the file's own, when
+    the caller found one) for ``options.train_steps`` steps.  A file that defines no model is
+    skipped, not an error."""
     filename = display_name or str(path)
     _seed_everything(options.seed)  # the file builds its model at import: same seed, same weights
     spec = loader.load(path, loader.LoadOptions(options.model_expr, options.input_shape,
@@ -62,5 +82,10 @@ def scan_path(path: Path, options, progress: Optional[Progress] = None,
         return [], ProbeResult(filename, ProbeStatus.SKIPPED,
                                "no model found: define build_model() or pass --model to probe it")
     record = probe_spec(spec, options.probes, options.seed, progress)
+    if optimizer is not None and options.train_steps > 0:
+        record = dataclasses.replace(record, steps=train_spec(spec, optimizer, options.train_steps, options.seed))
     findings = [_locate(f, spec.sites, filename) for f in run_rules(record)]
+    if optimizer is not None:  # an optimizer finding belongs on the optimizer's constructor call
+        findings = [dataclasses.replace(f, location=optimizer.start, end_location=optimizer.end)
+                    if f.code == "GH143" else f for f in findings]
     return findings, ProbeResult(filename, ProbeStatus.OK, record=record)

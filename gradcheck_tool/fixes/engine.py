@@ -23,6 +23,8 @@ from gradcheck_tool.errors import GradhealthError
 from gradcheck_tool.findings import Applicability, Finding, ProbeResult
 from gradcheck_tool.fixes import edits as text_edits
 from gradcheck_tool.fixes.init_codemods import attach_init_fixes
+from gradcheck_tool.fixes.weight_decay import attach_weight_decay_fixes
+from gradcheck_tool.rules.growth import HORIZON, projected_growth
 from gradcheck_tool.rules.recurrent import per_step_decades
 from gradcheck_tool.rules.signals import backward_trend, forward_trend
 
@@ -68,6 +70,9 @@ def _metric(code: str, module: Optional[str], probe: Optional[ProbeResult]) -> t
     if code in DRIFT_CODES:
         totals = [abs(t.total) for t in (forward_trend(record), backward_trend(record)) if t is not None]
         return "drift across depth (decades)", max(totals) if totals else 0.0
+    if code == "GH143":
+        return (f"projected weight norm after {HORIZON:,} steps (x initial)",
+                projected_growth(record.steps) if record.steps is not None else None)
     if code in ("GH130", "GH131"):
         stats = next((r for r in record.recurrent if r.name == module), None)
         slope = per_step_decades(stats) if stats else None
@@ -108,7 +113,8 @@ def _applicable(finding: Finding, text: str, unsafe: bool) -> bool:
 
 def _lint(path: Path, text: str, options: api.ScanOptions, display: str) -> api.FileResult:
     result = api.lint_file(path, options, display_name=display, text=text)
-    return api.FileResult(tuple(attach_init_fixes(text, result.findings)), result.probe)
+    findings = attach_weight_decay_fixes(text, attach_init_fixes(text, result.findings))
+    return api.FileResult(tuple(findings), result.probe)
 
 
 def fix_file(path: Path, options: api.ScanOptions, *, unsafe: bool = False,

@@ -80,6 +80,28 @@ class RecurrentStats:
 
 
 @dataclass(frozen=True)
+class WeightGrowth:
+    """One weight matrix's L2 norm before the first optimizer step and after each one."""
+
+    name: str
+    module: str
+    norms: tuple[float, ...]  # steps + 1 values
+
+
+@dataclass(frozen=True)
+class StepStats:
+    """A short run of the file's own optimizer, as its constructor call configures it (probe/steps.py)."""
+
+    optimizer: str  # the torch.optim class, "Adam"
+    lr: float
+    momentum: float  # SGD's momentum, 0 for other optimizers
+    weight_decay: float
+    decoupled: bool  # AdamW-style decay (applied to the weights, not folded into the gradient)
+    losses: tuple[float, ...]  # the loss at each step, before that step's update
+    weights: tuple[WeightGrowth, ...]
+
+
+@dataclass(frozen=True)
 class ProbeRecord:
     model: str
     device: str
@@ -95,6 +117,7 @@ class ProbeRecord:
     input_rms: Optional[float] = None  # RMS of the floating model inputs, None for token inputs
     duration_s: float = 0.0
     recommended_max_norm: Optional[float] = None
+    steps: Optional[StepStats] = None  # None: no optimizer run (none found in the file, or --train-steps 0)
 
     def layer(self, name: str) -> Optional[LayerStats]:
         return next((layer for layer in self.layers if layer.name == name), None)
@@ -116,9 +139,16 @@ class ProbeRecord:
         def recurrent(d: dict) -> RecurrentStats:
             return RecurrentStats(**dict(d, step_grad_norms=tuple(d["step_grad_norms"])))
 
+        def steps(d: Optional[dict]) -> Optional[StepStats]:
+            if d is None:
+                return None
+            weights = tuple(WeightGrowth(**dict(w, norms=tuple(w["norms"]))) for w in d["weights"])
+            return StepStats(**dict(d, losses=tuple(d["losses"]), weights=weights))
+
         return cls(
             **dict(
                 data,
+                steps=steps(data.get("steps")),
                 layers=tuple(layer(d) for d in data["layers"]),
                 parameters=tuple(param(d) for d in data["parameters"]),
                 recurrent=tuple(recurrent(d) for d in data["recurrent"]),

@@ -104,6 +104,7 @@ def _probe(p: ProbeResult) -> dict:
         "output_grad_norm": None if r is None else plain(r.output_grad_norm),
         "input_rms": None if r is None else plain(r.input_rms),
         "recommended_max_norm": None if r is None else plain(r.recommended_max_norm),
+        "steps": None if r is None or r.steps is None else plain(dataclasses.asdict(r.steps)),
     }
 
 

@@ -43,8 +43,13 @@ def _probe_header(probe: ProbeResult) -> str:
         return f"{probe.filename}: probe {probe.status.value}: {probe.reason}"
     r = probe.record
     clip = f"; suggested clip max_norm {r.recommended_max_norm:g}" if r.recommended_max_norm else ""
+    steps = ""
+    if r.steps is not None:
+        s = r.steps
+        decay = f"weight_decay={s.weight_decay:g}" + (" decoupled" if s.decoupled and s.weight_decay else "")
+        steps = f"\n  optimizer: {s.optimizer}(lr={s.lr:g}, {decay}), {len(s.losses)} training step(s)"
     return (f"{probe.filename}: {r.model} probed on {r.device}, {r.batches} batch(es), seed {r.seed}, "
-            f"{r.duration_s:.2f}s\n  inputs: {r.inputs}\n  loss: {r.loss}{clip}")
+            f"{r.duration_s:.2f}s\n  inputs: {r.inputs}\n  loss: {r.loss}{clip}{steps}")
 
 
 def _finding(f: Finding) -> str:

@@ -6,6 +6,7 @@ from typing import Iterable, Optional
 from gradcheck_tool.findings import Finding
 from gradcheck_tool.probe.record import ProbeRecord
 from gradcheck_tool.rules.base import RuntimeRule
+from gradcheck_tool.rules.growth import WeightNormGrowth
 from gradcheck_tool.rules.depth import CollapsingActivations, ExplodingActivations, ExplodingGradients, VanishingGradients
 from gradcheck_tool.rules.nonfinite import NonFiniteActivations, NonFiniteGradients
 from gradcheck_tool.rules.parameters import GradientFreeParameters, InitScaleMismatch
@@ -17,7 +18,7 @@ RULES: dict[str, type[RuntimeRule]] = {
     for rule in sorted(
         [ExplodingGradients, VanishingGradients, NonFiniteGradients, NonFiniteActivations, ExplodingActivations,
          CollapsingActivations, DeadUnits, SaturatedActivations, GradientFreeParameters, InitScaleMismatch,
-         ExplodingThroughTime, VanishingThroughTime],
+         ExplodingThroughTime, VanishingThroughTime, WeightNormGrowth],
         key=lambda r: r.CODE,
     )
 }

@@ -81,3 +81,18 @@ def with_params(base: ProbeRecord, *extra: ParamStats) -> ProbeRecord:
 def rnn(per_step: float, steps: int = 32, radius: float = 0.6) -> ProbeRecord:
     """One recurrent layer whose last-step gradient changes by ``per_step`` per step back."""
     return record(recurrent=[RecurrentStats("rnn", "LSTM", steps, tuple(per_step**k for k in range(steps)), radius)])
+
+
+def trained(optimizer: str = "Adam", lr: float = 1e-3, growth: float = 5e-4, *, weight_decay: float = 0.0,
+            momentum: float = 0.0, steps: int = 10, matrices: int = 4) -> ProbeRecord:
+    """An MLP record plus a short optimizer run whose weight matrices' squared norms grow by
+    ``2 * growth`` of their initial value per step (the random-walk growth GH143 measures)."""
+    from gradcheck_tool.probe.record import StepStats, WeightGrowth
+
+    weights = tuple(
+        WeightGrowth(f"body.{2 * i}.weight", f"body.{2 * i}", tuple(8.0 * (1 + 2 * growth * t) ** 0.5
+                                                                     for t in range(steps + 1)))
+        for i in range(matrices))
+    stats = StepStats(optimizer, lr, momentum, weight_decay, optimizer == "AdamW",
+                      tuple(1.0 for _ in range(steps)), weights)
+    return dataclasses.replace(mlp(), steps=stats)

@@ -18,7 +18,7 @@ from gradcheck_tool.static.events import training_iterations
 from gradcheck_tool.static.facts import collect_facts
 from gradcheck_tool.static.init import UnscaledNormalInit
 from gradcheck_tool.static.loop import MissingZeroGrad
-from gradcheck_tool.static.optim import HighLearningRate
+from gradcheck_tool.static.optim import HighLearningRate, OptimizerCall, rebuildable_optimizers
 
 STATIC_RULES: dict[str, type[StaticRule]] = {
     rule.CODE: rule
@@ -73,6 +73,22 @@ def check_source(source: str, filename: str) -> list[Finding]:
         for finding in found:
             unique.setdefault((finding.code, finding.location, finding.end_location), finding)
     return sorted(unique.values(), key=lambda f: f.sort_key)
+
+
+def optimizer_calls(source: str) -> tuple[OptimizerCall, ...]:
+    """The ``torch.optim`` constructors in ``source`` that the probe can rebuild (literal
+    arguments); empty for a file that does not parse."""
+    if not re.search(r"\boptim\b", source):
+        return ()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compile(source, "<optimizer>", "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+        module = cst.parse_module(source)
+        ctx = SourceContext("", source, module, collect_facts(module), ())
+        return tuple(rebuildable_optimizers(ctx))
+    except (SyntaxError, ValueError, RecursionError, MemoryError, cst.ParserSyntaxError, cst.CSTValidationError):
+        return ()
 
 
 def _syntax_error(filename: str, error: BaseException, source: str) -> Finding:

@@ -1,12 +1,13 @@
-"""GH208: a literal learning rate far above what its optimizer tolerates."""
+"""GH208: a literal learning rate far above what its optimizer tolerates; and the optimizer
+constructors the probe can rebuild on the model (for GH143)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import libcst as cst
 
-from gradcheck_tool.findings import Finding, Severity
+from gradcheck_tool.findings import Finding, Position, Severity
 from gradcheck_tool.static.base import (
     SourceContext,
     StaticRule,
@@ -57,11 +58,16 @@ class HighRate:
         return self.ratio <= MILD_RATIO * (1 + 1e-9)
 
 
-def high_learning_rates(ctx: SourceContext) -> Iterator[HighRate]:
+def _constructors(ctx: SourceContext) -> Iterator[tuple[Site, str]]:
+    """``torch.optim`` constructor calls, with the optimizer's class name."""
     for site in ctx.facts.calls:
         module, _, leaf = (site.name or "").rpartition(".")
-        if leaf not in LIMITS or not (module == "optim" or module.startswith("torch.optim")):
-            continue
+        if leaf in LIMITS and (module == "optim" or module.startswith("torch.optim")):
+            yield site, leaf
+
+
+def high_learning_rates(ctx: SourceContext) -> Iterator[HighRate]:
+    for site, leaf in _constructors(ctx):
         call = site.node
         lr = next((a for a in call.args if a.keyword is not None and a.keyword.value == "lr"), None)
         positional = [a for a in call.args if a.keyword is None and not a.star]
@@ -70,6 +76,59 @@ def high_learning_rates(ctx: SourceContext) -> Iterator[HighRate]:
         if value is not None and value > LIMITS[leaf].ceiling:
             constant = lr.value.value if isinstance(lr.value, cst.Name) else None
             yield HighRate(site, lr.value, leaf, value, LIMITS[leaf], constant)
+
+
+@dataclass(frozen=True)
+class OptimizerCall:
+    """A ``torch.optim`` constructor whose arguments are all literals, so the probe can rebuild
+    it on the model: ``Adam(model.parameters(), lr=3e-3, betas=(0.9, 0.95))``."""
+
+    name: str  # the torch.optim class: "Adam"
+    kwargs: tuple[tuple[str, Any], ...]  # every argument after the parameters, by keyword
+    start: Position  # the call's span, where a fix to the optimizer goes
+    end: Position
+
+
+def _literal(node: cst.BaseExpression, ctx: SourceContext) -> tuple[bool, Any]:
+    """(True, value) for a number, bool, None, string or tuple of them; (False, None) otherwise."""
+    if isinstance(node, cst.Name) and node.value in ("True", "False", "None"):
+        return True, {"True": True, "False": False, "None": None}[node.value]
+    if isinstance(node, cst.SimpleString):
+        return True, node.evaluated_value
+    if isinstance(node, cst.Tuple):
+        items = [_literal(e.value, ctx) for e in node.elements if not isinstance(e, cst.StarredElement)]
+        if len(items) == len(node.elements) and all(ok for ok, _ in items):
+            return True, tuple(v for _, v in items)
+        return False, None
+    value = number(node, ctx.facts.constants)
+    if value is None:
+        return False, None
+    is_int = isinstance(node, cst.Integer) or (isinstance(node, cst.UnaryOperation) and isinstance(node.expression, cst.Integer))
+    return True, int(value) if is_int else value
+
+
+def rebuildable_optimizers(ctx: SourceContext) -> Iterator[OptimizerCall]:
+    """Constructors built from the parameters and literal keyword arguments (the learning rate
+    may be positional).  Parameter groups (``[{"params": ..., "lr": ...}]``) are left out:
+    their settings are per group."""
+    for site, leaf in _constructors(ctx):
+        if site.in_optimizer_class:
+            continue
+        call = site.node
+        positional = [a for a in call.args if a.keyword is None]
+        if not positional or any(a.star for a in call.args) or len(positional) > 2:
+            continue
+        if isinstance(positional[0].value, (cst.List, cst.Dict, cst.Tuple)):
+            continue
+        named = [("lr", positional[1].value)] if len(positional) == 2 else []
+        named += [(a.keyword.value, a.value) for a in call.args if a.keyword is not None]
+        values = [(key, _literal(value, ctx)) for key, value in named]
+        if not all(ok for _, (ok, _) in values):
+            continue
+        start, end = ctx.span(call)
+        if start is None or end is None:
+            continue
+        yield OptimizerCall(leaf, tuple((key, value) for key, (_, value) in values), start, end)
 
 
 class HighLearningRate(StaticRule):

@@ -1,0 +1,75 @@
+"""A few steps of the file's own optimizer: how fast the weights' norms grow (GH143).
+
+Step ``t`` is a plain training step on probe batch ``t``: ``torch.manual_seed(seed + t)``;
+``inputs = make_inputs()``; the loss (``loss_fn`` or the default, seeded ``seed + t``);
+``zero_grad``; ``backward``; ``step``.  The L2 norm of every trainable weight with two or
+more dimensions is read before the first step and after each one, with one host sync per
+step.  This trains the model: call it on a model you own (the CLI's child process does,
+and discards the model afterwards).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Optional
+
+import torch
+from torch import nn
+
+from gradcheck_tool.errors import GradhealthError
+from gradcheck_tool.probe.collector import l2
+from gradcheck_tool.probe.engine import call_model
+from gradcheck_tool.probe.outputs import compute_loss
+from gradcheck_tool.probe.record import StepStats, WeightGrowth
+
+# Optimizers whose step does not scale with the loss: the default loss (whose scale is an
+# arbitrary unit-norm cotangent) measures them as faithfully as the file's own loss would.
+SCALE_FREE = frozenset({"Adam", "AdamW", "NAdam", "RAdam", "Adamax", "RMSprop", "Adagrad", "Adadelta"})
+# LBFGS needs a closure, SparseAdam sparse gradients: not a plain step.
+UNSUPPORTED = frozenset({"LBFGS", "SparseAdam"})
+
+
+def build_optimizer(name: str, kwargs: dict[str, Any], model: nn.Module) -> torch.optim.Optimizer:
+    cls = getattr(torch.optim, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)) or name in UNSUPPORTED:
+        raise GradhealthError(f"torch.optim.{name} cannot be run by the optimizer probe")
+    try:
+        return cls([p for p in model.parameters() if p.requires_grad], **kwargs)
+    except (TypeError, ValueError) as err:
+        raise GradhealthError(f"torch.optim.{name}(**{kwargs}) could not be rebuilt: {err}") from err
+
+
+def measure_steps(model: nn.Module, make_inputs: Callable[[], Any], loss_fn: Optional[Callable],
+                  optimizer: torch.optim.Optimizer, *, steps: int, seed: int) -> StepStats:
+    names = [(n, p) for n, p in model.named_parameters() if p.requires_grad and p.dim() >= 2]
+    weights = [p for _, p in names]
+    model.train()
+    with torch.no_grad():
+        history = [torch.stack([l2(w.detach()) for w in weights]).tolist()] if weights else [[]]
+    losses: list[float] = []
+    for step in range(steps):
+        torch.manual_seed(seed + step)
+        inputs = make_inputs()
+        loss = compute_loss(loss_fn, call_model(model, inputs), inputs, seed + step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            values = torch.stack([loss.detach().float().reshape(()), *(l2(w.detach()) for w in weights)]).tolist()
+        del loss, inputs
+        losses.append(values[0])
+        history.append(values[1:])
+        if not all(math.isfinite(v) for v in values):
+            break  # diverged: later steps add nothing but time
+    optimizer.zero_grad(set_to_none=True)
+    group = optimizer.param_groups[0]
+    name = type(optimizer).__name__
+    return StepStats(
+        optimizer=name,
+        lr=float(group.get("lr", 0.0)),
+        momentum=float(group.get("momentum", 0.0) or 0.0),
+        weight_decay=float(group.get("weight_decay", 0.0) or 0.0),
+        decoupled=name == "AdamW" or bool(group.get("decoupled_weight_decay", False)),
+        losses=tuple(losses),
+        weights=tuple(WeightGrowth(n, n.rpartition(".")[0], tuple(h[i] for h in history))
+                      for i, (n, _) in enumerate(names)),
+    )

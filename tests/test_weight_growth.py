@@ -1,0 +1,241 @@
+"""GH143 end to end: the optimizer found in the source, the steps it runs (against a plain training
+loop), the growth model (against longer real training), the weight-decay fix verified by re-probing."""
+import json
+import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jsonschema
+import pytest
+import torch
+from torch import nn
+
+from gradcheck_tool import loader
+from gradcheck_tool.api import ScanOptions
+from gradcheck_tool.errors import GradhealthError
+from gradcheck_tool.probe.outputs import default_loss
+from gradcheck_tool.probe.record import ProbeRecord
+from gradcheck_tool.probe.steps import build_optimizer, measure_steps
+from gradcheck_tool.report.json import load_schema
+from gradcheck_tool.rules.growth import (
+    TARGET,
+    decay_per_step,
+    measured_growth,
+    projected_growth,
+    suggested_weight_decay,
+)
+from gradcheck_tool.rules import examples
+from gradcheck_tool.runtime import scan_path, train_spec
+from gradcheck_tool.static.engine import optimizer_calls
+
+MODEL = Path(__file__).resolve().parent / "fix_models" / "adam_no_decay.py"
+
+
+def _mlp(width: int = 32) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10))
+
+
+# --- the steps equal a plain training loop --------------------------------------------------------
+
+@pytest.mark.parametrize("make_optimizer,loss_fn", [
+    (lambda p: torch.optim.Adam(p, lr=3e-3), None),
+    (lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9), lambda out, x: out.square().mean()),
+])
+def test_steps_equal_a_plain_training_loop(make_optimizer, loss_fn):
+    inputs = lambda: torch.randn(8, 32)  # noqa: E731
+    model = _mlp()
+    stats = measure_steps(model, inputs, loss_fn, make_optimizer(model.parameters()), steps=5, seed=7)
+
+    plain = _mlp()
+    optimizer = make_optimizer(plain.parameters())
+    weights = [p for p in plain.parameters() if p.dim() >= 2]
+    norms, losses = [[w.norm().item() for w in weights]], []
+    for step in range(5):
+        torch.manual_seed(7 + step)
+        x = torch.randn(8, 32)
+        out = plain(x)
+        loss = loss_fn(out, x) if loss_fn else default_loss(out, 7 + step)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        norms.append([w.norm().item() for w in weights])
+    assert stats.losses == pytest.approx(losses, rel=1e-6)
+    for i, weight in enumerate(stats.weights):
+        assert weight.norms == pytest.approx([n[i] for n in norms], rel=1e-6)
+    assert [w.name for w in stats.weights] == ["0.weight", "2.weight", "4.weight"]  # matrices only
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), plain.parameters()))
+
+
+def test_optimizer_settings_are_read_back_from_the_built_optimizer():
+    model = _mlp()
+    stats = measure_steps(model, lambda: torch.randn(4, 32), None,
+                          build_optimizer("AdamW", {"lr": 1e-3}, model), steps=1, seed=0)
+    assert (stats.optimizer, stats.weight_decay, stats.decoupled) == ("AdamW", 0.01, True)  # AdamW's default
+    assert decay_per_step(stats) == pytest.approx(1e-5)
+    with pytest.raises(GradhealthError, match="could not be rebuilt"):
+        build_optimizer("Adam", {"lr": 1e-3, "bogus": 1}, model)
+    with pytest.raises(GradhealthError, match="cannot be run"):
+        build_optimizer("LBFGS", {}, model)
+
+
+def test_record_with_steps_round_trips_through_json():
+    record = examples.trained("Adam", lr=3e-3, growth=4.5e-3)
+    assert ProbeRecord.from_dict(json.loads(json.dumps(record.to_dict()))) == record
+
+
+# --- the growth model ------------------------------------------------------------------------------
+
+def test_growth_model_matches_its_recursion():
+    """x(t) = ||W||^2 / ||W_0||^2 with dx = 2r - 2dx per step: the closed form against the recursion."""
+    base = examples.trained("AdamW", lr=1e-3, growth=4e-4, weight_decay=0.1)
+    d = decay_per_step(base.steps)
+    net = measured_growth(base.steps)
+    assert net == pytest.approx(4e-4, rel=1e-9)  # read back from the synthetic norms
+    x = 1.0
+    for _ in range(10_000):
+        x += 2 * (net + d) - 2 * d * x
+    assert projected_growth(base.steps) == pytest.approx(math.sqrt(x), rel=1e-3)
+    undecayed = examples.trained("Adam", lr=1e-3, growth=4e-4).steps
+    assert projected_growth(undecayed) == pytest.approx(math.sqrt(1 + 2 * 4e-4 * 10_000))
+
+
+def test_suggested_decay_settles_at_the_target_norm():
+    stats = examples.trained("Adam", lr=1e-3, growth=2e-4).steps
+    lam = suggested_weight_decay(stats)
+    assert lam == pytest.approx(0.05)  # 2e-4 / 2^2 / 1e-3
+    settled = examples.trained("AdamW", lr=1e-3, growth=2e-4 - 1e-3 * lam, weight_decay=lam).steps
+    assert projected_growth(settled, horizon=10**7) == pytest.approx(TARGET, rel=1e-6)
+    sgd = examples.trained("SGD", lr=0.1, growth=2e-4, momentum=0.9).steps
+    assert suggested_weight_decay(sgd) == pytest.approx(5e-5)  # through momentum's 1/(1 - 0.9)
+    assert suggested_weight_decay(examples.trained("RMSprop", lr=1e-3, growth=2e-4).steps) is None
+
+
+def test_projection_against_longer_real_training():
+    """What the 10-step projection says, against 1,500 real Adam steps on a learnable task:
+    the norm reached is within 1.6x of the projection, and the suggested decay lowers it."""
+    teacher = torch.randn(32, 10, generator=torch.Generator().manual_seed(1))
+    loss_fn = lambda out, x: nn.functional.cross_entropy(out, (x @ teacher).argmax(1))  # noqa: E731
+    inputs = lambda: torch.randn(16, 32)  # noqa: E731
+
+    def run(optimizer, steps):
+        model = _mlp()
+        return measure_steps(model, inputs, loss_fn, build_optimizer(optimizer[0], optimizer[1], model),
+                             steps=steps, seed=0)
+
+    probe = run(("Adam", {"lr": 3e-3}), 10)
+    lam = suggested_weight_decay(probe)
+    reached = {}
+    for name, spec in {"adam": ("Adam", {"lr": 3e-3}), "adamw": ("AdamW", {"lr": 3e-3, "weight_decay": lam})}.items():
+        long = run(spec, 1500)
+        reached[name] = sorted(w.norms[-1] / w.norms[0] for w in long.weights)[1]  # the median matrix
+    projected = projected_growth(probe, horizon=1500)
+    assert 1 / 1.6 < reached["adam"] / projected < 1.6, (reached, projected)
+    assert reached["adamw"] < reached["adam"]
+
+
+# --- finding the optimizer in the source -----------------------------------------------------------
+
+def test_optimizer_calls_read_literal_constructors_only():
+    source = textwrap.dedent("""\
+        import torch
+        from torch import optim
+        from torch.optim import AdamW as W
+        LR = 3e-3
+
+        def train(model, args):
+            a = torch.optim.Adam(model.parameters(), lr=LR, betas=(0.9, 0.95), amsgrad=True)
+            b = optim.SGD(model.parameters(), 0.1, momentum=0.9, nesterov=True)
+            c = W(model.parameters(), lr=args.lr)
+            d = optim.Adam([{"params": model.parameters()}], lr=1e-3)
+            e = W(model.parameters(), **args.opt)
+            f = W(model.parameters(), weight_decay=0, eps=1e-8)
+
+        class Lion(torch.optim.Optimizer):
+            def __init__(self, params):
+                self.inner = torch.optim.SGD(params, lr=0.1)
+    """)
+    calls = optimizer_calls(source)
+    assert [(c.name, c.kwargs) for c in calls] == [
+        ("Adam", (("lr", 0.003), ("betas", (0.9, 0.95)), ("amsgrad", True))),
+        ("SGD", (("lr", 0.1), ("momentum", 0.9), ("nesterov", True))),
+        ("AdamW", (("weight_decay", 0), ("eps", 1e-8))),
+    ]
+    line = source.splitlines()[calls[0].start.row - 1]
+    assert line[calls[0].start.column - 1:calls[0].end.column - 1].startswith("torch.optim.Adam(model")
+    assert optimizer_calls("def broken(:\n    optim.Adam(p)\n") == ()
+    assert optimizer_calls("x = 1\n") == ()
+
+
+def test_sgd_is_measured_only_with_the_files_loss():
+    spec = loader.load(MODEL, loader.LoadOptions(None, None, None, "cpu"))
+    (call,) = optimizer_calls("import torch\nopt = torch.optim.SGD(model.parameters(), lr=0.1)\n")
+    assert train_spec(spec, call, 3, 0) is None  # the default loss's scale would decide SGD's steps
+    (adam,) = optimizer_calls(MODEL.read_text())
+    assert len(train_spec(spec, adam, 3, 0).losses) == 3
+
+
+# --- through the CLI ------------------------------------------------------------------------------
+
+def _cli(cwd, *args):
+    return subprocess.run([sys.executable, "-m", "gradcheck_tool", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_scan_reports_growth_at_the_optimizer_call(tmp_path):
+    path = tmp_path / "model.py"
+    path.write_text(MODEL.read_text())
+    result = _cli(tmp_path, "scan", "model.py", "--format", "json")
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    jsonschema.validate(report, load_schema())
+    (finding,) = [f for f in report["findings"] if f["code"] == "GH143"]
+    assert finding["severity"] == "warning" and finding["evidence"]["projected_growth"] > 4
+    line = path.read_text().splitlines()[finding["location"]["row"] - 1]
+    assert line[finding["location"]["column"] - 1:].startswith("torch.optim.Adam(model.parameters(), lr=3e-3)")
+    steps = report["probes"][0]["steps"]
+    assert steps["optimizer"] == "Adam" and len(steps["losses"]) == 10 and len(steps["weights"]) == 5
+    assert all(len(w["norms"]) == 11 for w in steps["weights"])
+
+    quiet = _cli(tmp_path, "scan", "model.py", "--train-steps", "0", "--format", "json")
+    assert quiet.returncode == 0 and json.loads(quiet.stdout)["probes"][0]["steps"] is None
+    (tmp_path / "pyproject.toml").write_text("[tool.gradhealth]\ntrain-steps = 3\n")
+    few = json.loads(_cli(tmp_path, "scan", "model.py", "--format", "json").stdout)
+    assert len(few["probes"][0]["steps"]["losses"]) == 3
+
+
+def test_two_optimizers_or_decay_already_set_stay_quiet(tmp_path):
+    source = MODEL.read_text()
+    (tmp_path / "gan.py").write_text(source.replace(
+        "    for _ in range(epochs):", "    other = torch.optim.Adam(model.parameters(), lr=3e-3)\n"
+        "    for _ in range(epochs):"))
+    (tmp_path / "decayed.py").write_text(source.replace("lr=3e-3)", "lr=3e-3, weight_decay=0.1)"))
+    result = _cli(tmp_path, "scan", "gan.py", "decayed.py", "--format", "json")
+    assert result.returncode == 0, result.stdout
+    steps = {p["filename"]: p["steps"] for p in json.loads(result.stdout)["probes"]}
+    assert steps["gan.py"] is None and steps["decayed.py"]["weight_decay"] == 0.1
+
+
+def test_weight_decay_fix_is_verified_by_reprobing(tmp_path):
+    path = tmp_path / "model.py"
+    path.write_text(MODEL.read_text())
+    safe = _cli(tmp_path, "fix", "model.py")
+    assert safe.returncode == 1 and path.read_text() == MODEL.read_text()  # behaviour-changing: needs the flag
+
+    result = _cli(tmp_path, "fix", "model.py", "--unsafe-fixes")
+    assert result.returncode == 0, result.stdout + result.stderr
+    fixed = path.read_text()
+    lam = suggested_weight_decay(scan_path(MODEL, ScanOptions(), optimizer=optimizer_calls(
+        MODEL.read_text())[0])[1].record.steps)
+    assert fixed == MODEL.read_text().replace("torch.optim.Adam(model.parameters(), lr=3e-3)",
+                                              f"torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay={lam:g})")
+    (check,) = [line for line in result.stderr.splitlines() if "(verified)" in line]
+    assert "model.py: GH143 body." in check
+    before, after = (float(x) for x in check.split("(x initial) ")[1].split(" (")[0].split(" -> "))
+    assert before > 4 and after < 0.6 * before
+    assert _cli(tmp_path, "scan", "model.py").returncode == 0
+    again = _cli(tmp_path, "fix", "model.py", "--unsafe-fixes")
+    assert again.returncode == 0 and path.read_text() == fixed  # idempotent
