@@ -146,7 +146,7 @@ class HighLearningRate(StaticRule):
     ``lr`` whatever the loss scale. Typical rates are 1e-4 to 3e-3 (default 1e-3); the 1e-2
     ceiling is 10x the default and ~3x the top of that range. A layer with fan-in 256 has
     weights of std ~0.06, so lr = 0.1 moves each weight by more than its own scale per
-    step: an update/weight ratio ~100x past the ~1e-3 that trains well (see GH141).
+    step: an update/weight ratio ~100x past the ~1e-3 that trains well.
     Plain SGD moves by ``lr * grad``: on a quadratic with curvature L it diverges once
     ``lr > 2 / L``, and normalised losses have L of order 1 or more, so lr > 1.0 leaves no
     margin (Adagrad's accumulator only shrinks its steps further from its first one).
@@ -159,7 +159,8 @@ class HighLearningRate(StaticRule):
 
     Fix:
     Start from the optimizer's usual rate (Adam: 1e-3, SGD: 0.1 with momentum) and tune
-    from there; ``gradhealth scan`` (GH140-GH142) measures whether a rate diverges.
+    from there; ``gradhealth scan`` runs the optimizer for a few steps and reports how fast
+    it grows the weights (GH143).
     """
 
     CODE = "GH208"
