@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 from gradcheck_tool import registry, suppressions
 from gradcheck_tool.errors import GradhealthError
 from gradcheck_tool.import_safety import training_at_import
+from gradcheck_tool.fixes.codemods import attach_runtime_fixes
 from gradcheck_tool.findings import Finding, Position, ProbeResult, ProbeStatus, Report, Severity
 from gradcheck_tool.static import check_source
 from gradcheck_tool.static.engine import optimizer_calls
@@ -157,6 +158,7 @@ def lint_file(path: Path, options: ScanOptions, progress: Optional[Progress] = N
         else:
             with _as_file(path, text) as target:
                 runtime, probe = _probe(target, options, progress, filename, _training_optimizer(source, options))
+            runtime = attach_runtime_fixes(source, runtime)
             static = calibrate_clipping(static, runtime, probe)
     silenced = suppressions.parse(source)
     kept = tuple(f for f in static + runtime if f.code in enabled and not silenced.covers(f, _lenient))

@@ -149,7 +149,8 @@ def fix(**kwargs) -> None:
     """Apply the fixes for the findings in PATHS, verified by scanning (and probing) again.
 
     Safe fixes keep meaning; --unsafe-fixes also applies those that change training
-    (inserting clipping, changing init or the learning rate, adding weight decay).  Runtime fixes are verified by probing the patched
+    (inserting clipping, changing init or the learning rate, adding weight decay).
+    Runtime fixes are verified by probing the patched
     file before it is written, and taken back when its numbers do not improve.  Exits 0 when
     nothing at --fail-on remains (with --diff: 1 when there is something to change).
     """

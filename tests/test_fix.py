@@ -10,6 +10,7 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from gradcheck_tool import api
 from gradcheck_tool.api import ScanOptions, lint_file
 from gradcheck_tool.findings import Applicability, Edit, Fix, Position
 from gradcheck_tool.fixes import edits, engine
@@ -190,7 +191,7 @@ def test_runtime_fix_that_does_not_help_is_taken_back(tmp_path, monkeypatch):
                                                                                      Position(1, 1)),)))
                 if f.code == "GH120" else f for f in findings]
 
-    monkeypatch.setattr(engine, "attach_init_fixes", useless)
+    monkeypatch.setattr(api, "attach_runtime_fixes", useless)
     result = engine.fix_file(path, ScanOptions(root=tmp_path), unsafe=True)
     assert not result.changed
     assert [(f.code, reason) for f, reason in result.rejected] == [("GH120", "the re-probe did not show it improved")]

@@ -239,3 +239,16 @@ def test_weight_decay_fix_is_verified_by_reprobing(tmp_path):
     assert _cli(tmp_path, "scan", "model.py").returncode == 0
     again = _cli(tmp_path, "fix", "model.py", "--unsafe-fixes")
     assert again.returncode == 0 and path.read_text() == fixed  # idempotent
+
+
+def test_sarif_carries_the_weight_decay_edit(tmp_path):
+    schema = json.loads((Path(__file__).parent / "data" / "sarif-schema-2.1.0.json").read_text(encoding="utf-8"))
+    (tmp_path / "model.py").write_text(MODEL.read_text())
+    result = _cli(tmp_path, "scan", "model.py", "--format", "sarif")
+    document = json.loads(result.stdout)
+    jsonschema.validators.validator_for(schema)(schema).validate(document)
+    (gh143,) = [r for r in document["runs"][0]["results"] if r["ruleId"] == "GH143"]
+    (change,) = gh143["fixes"][0]["artifactChanges"]
+    assert change["artifactLocation"]["uri"] == "model.py"
+    inserted = sorted(r["insertedContent"]["text"] for r in change["replacements"])
+    assert inserted[1] == "AdamW" and inserted[0].startswith(", weight_decay=")  # the argument and the class name

@@ -22,8 +22,6 @@ from gradcheck_tool import api
 from gradcheck_tool.errors import GradhealthError
 from gradcheck_tool.findings import Applicability, Finding, ProbeResult
 from gradcheck_tool.fixes import edits as text_edits
-from gradcheck_tool.fixes.init_codemods import attach_init_fixes
-from gradcheck_tool.fixes.weight_decay import attach_weight_decay_fixes
 from gradcheck_tool.rules.growth import HORIZON, projected_growth
 from gradcheck_tool.rules.recurrent import per_step_decades
 from gradcheck_tool.rules.signals import backward_trend, forward_trend
@@ -112,9 +110,7 @@ def _applicable(finding: Finding, text: str, unsafe: bool) -> bool:
 
 
 def _lint(path: Path, text: str, options: api.ScanOptions, display: str) -> api.FileResult:
-    result = api.lint_file(path, options, display_name=display, text=text)
-    findings = attach_weight_decay_fixes(text, attach_init_fixes(text, result.findings))
-    return api.FileResult(tuple(findings), result.probe)
+    return api.lint_file(path, options, display_name=display, text=text)
 
 
 def fix_file(path: Path, options: api.ScanOptions, *, unsafe: bool = False,
