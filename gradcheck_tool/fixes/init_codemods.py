@@ -21,17 +21,15 @@ GH120 finding, and only a file with one is parsed.
 from __future__ import annotations
 
 import dataclasses
-import re
-from typing import Iterable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Iterator, Optional, Sequence, Union
 
 import libcst as cst
-from libcst.metadata import CodeRange, MetadataWrapper, ParentNodeProvider, PositionProvider
 
 from gradcheck_tool.findings import Applicability, Edit, Finding, Fix, Position
+from gradcheck_tool.fixes.parsed import ParsedFile
 from gradcheck_tool.rules.signals import EXPECTED_GAIN2
 
 HELPER = "_gradhealth_init"
-_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
 _CODE = "GH120"
 _DEFAULT_SCHEME = "pytorch-default"
 # torch.nn.init functions that set a weight's values (calculate_gain and zeros_ on a bias do not).
@@ -137,35 +135,14 @@ def _keywords(call: cst.Call) -> dict[str, cst.Arg]:
     return {a.keyword.value: a for a in call.args if a.keyword is not None}
 
 
-class _File:
+class _File(ParsedFile):
     def __init__(self, source: str) -> None:
-        self.source = source
-        self.module = cst.parse_module(source)
-        wrapper = MetadataWrapper(self.module, unsafe_skip_copy=True)
-        self.positions: Mapping[cst.CSTNode, CodeRange] = wrapper.resolve(PositionProvider)
-        self.parents: Mapping[cst.CSTNode, cst.CSTNode] = wrapper.resolve(ParentNodeProvider)
-        self.lines = _split_lines(source)
+        super().__init__(source)
         self.newline = self.module.default_newline
         self.indent_unit = self.module.default_indent
         self.imports = _imports(self.module)
-        self.claimed: list[Edit] = []
-        self._offsets = [0]
-        for line in self.lines:
-            self._offsets.append(self._offsets[-1] + len(line))
 
     # --- positions ---------------------------------------------------------------------------
-
-    def start(self, node: cst.CSTNode) -> Position:
-        where = self.positions[node].start
-        return Position(where.line, where.column + 1)
-
-    def end(self, node: cst.CSTNode) -> Position:
-        where = self.positions[node].end
-        return Position(where.line, where.column + 1)
-
-    def offset(self, pos: Position) -> int:
-        row = min(max(pos.row, 1), len(self._offsets))
-        return self._offsets[row - 1] + pos.column - 1
 
     def code(self, node: cst.CSTNode) -> str:
         return self.module.code_for_node(node).strip()
@@ -192,19 +169,6 @@ class _File:
         # The file ends without a newline: start a new line at its very end.
         at = Position(len(self.lines), len(last) + 1)
         return Edit(self.newline + text.rstrip("\r\n"), at, at)
-
-    def claim(self, edits: Iterable[Edit]) -> bool:
-        """Reserve ``edits`` for one finding unless they touch what another finding claimed."""
-        edits = tuple(edits)
-        spans = [(self.offset(e.location), self.offset(e.end_location)) for e in edits]
-        taken = [(self.offset(e.location), self.offset(e.end_location)) for e in self.claimed]
-        for x0, x1 in spans:
-            for y0, y1 in taken:
-                if (x0 < y1 and y0 < x1) or x0 == y0 or (x0 == x1 and y0 <= x0 <= y1) or (
-                        y0 == y1 and x0 <= y0 <= x1):
-                    return False
-        self.claimed.extend(edits)
-        return True
 
     # --- tree --------------------------------------------------------------------------------
 
@@ -255,11 +219,6 @@ class _File:
     def helper(self) -> Optional[cst.FunctionDef]:
         return next((s for s in self.module.body if isinstance(s, cst.FunctionDef) and s.name.value == HELPER),
                     None)
-
-
-def _split_lines(source: str) -> list[str]:
-    """Lines with their endings, split as libcst counts them (\\r\\n, \\r, \\n)."""
-    return _LINE.findall(source)
 
 
 def _imports(module: cst.Module) -> dict[str, str]:

@@ -27,17 +27,15 @@ import dataclasses
 import math
 import re
 import warnings
-from typing import Mapping, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import libcst as cst
-from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
 
 from gradcheck_tool.findings import Applicability, Edit, Finding, Fix, Position
-from gradcheck_tool.fixes.edits import overlaps
+from gradcheck_tool.fixes.parsed import ParsedFile
 
 _CODE = "GH143"
 _OPTIM = "torch.optim"
-_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
 _BLANK_OR_COMMENT = re.compile(r"[ \t\f]*(?:#.*)?")
 
 
@@ -80,13 +78,9 @@ def _eligible(finding: Finding) -> bool:
             and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0)
 
 
-class _File:
+class _File(ParsedFile):
     def __init__(self, source: str) -> None:
-        self.source = source
-        self.module = cst.parse_module(source)
-        wrapper = MetadataWrapper(self.module, unsafe_skip_copy=True)
-        self.positions: Mapping[cst.CSTNode, CodeRange] = wrapper.resolve(PositionProvider)
-        self.lines: list[str] = _LINE.findall(source)
+        super().__init__(source)
         attrs = {id(n.attr) for n in self.positions if isinstance(n, cst.Attribute)}
         self.adamw_used = any(isinstance(n, cst.Name) and n.value == "AdamW" and id(n) not in attrs
                               for n in self.positions)
@@ -100,15 +94,7 @@ class _File:
                     bound = alias.asname.name.value if alias.asname is not None and isinstance(
                         alias.asname.name, cst.Name) else name
                     self.optim_imports.append((node, alias, name, bound))
-        self.claimed: list[Edit] = []
 
-    def start(self, node: cst.CSTNode) -> Position:
-        where = self.positions[node].start
-        return Position(where.line, where.column + 1)
-
-    def end(self, node: cst.CSTNode) -> Position:
-        where = self.positions[node].end
-        return Position(where.line, where.column + 1)
 
     def call_at(self, start: Position, end: Optional[Position]) -> Optional[cst.Call]:
         calls = [n for n in self.positions if isinstance(n, cst.Call) and self.start(n) == start]
@@ -137,13 +123,6 @@ class _File:
             at = Position(after.row + 1, 1)  # one item per line: a line of its own, like the one above
             return Edit(f"{indent}{text},{line[len(body):]}", at, at)
         return Edit(f" {text},", after, after)
-
-    def claim(self, edits: Sequence[Edit]) -> bool:
-        """Reserve ``edits`` for one finding unless they touch what another finding claimed."""
-        if overlaps(self.source, self.claimed, edits):
-            return False
-        self.claimed.extend(edits)
-        return True
 
 
 def _plan(file: _File, finding: Finding) -> Optional[Fix]:
