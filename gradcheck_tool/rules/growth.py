@@ -19,8 +19,11 @@ from gradcheck_tool.rules import examples
 from gradcheck_tool.rules.base import RuntimeRule
 
 HORIZON = 10_000  # steps: a short training run (a small GPT trains for ~600k, ImageNet ResNet-50 ~450k)
-INFO_GROWTH = 2.0  # projected norm, as a multiple of the initial one
-WARN_GROWTH = 4.0
+# Projected norm, as a multiple of the initial one.  At 2x a normalised layer's effective
+# learning rate has fallen 4x, about what a schedule does on purpose: worth knowing.  At 8x it
+# has fallen 64x, a stall, and far past the projection's own error (within 1.4x, measured).
+INFO_GROWTH = 2.0
+WARN_GROWTH = 8.0
 TARGET = 2.0  # the suggested decay holds the norm near this multiple of its initial value
 # Conventional weight-decay ranges the suggestion is kept in (AdamW: 0.01-0.1, up to 0.3 for
 # ViTs; SGD: 1e-4-5e-4 for ResNets).
@@ -90,9 +93,10 @@ class WeightNormGrowth(RuntimeRule):
     runs ``--train-steps`` (default 10) plain training steps on the probe batches, reading
     every weight matrix's norm after each.  With no weight decay configured, it projects the
     median matrix's measured growth over 10,000 steps (see the model in ``rules/growth.py``)
-    and reports it when the norm would pass 2x its initial value (information) or 4x (a
-    warning).  SGD's steps scale with the loss, so SGD is measured only when the file
-    defines ``loss_fn``; the adaptive optimizers are measured with the default loss too.
+    and reports it when the norm would pass 2x its initial value (information) or 8x (a
+    warning: the effective learning rate of a normalised layer, ``lr / ||W||^2``, down 64x).
+    SGD's steps scale with the loss, so SGD is measured only when the file defines
+    ``loss_fn``; the adaptive optimizers are measured with the default loss too.
 
     Why it matters: nothing bounds a weight's norm but decay.  Under Adam each step moves
     every weight by about ``lr``, so ``||W||`` keeps growing (about as the square root of

@@ -1,4 +1,4 @@
-"""An MLP trained with Adam at lr=3e-3 and no weight decay: the weights' norms keep growing (GH143)."""
+"""An MLP trained with Adam at lr=5e-3 and no weight decay: the weights' norms keep growing (GH143)."""
 import torch
 from torch import nn
 
@@ -21,7 +21,7 @@ def example_inputs():
 
 
 def train(model, data, epochs=10):
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)  # tuned on the small set
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)  # tuned on the small set
     for _ in range(epochs):
         for x, y in data:
             optimizer.zero_grad()
