@@ -221,16 +221,26 @@ def scan(
     probes: int = 3,
     seed: int = 0,
     select: Optional[Iterable[str]] = None,
+    optimizer: Optional[Callable[[Any], Any]] = None,
+    train_steps: int = 10,
 ) -> Report:
     """Probe an in-memory model on ``inputs`` (a tensor, tuple or dict, or a zero-argument
-    callable returning one) and return the Report.  The model is handed back exactly as it
-    was: mode, gradients, buffers and RNG state are restored.  ``select`` takes codes,
-    prefixes or names, as ``--select`` does."""
+    callable returning one) and return the Report.  ``optimizer`` builds the training
+    optimizer from the parameters (``lambda params: torch.optim.Adam(params, lr=3e-3)``):
+    it is run for ``train_steps`` steps for GH143.  The model is handed back exactly as it
+    was: mode, parameters, gradients, buffers and RNG state are restored.  ``select`` takes
+    codes, prefixes or names, as ``--select`` does."""
     from gradcheck_tool.probe.engine import run_probe
+    from gradcheck_tool.probe.steps import measure_steps, parameters_kept
     from gradcheck_tool.rules import run_rules
 
     make = inputs if callable(inputs) else (lambda: inputs)
     record = run_probe(model, make, loss_fn, probes=probes, seed=seed)
+    if optimizer is not None and train_steps > 0:
+        with parameters_kept(model):
+            built = optimizer([p for p in model.parameters() if p.requires_grad])
+            steps = measure_steps(model, make, loss_fn, built, steps=train_steps, seed=seed)
+        record = dataclasses.replace(record, steps=steps)
     codes = registry.resolve(select) if select is not None else None
     findings = tuple(sorted(run_rules(record, codes), key=lambda f: f.sort_key))
     return Report(findings=findings, probes=(ProbeResult("<memory>", ProbeStatus.OK, record=record),), files=0)

@@ -12,9 +12,9 @@ class Progress:
         self.filename = filename
         self.start = time.perf_counter()
 
-    def __call__(self, done: int, total: int) -> None:
+    def __call__(self, done: int, total: int, unit: str = "batch") -> None:
         if time.perf_counter() - self.start < self.DELAY_S:
             return
         end = "\n" if done == total or not sys.stderr.isatty() else "\r"
-        sys.stderr.write(f"gradhealth: probing {self.filename}: batch {done}/{total}{end}")
+        sys.stderr.write(f"gradhealth: probing {self.filename}: {unit} {done}/{total}{end}")
         sys.stderr.flush()

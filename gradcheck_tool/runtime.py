@@ -18,7 +18,7 @@ from gradcheck_tool.errors import GradhealthError
 from gradcheck_tool.findings import Finding, Position, ProbeResult, ProbeStatus, Span
 from gradcheck_tool.probe.engine import Progress, run_probe
 from gradcheck_tool.probe.record import ProbeRecord, StepStats
-from gradcheck_tool.probe.steps import SCALE_FREE, build_optimizer, measure_steps
+from gradcheck_tool.probe.steps import build_optimizer, measure_steps
 from gradcheck_tool.rules import run_rules
 from gradcheck_tool.static.optim import OptimizerCall
 
@@ -53,14 +53,14 @@ def probe_spec(spec: loader.ModelSpec, probes: int, seed: int, progress: Optiona
                               f"{spec.inputs_description}: {first}{hint}") from err
 
 
-def train_spec(spec: loader.ModelSpec, optimizer: OptimizerCall, steps: int, seed: int) -> Optional[StepStats]:
+def train_spec(spec: loader.ModelSpec, optimizer: OptimizerCall, steps: int, seed: int,
+               progress: Optional[Progress] = None) -> Optional[StepStats]:
     """A few steps of the file's own optimizer on its model (this trains the model); None when
     the optimizer's steps would not mean anything under the default loss (SGD's scale with it)."""
-    if spec.loss_fn is None and optimizer.name not in SCALE_FREE:
-        return None
     built = build_optimizer(optimizer.name, dict(optimizer.kwargs), spec.model)
     try:
-        return measure_steps(spec.model, spec.make_inputs, spec.loss_fn, built, steps=steps, seed=seed)
+        return measure_steps(spec.model, spec.make_inputs, spec.loss_fn, built, steps=steps, seed=seed,
+                             progress=progress)
     except GradhealthError:
         raise
     except Exception as err:
@@ -83,7 +83,8 @@ def scan_path(path: Path, options, progress: Optional[Progress] = None, display_
                                "no model found: define build_model() or pass --model to probe it")
     record = probe_spec(spec, options.probes, options.seed, progress)
     if optimizer is not None and options.train_steps > 0:
-        record = dataclasses.replace(record, steps=train_spec(spec, optimizer, options.train_steps, options.seed))
+        stats = train_spec(spec, optimizer, options.train_steps, options.seed, progress)
+        record = dataclasses.replace(record, steps=stats)
     findings = [_locate(f, spec.sites, filename) for f in run_rules(record)]
     if optimizer is not None:  # an optimizer finding belongs on the optimizer's constructor call
         findings = [dataclasses.replace(f, location=optimizer.start, end_location=optimizer.end)

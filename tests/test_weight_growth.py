@@ -252,3 +252,22 @@ def test_sarif_carries_the_weight_decay_edit(tmp_path):
     assert change["artifactLocation"]["uri"] == "model.py"
     inserted = sorted(r["insertedContent"]["text"] for r in change["replacements"])
     assert inserted[1] == "AdamW" and inserted[0].startswith(", weight_decay=")  # the argument and the class name
+
+
+def test_python_api_runs_the_optimizer_and_hands_the_model_back():
+    import gradcheck_tool
+
+    model = _mlp(64)
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    report = gradcheck_tool.scan(model, lambda: torch.randn(16, 64),
+                                 optimizer=lambda params: torch.optim.Adam(params, lr=1e-2))
+    (finding,) = [f for f in report.findings if f.code == "GH143"]
+    assert finding.severity.value == "warning" and finding.evidence["suggested_weight_decay"] > 0
+    assert report.probes[0].record.steps.optimizer == "Adam"
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not model.training and all(p.grad is None for p in model.parameters())
+    assert torch.equal(torch.get_rng_state(), rng)
+    sgd = gradcheck_tool.scan(model, lambda: torch.randn(16, 64), optimizer=lambda p: torch.optim.SGD(p, lr=0.1))
+    assert sgd.probes[0].record.steps is None  # SGD needs the real loss: its steps scale with it

@@ -26,7 +26,7 @@ from gradcheck_tool.probe.record import LayerStats, ParamStats, ProbeRecord
 from gradcheck_tool.probe.recurrent import through_time
 from gradcheck_tool.probe.state import preserved
 
-Progress = Callable[[int, int], None]
+Progress = Callable[..., None]  # (done, total[, unit])
 
 
 def call_model(model: nn.Module, inputs: Any) -> Any:

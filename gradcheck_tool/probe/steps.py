@@ -4,13 +4,14 @@ Step ``t`` is a plain training step on probe batch ``t``: ``torch.manual_seed(se
 ``inputs = make_inputs()``; the loss (``loss_fn`` or the default, seeded ``seed + t``);
 ``zero_grad``; ``backward``; ``step``.  The L2 norm of every trainable weight with two or
 more dimensions is read before the first step and after each one, with one host sync per
-step.  This trains the model: call it on a model you own (the CLI's child process does,
-and discards the model afterwards).
+step.  This trains the model: the CLI's child process discards the model afterwards, and
+the Python API wraps the run in ``parameters_kept``.
 """
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 from torch import nn
@@ -20,6 +21,7 @@ from gradcheck_tool.probe.collector import l2
 from gradcheck_tool.probe.engine import call_model
 from gradcheck_tool.probe.outputs import compute_loss
 from gradcheck_tool.probe.record import StepStats, WeightGrowth
+from gradcheck_tool.probe.state import preserved
 
 # Optimizers whose step does not scale with the loss: the default loss (whose scale is an
 # arbitrary unit-norm cotangent) measures them as faithfully as the file's own loss would.
@@ -38,8 +40,26 @@ def build_optimizer(name: str, kwargs: dict[str, Any], model: nn.Module) -> torc
         raise GradhealthError(f"torch.optim.{name}(**{kwargs}) could not be rebuilt: {err}") from err
 
 
+@contextlib.contextmanager
+def parameters_kept(model: nn.Module) -> Iterator[None]:
+    """Everything ``preserved`` restores, and the parameters' values too (a copy of them is held)."""
+    saved = [(p, p.detach().clone()) for p in model.parameters()]
+    with preserved(model):
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, value in saved:
+                    p.copy_(value)
+
+
 def measure_steps(model: nn.Module, make_inputs: Callable[[], Any], loss_fn: Optional[Callable],
-                  optimizer: torch.optim.Optimizer, *, steps: int, seed: int) -> StepStats:
+                  optimizer: torch.optim.Optimizer, *, steps: int, seed: int,
+                  progress: Optional[Callable[..., None]] = None) -> Optional[StepStats]:
+    """None when the steps would not mean anything: SGD's scale with the loss, and the default
+    loss's scale is arbitrary, so SGD (and any optimizer not in SCALE_FREE) needs ``loss_fn``."""
+    if loss_fn is None and type(optimizer).__name__ not in SCALE_FREE:
+        return None
     names = [(n, p) for n, p in model.named_parameters() if p.requires_grad and p.dim() >= 2]
     weights = [p for _, p in names]
     model.train()
@@ -58,6 +78,8 @@ def measure_steps(model: nn.Module, make_inputs: Callable[[], Any], loss_fn: Opt
         del loss, inputs
         losses.append(values[0])
         history.append(values[1:])
+        if progress is not None:
+            progress(step + 1, steps, "optimizer step")
         if not all(math.isfinite(v) for v in values):
             break  # diverged: later steps add nothing but time
     optimizer.zero_grad(set_to_none=True)
