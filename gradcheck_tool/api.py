@@ -18,9 +18,9 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 
 from gradcheck_tool import registry, suppressions
 from gradcheck_tool.errors import GradhealthError
-from gradcheck_tool.import_safety import training_at_import
-from gradcheck_tool.fixes.codemods import attach_runtime_fixes
 from gradcheck_tool.findings import Finding, Position, ProbeResult, ProbeStatus, Report, Severity
+from gradcheck_tool.fixes.codemods import attach_runtime_fixes
+from gradcheck_tool.import_safety import training_at_import
 from gradcheck_tool.static import check_source
 from gradcheck_tool.static.engine import optimizer_calls
 from gradcheck_tool.static.optim import OptimizerCall

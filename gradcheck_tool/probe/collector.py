@@ -8,6 +8,7 @@ whole queue to the host in one transfer: one synchronisation per probe pass.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 from gradcheck_tool.probe import kinds
+from gradcheck_tool.probe.functional import FunctionalActivations
 from gradcheck_tool.probe.outputs import first_float_tensor
 
 # The flat tails: where the derivative is below 10% of its maximum.
@@ -73,42 +75,82 @@ class Collector:
         self._backward_count = 0
         self._last_param_module: Optional[nn.Module] = None
         self.output_sq = 0.0
+        self._functional: dict[str, LayerAccumulator] = {}
+        self._produced: dict[int, tuple[weakref.ref, str]] = {}  # id(output) -> (the tensor, module name)
+        self._last_name = ""
+        self._leaf_depth = 0
 
     def attach(self) -> list:
         handles = []
         for acc in self.layers:
             handles.append(acc.module.register_forward_hook(self._forward_hook(acc)))
+            if next(acc.module.children(), None) is None:
+                handles.append(acc.module.register_forward_pre_hook(self._enter_leaf))
         return handles
 
     def start_pass(self) -> None:
         self._backward_count = 0
         self._last_param_module = None
+        self._produced.clear()
+        self._last_name = ""
+        self._leaf_depth = 0
+
+    def functional_mode(self) -> FunctionalActivations:
+        """Active around a forward pass: functional activations become layers (probe/functional.py)."""
+        return FunctionalActivations(self._functional_call, self._producer, lambda: self._last_name,
+                                     lambda: self._leaf_depth > 0)
+
+    def _enter_leaf(self, module: nn.Module, inputs) -> None:
+        self._leaf_depth += 1
+
+    def _producer(self, tensor: torch.Tensor) -> Optional[str]:
+        entry = self._produced.get(id(tensor))
+        return entry[1] if entry is not None and entry[0]() is tensor else None
+
+    @property
+    def has_functional(self) -> bool:
+        return bool(self._functional)
+
+    def _functional_call(self, name: str, stand_in: type, output: torch.Tensor) -> None:
+        acc = self._functional.get(name)
+        if acc is None:
+            acc = self._functional[name] = LayerAccumulator(name, stand_in())
+            self.layers.append(acc)
+        self._record(acc, acc.module, output)
 
     def _forward_hook(self, acc: LayerAccumulator):
         def hook(module: nn.Module, inputs, output) -> None:
-            acc.calls += 1
-            tensor = first_float_tensor(output)
-            owns_params = next(module.parameters(recurse=False), None) is not None
-            if owns_params:
-                self._last_param_module = module
-            if acc.order is None:
-                acc.order = self._forward_count
-                self._forward_count += 1
-                acc.out_shape = tuple(tensor.shape) if tensor is not None else ()
-                # An activation's units follow the layout of the layer that fed it.
-                source = self._last_param_module
-                acc.channel_first = source is not None and kinds.is_channel_first(source)
-            if tensor is None:
-                return
-            acc.has_float_out = True
-            t = tensor.detach()
-            acc.out_numel += t.numel()
-            self._queue.put(l2(t), acc, "out")
-            self._unit_stats(acc, module, t)
-            if tensor.requires_grad:
-                tensor.register_hook(self._grad_hook(acc))
+            if next(module.children(), None) is None:
+                self._leaf_depth = max(self._leaf_depth - 1, 0)
+            self._last_name = acc.name
+            self._record(acc, module, output)
 
         return hook
+
+    def _record(self, acc: LayerAccumulator, module: nn.Module, output) -> None:
+        acc.calls += 1
+        tensor = first_float_tensor(output)
+        owns_params = next(module.parameters(recurse=False), None) is not None
+        if owns_params:
+            self._last_param_module = module
+        if tensor is not None:
+            self._produced[id(tensor)] = (weakref.ref(tensor), acc.name)
+        if acc.order is None:
+            acc.order = self._forward_count
+            self._forward_count += 1
+            acc.out_shape = tuple(tensor.shape) if tensor is not None else ()
+            # An activation's units follow the layout of the layer that fed it.
+            source = self._last_param_module
+            acc.channel_first = source is not None and kinds.is_channel_first(source)
+        if tensor is None:
+            return
+        acc.has_float_out = True
+        t = tensor.detach()
+        acc.out_numel += t.numel()
+        self._queue.put(l2(t), acc, "out")
+        self._unit_stats(acc, module, t)
+        if tensor.requires_grad:
+            tensor.register_hook(self._grad_hook(acc))
 
     def _unit_stats(self, acc: LayerAccumulator, module: nn.Module, t: torch.Tensor) -> None:
         dead_capable = kinds.is_dead_capable(module)

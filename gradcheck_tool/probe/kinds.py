@@ -18,6 +18,9 @@ SATURATING = {"sigmoid": ("Sigmoid",), "tanh": ("Tanh",)}
 
 
 def activation_family(module: nn.Module) -> Optional[str]:
+    functional = getattr(type(module), "family_name", None)  # probe/functional.py's stand-ins
+    if functional is not None:
+        return "relu" if functional == "relu6" else functional
     name = type(module).__name__
     if isinstance(module, (nn.Softmax, nn.LogSoftmax)):
         return None
