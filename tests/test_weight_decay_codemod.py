@@ -6,7 +6,9 @@ import dataclasses
 import textwrap
 from typing import Sequence
 
+import hypothesis.strategies as st
 import pytest
+from hypothesis import given, settings
 
 from gradcheck_tool.findings import Applicability, Edit, Finding, Fix, Position, Severity
 from gradcheck_tool.fixes.edits import apply
@@ -304,3 +306,45 @@ def test_two_findings_share_one_import_edit():
     final = apply(patched, second.fix.edits)
     assert final == ("from torch.optim import Adam, AdamW\na = AdamW(p, lr=1e-3, weight_decay=0.05)\n"
                      "b = AdamW(q, lr=1e-3, weight_decay=0.05)\n")
+
+
+# --- property: any layout of the optimizer call patches to code that parses, once ------------------
+
+_ARGS = ["lr=1e-3", "betas=(0.9, 0.95)", "eps=1e-8", "momentum=0.9", "weight_decay=0", "weight_decay=0.0",
+         "amsgrad=True", "nesterov=True", "foreach=None", "3e-4"]
+
+
+@st.composite
+def optimizer_calls(draw):
+    prefix = draw(st.sampled_from(["torch.optim.", "optim.", "O.", ""]))
+    name = draw(st.sampled_from(["Adam", "AdamW", "SGD", "RMSprop"]))
+    args = ["model.parameters()"] + draw(st.lists(st.sampled_from(_ARGS), max_size=4, unique=True))
+    multiline, trailing, comment = draw(st.booleans()), draw(st.booleans()), draw(st.booleans())
+    if multiline:
+        body = "".join(f"\n        {a}," + ("  # note" if comment and i == 0 else "") for i, a in enumerate(args))
+        body = body if trailing else body.rstrip(",")
+        call = f"{prefix}{name}({body}\n    )"
+    else:
+        call = f"{prefix}{name}({', '.join(args)}{',' if trailing else ''})"
+    imports = "import torch\nfrom torch import optim\nimport torch.optim as O\nfrom torch.optim import Adam, SGD, RMSprop\n"
+    return f"{imports}\n\ndef train(model):\n    opt = {call}\n    return opt\n", name
+
+
+@settings(max_examples=120, deadline=None)
+@given(case=optimizer_calls())
+def test_any_call_layout_patches_to_parsable_idempotent_code(case):
+    source, name = case
+    try:
+        ast.parse(source)
+    except SyntaxError:  # e.g. a positional lr after keywords: not a program to fix
+        return
+    needle = source.split("opt = ", 1)[1].split("(", 1)[0] + "("
+    [fixed] = attach_weight_decay_fixes(source, [gh143_at(source, needle, optimizer=name)])
+    if not (fixed.fix and fixed.fix.edits):
+        return
+    patched = apply(source, fixed.fix.edits)
+    ast.parse(patched)
+    assert "# note" in patched or "# note" not in source
+    again = patched.split("opt = ", 1)[1].split("(", 1)[0] + "("
+    [second] = attach_weight_decay_fixes(patched, [gh143_at(patched, again, optimizer=name)])
+    assert not (second.fix and second.fix.edits)
