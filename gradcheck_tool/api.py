@@ -32,7 +32,7 @@ STATIC_FAMILIES = ("GH0", "GH2")
 @dataclass(frozen=True)
 class ScanOptions:
     probes: int = 3
-    train_steps: int = 10  # steps of the file's own optimizer (GH143); 0 skips them
+    train_steps: int = 10  # steps of the file's own optimizer (GH140, GH143); 0 skips them
     seed: int = 0
     device: str = "cpu"
     model_expr: Optional[str] = None
@@ -166,8 +166,8 @@ def lint_file(path: Path, options: ScanOptions, progress: Optional[Progress] = N
 
 
 def _training_optimizer(source: str, options: ScanOptions) -> Optional[OptimizerCall]:
-    """The optimizer the probe runs for GH143: the file's only rebuildable torch.optim constructor."""
-    if options.train_steps <= 0 or "GH143" not in options.select:
+    """The optimizer the probe runs (GH140, GH143): the file's only rebuildable torch.optim constructor."""
+    if options.train_steps <= 0 or not {"GH140", "GH143"} & options.select:
         return None
     calls = optimizer_calls(source)
     return calls[0] if len(calls) == 1 else None
@@ -227,7 +227,7 @@ def scan(
     """Probe an in-memory model on ``inputs`` (a tensor, tuple or dict, or a zero-argument
     callable returning one) and return the Report.  ``optimizer`` builds the training
     optimizer from the parameters (``lambda params: torch.optim.Adam(params, lr=3e-3)``):
-    it is run for ``train_steps`` steps for GH143.  The model is handed back exactly as it
+    it is run for ``train_steps`` steps (GH140, GH143).  The model is handed back exactly as it
     was: mode, parameters, gradients, buffers and RNG state are restored.  ``select`` takes
     codes, prefixes or names, as ``--select`` does."""
     from gradcheck_tool.probe.engine import run_probe

@@ -95,7 +95,7 @@ _SCAN_OPTIONS = [
                  'file\'s namespace, e.g. "GPT(GPTConfig(n_layer=2))".'),
     click.option("--probes", type=click.IntRange(min=1), help="Probe batches to run.  [default: 3]"),
     click.option("--train-steps", type=click.IntRange(min=0), metavar="N",
-                 help="Steps of the file's own optimizer to run, for GH143; 0: none.  [default: 10]"),
+                 help="Steps of the file's own optimizer to run (GH140, GH143); 0: none.  [default: 10]"),
     click.option("--seed", type=int, help="Seed for the model's init, inputs, dropout and the default loss.  [default: 0]"),
     click.option("--device", help="cpu, cuda, cuda:N or auto.  [default: cpu]"),
     click.option("--input-shape", metavar="N,C,...", help="Shape of random inputs when the file has no example_inputs()."),

@@ -88,5 +88,5 @@ def scan_path(path: Path, options, progress: Optional[Progress] = None, display_
     findings = [_locate(f, spec.sites, filename) for f in run_rules(record)]
     if optimizer is not None:  # an optimizer finding belongs on the optimizer's constructor call
         findings = [dataclasses.replace(f, location=optimizer.start, end_location=optimizer.end)
-                    if f.code == "GH143" else f for f in findings]
+                    if f.code in ("GH140", "GH143") else f for f in findings]
     return findings, ProbeResult(filename, ProbeStatus.OK, record=record)

@@ -94,7 +94,6 @@ class StepStats:
 
     optimizer: str  # the torch.optim class, "Adam"
     lr: float
-    momentum: float  # SGD's momentum, 0 for other optimizers
     weight_decay: float
     decoupled: bool  # AdamW-style decay (applied to the weights, not folded into the gradient)
     losses: tuple[float, ...]  # the loss at each step, before that step's update

@@ -1,4 +1,5 @@
-"""A few steps of the file's own optimizer: how fast the weights' norms grow (GH143).
+"""A few steps of the file's own optimizer: whether the loss diverges (GH140) and how fast the
+weights' norms grow (GH143).
 
 Step ``t`` is a plain training step on probe batch ``t``: ``torch.manual_seed(seed + t)``;
 ``inputs = make_inputs()``; the loss (``loss_fn`` or the default, seeded ``seed + t``);
@@ -88,7 +89,6 @@ def measure_steps(model: nn.Module, make_inputs: Callable[[], Any], loss_fn: Opt
     return StepStats(
         optimizer=name,
         lr=float(group.get("lr", 0.0)),
-        momentum=float(group.get("momentum", 0.0) or 0.0),
         weight_decay=float(group.get("weight_decay", 0.0) or 0.0),
         decoupled=name == "AdamW" or bool(group.get("decoupled_weight_decay", False)),
         losses=tuple(losses),

@@ -6,6 +6,7 @@ from typing import Iterable, Optional
 from gradcheck_tool.findings import Finding
 from gradcheck_tool.probe.record import ProbeRecord
 from gradcheck_tool.rules.base import RuntimeRule
+from gradcheck_tool.rules.divergence import LossDivergence
 from gradcheck_tool.rules.growth import WeightNormGrowth
 from gradcheck_tool.rules.depth import CollapsingActivations, ExplodingActivations, ExplodingGradients, VanishingGradients
 from gradcheck_tool.rules.nonfinite import NonFiniteActivations, NonFiniteGradients
@@ -18,7 +19,7 @@ RULES: dict[str, type[RuntimeRule]] = {
     for rule in sorted(
         [ExplodingGradients, VanishingGradients, NonFiniteGradients, NonFiniteActivations, ExplodingActivations,
          CollapsingActivations, DeadUnits, SaturatedActivations, GradientFreeParameters, InitScaleMismatch,
-         ExplodingThroughTime, VanishingThroughTime, WeightNormGrowth],
+         ExplodingThroughTime, VanishingThroughTime, LossDivergence, WeightNormGrowth],
         key=lambda r: r.CODE,
     )
 }

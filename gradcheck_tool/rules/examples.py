@@ -84,15 +84,17 @@ def rnn(per_step: float, steps: int = 32, radius: float = 0.6) -> ProbeRecord:
 
 
 def trained(optimizer: str = "Adam", lr: float = 1e-3, growth: float = 5e-4, *, weight_decay: float = 0.0,
-            momentum: float = 0.0, steps: int = 10, matrices: int = 4) -> ProbeRecord:
+            steps: int = 10, matrices: int = 4,
+            losses: Optional[Sequence[float]] = None, loss: str = "default") -> ProbeRecord:
     """An MLP record plus a short optimizer run whose weight matrices' squared norms grow by
-    ``2 * growth`` of their initial value per step (the random-walk growth GH143 measures)."""
+    ``2 * growth`` of their initial value per step (the random-walk growth GH143 measures),
+    with ``losses`` (default: 1.0 at every step) under ``loss`` ("loss_fn" or the default)."""
     from gradcheck_tool.probe.record import StepStats, WeightGrowth
 
     weights = tuple(
         WeightGrowth(f"body.{2 * i}.weight", f"body.{2 * i}", tuple(8.0 * (1 + 2 * growth * t) ** 0.5
                                                                      for t in range(steps + 1)))
         for i in range(matrices))
-    stats = StepStats(optimizer, lr, momentum, weight_decay, optimizer == "AdamW",
-                      tuple(1.0 for _ in range(steps)), weights)
-    return dataclasses.replace(mlp(), steps=stats)
+    stats = StepStats(optimizer, lr, weight_decay, optimizer == "AdamW",
+                      tuple(losses) if losses is not None else tuple(1.0 for _ in range(steps)), weights)
+    return dataclasses.replace(mlp(), steps=stats, loss=loss)

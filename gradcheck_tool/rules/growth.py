@@ -1,9 +1,9 @@
 """The file's own optimizer, run for a few steps: weight norms that grow with no decay (GH143).
 
 The growth model, from the measured norms and nothing else: an optimizer step adds a
-roughly constant amount to ``||W||^2`` (Adam's steps have a fixed size per element; they
-are mostly orthogonal to W, so the norm performs a random walk), while decay of ``d`` per
-step removes ``2 d ||W||^2``.  Writing ``x = ||W||^2 / ||W_0||^2`` and ``r`` for the growth
+roughly constant amount to ``||W||^2`` (Adam's steps have a fixed size per element, however
+small the gradient gets; they are mostly orthogonal to W, so the norm performs a random
+walk), while decay of ``d`` per step removes ``2 d ||W||^2``.  Writing ``x = ||W||^2 / ||W_0||^2`` and ``r`` for the growth
 measured with no decay, ``dx/dt = 2 r - 2 d x``: without decay ``x`` grows without bound as
 ``1 + 2 r t``; with decay it settles at ``r / d``.
 """
@@ -25,16 +25,18 @@ HORIZON = 10_000  # steps: a short training run (a small GPT trains for ~600k, I
 INFO_GROWTH = 2.0
 WARN_GROWTH = 8.0
 TARGET = 2.0  # the suggested decay holds the norm near this multiple of its initial value
-# Conventional weight-decay ranges the suggestion is kept in (AdamW: 0.01-0.1, up to 0.3 for
-# ViTs; SGD: 1e-4-5e-4 for ResNets).
-_RANGE = {"AdamW": (0.01, 0.3), "SGD": (1e-5, 5e-3)}
-_FIXABLE = ("Adam", "AdamW", "SGD")
+# AdamW's conventional weight decay (0.01-0.1, up to 0.3 for ViTs): the suggestion stays in it.
+_RANGE = (0.01, 0.3)
+# Optimizers whose steps keep their size as the gradient shrinks, the premise of the model.
+# SGD's steps shrink with the gradient, so its weights stop growing once the loss is fit (the
+# growth of its first steps is learning, not drift); Adagrad's shrink as its sum grows.
+NORMALISED = frozenset({"Adam", "AdamW", "NAdam", "RAdam", "Adamax", "RMSprop", "Adadelta"})
 
 
 def growth_per_step(weight: WeightGrowth) -> Optional[float]:
     """``r`` in the module docstring: half the relative growth of ``||W||^2`` per step."""
     norms = weight.norms
-    if len(norms) < 2 or not norms[0] > 0 or not all(math.isfinite(n) for n in norms):
+    if len(norms) < 2 or any(n is None or not math.isfinite(n) for n in norms) or not norms[0] > 0:
         return None
     return ((norms[-1] / norms[0]) ** 2 - 1) / (2 * (len(norms) - 1))
 
@@ -44,11 +46,7 @@ def decay_per_step(stats: StepStats) -> Optional[float]:
     (L2 folded into an adaptive optimizer's normalised step)."""
     if stats.weight_decay == 0:
         return 0.0
-    if stats.decoupled:
-        return stats.lr * stats.weight_decay
-    if stats.optimizer == "SGD" and stats.momentum < 1:
-        return stats.lr * stats.weight_decay / (1 - stats.momentum)  # through momentum's 1/(1-mu) sum
-    return None
+    return stats.lr * stats.weight_decay if stats.decoupled else None
 
 
 def measured_growth(stats: StepStats) -> Optional[float]:
@@ -71,18 +69,14 @@ def projected_growth(stats: StepStats, horizon: int = HORIZON) -> Optional[float
 
 
 def suggested_weight_decay(stats: StepStats) -> Optional[float]:
-    """The decay that settles the median matrix near ``TARGET`` times its initial norm, one
-    significant digit, within the optimizer's conventional range; Adam gets AdamW's."""
+    """AdamW's decay that settles the median matrix near ``TARGET`` times its initial norm
+    (``d = r / TARGET^2`` per step), one significant digit, within the conventional range;
+    for Adam and AdamW only (Adam becomes AdamW)."""
     rate = measured_growth(stats)
-    if rate is None or rate <= 0 or stats.optimizer not in _FIXABLE or stats.lr <= 0:
+    if rate is None or rate <= 0 or stats.optimizer not in ("Adam", "AdamW") or stats.lr <= 0:
         return None
-    per_step = rate / TARGET**2
-    if stats.optimizer == "SGD":
-        value = per_step * (1 - stats.momentum) / stats.lr
-    else:
-        value = per_step / stats.lr
-    low, high = _RANGE["SGD" if stats.optimizer == "SGD" else "AdamW"]
-    return float(f"{min(max(value, low), high):.1g}")
+    low, high = _RANGE
+    return float(f"{min(max(rate / TARGET**2 / stats.lr, low), high):.1g}")
 
 
 class WeightNormGrowth(RuntimeRule):
@@ -91,12 +85,13 @@ class WeightNormGrowth(RuntimeRule):
     What it does: when the file builds one ``torch.optim`` optimizer whose arguments are
     literals (``Adam(model.parameters(), lr=3e-3)``), the probe rebuilds it on the model and
     runs ``--train-steps`` (default 10) plain training steps on the probe batches, reading
-    every weight matrix's norm after each.  With no weight decay configured, it projects the
-    median matrix's measured growth over 10,000 steps (see the model in ``rules/growth.py``)
-    and reports it when the norm would pass 2x its initial value (information) or 8x (a
-    warning: the effective learning rate of a normalised layer, ``lr / ||W||^2``, down 64x).
-    SGD's steps scale with the loss, so SGD is measured only when the file defines
-    ``loss_fn``; the adaptive optimizers are measured with the default loss too.
+    every weight matrix's norm after each.  For optimizers whose steps keep their size
+    (Adam, AdamW, NAdam, RAdam, Adamax, RMSprop, Adadelta) with no weight decay configured,
+    it projects the median matrix's measured growth over 10,000 steps (see the model in
+    ``rules/growth.py``) and reports it when the norm would pass 2x its initial value
+    (information) or 8x (a warning: the effective learning rate of a normalised layer,
+    ``lr / ||W||^2``, down 64x).  Not SGD: its steps shrink with the gradient, so the growth
+    of its first steps is learning that stops once the loss is fit.
 
     Why it matters: nothing bounds a weight's norm but decay.  Under Adam each step moves
     every weight by about ``lr``, so ``||W||`` keeps growing (about as the square root of
@@ -108,14 +103,12 @@ class WeightNormGrowth(RuntimeRule):
     lr=3e-3 (9.5x).
     The projection assumes steady growth, so it is an order-of-magnitude estimate: against
     5,000 real Adam steps on a small task it was within 1.4x of the norm reached
-    (``benchmarks/weight_growth.py``); SGD's growth slows as the norm grows, so for SGD it
-    is an upper estimate.
+    (``benchmarks/weight_growth.py``).
 
     Example: ``torch.optim.Adam(model.parameters(), lr=3e-3)`` with no ``weight_decay``.
 
-    Fix: decoupled weight decay (``AdamW``, Loshchilov & Hutter, 2019; for SGD,
-    ``weight_decay=``), with the value that holds the median matrix near 2x its initial
-    norm: ``gradhealth fix --unsafe-fixes`` writes it into the optimizer call and probes
+    Fix: decoupled weight decay (``AdamW``, Loshchilov & Hutter, 2019), with the value that
+    holds the median matrix near 2x its initial norm: ``gradhealth fix --unsafe-fixes`` writes it into the optimizer call and probes
     again to show the projected growth before and after.  Decay in the usual ranges cannot
     offset growth from a learning rate that is far too high: lower the rate then.
     """
@@ -127,17 +120,17 @@ class WeightNormGrowth(RuntimeRule):
         examples.mlp(),  # no optimizer in the file
         examples.trained("Adam", lr=3e-4, growth=5e-5),
         examples.trained("AdamW", lr=3e-3, growth=4.5e-3, weight_decay=0.05),
-        examples.trained("SGD", lr=0.1, growth=1e-6, momentum=0.9),
+        examples.trained("SGD", lr=0.1, growth=1.7e-2),  # SGD's early growth is learning
     )
     BAD = (
         examples.trained("Adam", lr=3e-3, growth=4.5e-3),
         examples.trained("Adam", lr=1e-3, growth=5.5e-4),
-        examples.trained("SGD", lr=0.1, growth=1.7e-2, momentum=0.9),
+        examples.trained("RMSprop", lr=1e-3, growth=1e-3),
     )
 
     def check(self, record: ProbeRecord) -> Iterator[Finding]:
         stats = record.steps
-        if stats is None or decay_per_step(stats) != 0:
+        if stats is None or stats.optimizer not in NORMALISED or decay_per_step(stats) != 0:
             return
         projected = projected_growth(stats)
         if projected is None or projected < INFO_GROWTH:
@@ -154,12 +147,11 @@ class WeightNormGrowth(RuntimeRule):
         if suggested is None:
             advice = ("Add weight decay (decoupled, as AdamW's) so the norms stay bounded, or lower the learning "
                       "rate.")
-        elif stats.optimizer == "SGD":
-            advice = f"Add weight_decay={suggested:g} to the optimizer so the norms stay bounded."
+        elif stats.optimizer == "Adam":
+            advice = f"Use AdamW with weight_decay={suggested:g} (decoupled decay) so the norms stay bounded."
         else:
-            advice = (f"Use AdamW with weight_decay={suggested:g} (decoupled decay) so the norms stay bounded."
-                      if stats.optimizer == "Adam" else f"Set weight_decay={suggested:g}.")
-        evidence = {"optimizer": stats.optimizer, "lr": stats.lr, "momentum": stats.momentum, "steps": steps,
+            advice = f"Set weight_decay={suggested:g} so the norms stay bounded."
+        evidence = {"optimizer": stats.optimizer, "lr": stats.lr, "steps": steps,
                     "growth_per_step": measured_growth(stats), "fastest": fastest,
                     "fastest_growth_per_step": rates[fastest], "projected_growth": projected,
                     "horizon": HORIZON, "suggested_weight_decay": suggested}

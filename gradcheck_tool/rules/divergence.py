@@ -1,0 +1,85 @@
+"""The file's own optimizer, run for a few steps, makes the loss blow up (GH140)."""
+from __future__ import annotations
+
+import math
+from statistics import median
+from typing import Iterator
+
+from gradcheck_tool.findings import Finding, Severity
+from gradcheck_tool.probe.record import ProbeRecord
+from gradcheck_tool.rules import examples
+from gradcheck_tool.rules.base import RuntimeRule
+
+RISE = 10.0  # the loss at the end of the run, as a multiple of its first value
+
+
+def _finite(value) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+class LossDivergence(RuntimeRule):
+    """A few steps of the file's own optimizer make the loss or the weights diverge.
+
+    What it does: reads the short optimizer run the probe makes (``--train-steps``, see
+    GH143) from a model whose forward and backward were finite at initialisation.  It is an
+    error when the loss or a weight matrix's norm becomes NaN/Inf, and a warning when, with
+    the file's own ``loss_fn``, the loss at the end of the run (the median of its last three
+    steps) is more than 10x its first value.  The default loss is linear in the output, so
+    only non-finite values count under it.
+
+    Why it matters: ten steps is where a learning rate that is too high shows: each step
+    overshoots along the sharpest direction (SGD diverges once ``lr > 2 / L`` for curvature
+    ``L``), the loss climbs by orders of magnitude and then overflows.  A loss that rises
+    10x in ten steps on batches like the ones it trains on does not recover by itself;
+    NaN weights never do.
+
+    Example: ``torch.optim.SGD(model.parameters(), lr=10.0)`` on an MSE loss.
+
+    Fix: lower the learning rate (by 10x, then tune), clip gradients (``gradhealth`` quotes
+    a ``max_norm`` measured by the probe), or warm the rate up over the first steps.
+    """
+
+    CODE = "GH140"
+    NAME = "loss-divergence"
+    SEVERITY = Severity.ERROR
+    GOOD = (
+        examples.mlp(),  # no optimizer run
+        examples.trained("Adam", lr=1e-3, growth=5e-5, loss="loss_fn",
+                         losses=(2.3, 2.2, 2.1, 2.1, 2.0, 1.9, 1.9, 1.8, 1.8, 1.7)),
+        examples.trained("Adam", lr=1e-3, growth=5e-5, losses=(0.5, -3.0, 12.0, -40.0, 80.0)),  # default loss
+    )
+    BAD = (
+        examples.trained("SGD", lr=10.0, growth=5e-5, loss="loss_fn", losses=(1.0, 8.0, 90.0, 2e3, 4e4, math.inf)),
+        examples.trained("SGD", lr=1.0, growth=5e-5, loss="loss_fn",
+                         losses=(1.0, 1.5, 3.0, 6.0, 9.0, 14.0, 20.0, 25.0, 31.0, 40.0)),
+        examples.trained("Adam", lr=1.0, growth=5e-5, losses=(0.1, 3.0, math.nan)),
+    )
+
+    def check(self, record: ProbeRecord) -> Iterator[Finding]:
+        stats = record.steps
+        if stats is None or not stats.losses or any(layer.out_nonfinite or layer.grad_nonfinite
+                                                    for layer in record.layers):
+            return  # no run, or broken before any step: GH103/GH104 say where
+        call = f"{stats.optimizer}(lr={stats.lr:g})"
+        advice = (f"Lower the learning rate (try lr={stats.lr / 10:g}), clip gradients"
+                  + (f" at max_norm={record.recommended_max_norm:g}" if record.recommended_max_norm else "")
+                  + ", or warm the rate up over the first steps.")
+        for step, loss in enumerate(stats.losses):
+            broken = [w.name for w in stats.weights if len(w.norms) > step + 1 and not _finite(w.norms[step + 1])]
+            if not _finite(loss) or broken:
+                what = f"the loss became {loss}" if not _finite(loss) else f"{broken[0]} became non-finite"
+                yield self.finding(f"{call}: {what} at optimizer step {step + 1} of {len(stats.losses)}",
+                                   evidence={"optimizer": stats.optimizer, "lr": stats.lr, "step": step + 1,
+                                             "losses": list(stats.losses), "weights": broken},
+                                   fix=advice)
+                return
+        if record.loss != "loss_fn" or len(stats.losses) < 4:
+            return
+        first, last = stats.losses[0], median(stats.losses[-3:])
+        if first > 0 and last > RISE * first:
+            yield self.finding(
+                f"{call}: the loss rose from {first:.3g} to {last:.3g} ({last / first:.3g}x) over "
+                f"{len(stats.losses)} optimizer steps", severity=Severity.WARNING,
+                evidence={"optimizer": stats.optimizer, "lr": stats.lr, "first": first, "last": last,
+                          "losses": list(stats.losses)},
+                fix=advice)
