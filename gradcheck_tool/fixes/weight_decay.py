@@ -4,8 +4,9 @@ A runtime GH143 finding spans the ``torch.optim`` constructor call
 (``torch.optim.Adam(model.parameters(), lr=1e-3)``) and carries the optimizer's class and the
 suggested decay in its evidence.  From there:
 
-1. **SGD, AdamW and the others**: ``weight_decay=<v>`` is added as a keyword, or replaces a
-   literal zero (``weight_decay=0.0``).
+1. **AdamW** (or any other class a finding names): ``weight_decay=<v>`` is added as a keyword,
+   or replaces a literal zero (``weight_decay=0.0``).  GH143 suggests a value for Adam and
+   AdamW only; the others get advice.
 2. **Adam**: the call also switches to decoupled weight decay (AdamW, Loshchilov & Hutter), where
    only the class name changes (``torch.optim.Adam`` / ``optim.Adam`` / ``O.Adam``).  A bare
    ``Adam`` from ``from torch.optim import Adam`` (or ``Adam as A``) becomes the file's own AdamW
