@@ -1,5 +1,5 @@
 """GH208: a literal learning rate far above what its optimizer tolerates; and the optimizer
-constructors the probe can rebuild on the model (for GH143)."""
+constructors the probe can rebuild on the model (for GH140 and GH143)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
