@@ -78,6 +78,11 @@ def test_optimizer_settings_are_read_back_from_the_built_optimizer():
     assert decay_per_step(stats) == pytest.approx(1e-5)
     with pytest.raises(GradhealthError, match="could not be rebuilt"):
         build_optimizer("Adam", {"lr": 1e-3, "bogus": 1}, model)
+    with pytest.raises(GradhealthError, match="Invalid beta"):  # the file's own training would fail there too
+        build_optimizer("Adam", {"lr": 1e-3, "betas": (0.9, 1.5)}, model)
+    # Written for CUDA graphs / fused kernels: how the step runs, not what it computes; runs on CPU.
+    cuda_style = build_optimizer("Adam", {"lr": 1e-3, "capturable": True, "fused": True}, model)
+    assert measure_steps(model, lambda: torch.randn(4, 32), None, cuda_style, steps=2, seed=0) is not None
     with pytest.raises(GradhealthError, match="cannot be run"):
         build_optimizer("LBFGS", {}, model)
 

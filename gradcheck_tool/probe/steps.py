@@ -29,12 +29,16 @@ from gradcheck_tool.probe.state import preserved
 SCALE_FREE = frozenset({"Adam", "AdamW", "NAdam", "RAdam", "Adamax", "RMSprop", "Adagrad", "Adadelta"})
 # LBFGS needs a closure, SparseAdam sparse gradients: not a plain step.
 UNSUPPORTED = frozenset({"LBFGS", "SparseAdam"})
+# How the step is executed, not what it computes: dropped, so a config written for CUDA
+# (capturable=True, fused=True) still runs where the probe does.
+EXECUTION = frozenset({"fused", "foreach", "capturable", "differentiable"})
 
 
 def build_optimizer(name: str, kwargs: dict[str, Any], model: nn.Module) -> torch.optim.Optimizer:
     cls = getattr(torch.optim, name, None)
     if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)) or name in UNSUPPORTED:
         raise GradhealthError(f"torch.optim.{name} cannot be run by the optimizer probe")
+    kwargs = {key: value for key, value in kwargs.items() if key not in EXECUTION}
     try:
         return cls([p for p in model.parameters() if p.requires_grad], **kwargs)
     except (TypeError, ValueError) as err:
