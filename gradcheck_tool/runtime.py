@@ -59,14 +59,15 @@ def train_spec(spec: loader.ModelSpec, optimizer: OptimizerCall, steps: int, see
     the optimizer's steps would not mean anything under the default loss (SGD's scale with it)."""
     built = build_optimizer(optimizer.name, dict(optimizer.kwargs), spec.model)
     try:
-        return measure_steps(spec.model, spec.make_inputs, spec.loss_fn, built, steps=steps, seed=seed,
-                             progress=progress)
+        stats = measure_steps(spec.model, spec.make_inputs, spec.loss_fn, built, steps=steps, seed=seed,
+                              progress=progress)
     except GradhealthError:
         raise
     except Exception as err:
         first = (str(err).strip().splitlines() or [""])[0]
         raise GradhealthError(f"{spec.name}: a training step with torch.optim.{optimizer.name} raised "
                               f"{type(err).__name__}: {first}; pass --train-steps 0 to skip it") from err
+    return dataclasses.replace(stats, warmup=optimizer.warmup) if stats is not None else None
 
 
 def scan_path(path: Path, options, progress: Optional[Progress] = None, display_name: Optional[str] = None,

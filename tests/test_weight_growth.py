@@ -171,6 +171,11 @@ def test_optimizer_calls_read_literal_constructors_only():
     line = source.splitlines()[calls[0].start.row - 1]
     assert line[calls[0].start.column - 1:calls[0].end.column - 1].startswith("torch.optim.Adam(model")
     assert optimizer_calls("def broken(:\n    optim.Adam(p)\n") == ()
+    assert not any(c.warmup for c in calls)
+    scheduled = source + "sched = torch.optim.lr_scheduler.OneCycleLR(a, max_lr=0.1, total_steps=10)\n"
+    assert all(c.warmup for c in optimizer_calls(scheduled))
+    stepped = source + "sched = torch.optim.lr_scheduler.StepLR(a, 10)\n"  # starts at lr: no warmup
+    assert not any(c.warmup for c in optimizer_calls(stepped))
     assert optimizer_calls("x = 1\n") == ()
 
 
@@ -304,13 +309,19 @@ HOT_SGD = textwrap.dedent("""\
 def test_divergence_is_reported_at_the_optimizer_call_and_sgd_learning_is_not_growth(tmp_path):
     (tmp_path / "hot.py").write_text(HOT_SGD)
     (tmp_path / "calm.py").write_text(HOT_SGD.replace("lr=0.5", "lr=0.01"))
-    report = json.loads(_cli(tmp_path, "scan", "hot.py", "calm.py", "--format", "json").stdout)
+    (tmp_path / "warm.py").write_text(HOT_SGD.replace(
+        "    for x in data:",
+        "    warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 1000))\n"
+        "    for x in data:"))
+    report = json.loads(_cli(tmp_path, "scan", "hot.py", "calm.py", "warm.py", "--format", "json").stdout)
     by_file = {}
     for f in report["findings"]:
         by_file.setdefault(f["filename"], []).append(f)
     (gh140,) = [f for f in by_file["hot.py"] if f["code"] == "GH140"]
     assert gh140["severity"] == "error" and gh140["location"]["row"] == 16
     assert "became inf" in gh140["message"] or "became nan" in gh140["message"]
+    (warm,) = [f for f in by_file["warm.py"] if f["code"] == "GH140"]  # ran at the peak lr: a warning
+    assert warm["severity"] == "warning" and "warmup" in warm["message"]
     # At lr=0.01 the weights grow fast while the model learns the target's scale: that is not drift.
     assert not [f for f in by_file.get("calm.py", []) if f["code"] in ("GH140", "GH143")]
     calm = next(p for p in report["probes"] if p["filename"] == "calm.py")

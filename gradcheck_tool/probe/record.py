@@ -98,6 +98,7 @@ class StepStats:
     decoupled: bool  # AdamW-style decay (applied to the weights, not folded into the gradient)
     losses: tuple[float, ...]  # the loss at each step, before that step's update
     weights: tuple[WeightGrowth, ...]
+    warmup: bool = False  # the file's schedule can start below lr: these steps ran at its peak
 
 
 @dataclass(frozen=True)

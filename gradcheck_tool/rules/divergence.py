@@ -25,7 +25,9 @@ class LossDivergence(RuntimeRule):
     error when the loss or a weight matrix's norm becomes NaN/Inf, and a warning when, with
     the file's own ``loss_fn``, the loss at the end of the run (the median of its last three
     steps) is more than 10x its first value.  The default loss is linear in the output, so
-    only non-finite values count under it.
+    only non-finite values count under it.  The steps run at the optimizer's ``lr``; when the
+    file builds a schedule that can start lower (a warmup, ``LambdaLR``, ``LinearLR``,
+    ``OneCycleLR``), a non-finite loss is a warning, not an error.
 
     Why it matters: ten steps is where a learning rate that is too high shows: each step
     overshoots along the sharpest direction (SGD diverges once ``lr > 2 / L`` for curvature
@@ -61,6 +63,9 @@ class LossDivergence(RuntimeRule):
                                                     for layer in record.layers):
             return  # no run, or broken before any step: GH103/GH104 say where
         call = f"{stats.optimizer}(lr={stats.lr:g})"
+        # Run at the peak rate: a warmup schedule starts lower, so the verdict is a warning there.
+        severity = Severity.WARNING if stats.warmup else Severity.ERROR
+        peak = " (at the peak lr: the file's warmup schedule starts lower and may avoid this)" if stats.warmup else ""
         advice = (f"Lower the learning rate (try lr={stats.lr / 10:g}), clip gradients"
                   + (f" at max_norm={record.recommended_max_norm:g}" if record.recommended_max_norm else "")
                   + ", or warm the rate up over the first steps.")
@@ -68,10 +73,11 @@ class LossDivergence(RuntimeRule):
             broken = [w.name for w in stats.weights if len(w.norms) > step + 1 and not _finite(w.norms[step + 1])]
             if not _finite(loss) or broken:
                 what = f"the loss became {loss}" if not _finite(loss) else f"{broken[0]} became non-finite"
-                yield self.finding(f"{call}: {what} at optimizer step {step + 1} of {len(stats.losses)}",
+                yield self.finding(f"{call}: {what} at optimizer step {step + 1} of {len(stats.losses)}{peak}",
                                    evidence={"optimizer": stats.optimizer, "lr": stats.lr, "step": step + 1,
-                                             "losses": list(stats.losses), "weights": broken},
-                                   fix=advice)
+                                             "losses": list(stats.losses), "weights": broken,
+                                             "warmup": stats.warmup},
+                                   fix=advice, severity=severity)
                 return
         if record.loss != "loss_fn" or len(stats.losses) < 4:
             return
@@ -79,7 +85,7 @@ class LossDivergence(RuntimeRule):
         if first > 0 and last > RISE * first:
             yield self.finding(
                 f"{call}: the loss rose from {first:.3g} to {last:.3g} ({last / first:.3g}x) over "
-                f"{len(stats.losses)} optimizer steps", severity=Severity.WARNING,
+                f"{len(stats.losses)} optimizer steps{peak}", severity=Severity.WARNING,
                 evidence={"optimizer": stats.optimizer, "lr": stats.lr, "first": first, "last": last,
                           "losses": list(stats.losses)},
                 fix=advice)

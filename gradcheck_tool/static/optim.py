@@ -87,6 +87,21 @@ class OptimizerCall:
     kwargs: tuple[tuple[str, Any], ...]  # every argument after the parameters, by keyword
     start: Position  # the call's span, where a fix to the optimizer goes
     end: Position
+    warmup: bool = False  # the file builds a schedule that can start below lr (warmup, LambdaLR, ...)
+
+
+# Schedules that can start below the optimizer's lr; StepLR, CosineAnnealingLR and the like start at it.
+_WARMUP_SCHEDULES = frozenset({"LambdaLR", "LinearLR", "OneCycleLR", "SequentialLR", "ChainedScheduler",
+                               "MultiplicativeLR"})
+
+
+def _warmup(ctx: SourceContext) -> bool:
+    for site in ctx.facts.calls:
+        name = site.name or ""
+        leaf = name.rpartition(".")[2]
+        if "warmup" in leaf.lower() or (leaf in _WARMUP_SCHEDULES and "lr_scheduler" in name):
+            return True
+    return False
 
 
 def _literal(node: cst.BaseExpression, ctx: SourceContext) -> tuple[bool, Any]:
@@ -111,6 +126,7 @@ def rebuildable_optimizers(ctx: SourceContext) -> Iterator[OptimizerCall]:
     """Constructors built from the parameters and literal keyword arguments (the learning rate
     may be positional).  Parameter groups (``[{"params": ..., "lr": ...}]``) are left out:
     their settings are per group."""
+    warmup = None
     for site, leaf in _constructors(ctx):
         if site.in_optimizer_class:
             continue
@@ -128,7 +144,8 @@ def rebuildable_optimizers(ctx: SourceContext) -> Iterator[OptimizerCall]:
         start, end = ctx.span(call)
         if start is None or end is None:
             continue
-        yield OptimizerCall(leaf, tuple((key, value) for key, (_, value) in values), start, end)
+        warmup = _warmup(ctx) if warmup is None else warmup
+        yield OptimizerCall(leaf, tuple((key, value) for key, (_, value) in values), start, end, warmup)
 
 
 class HighLearningRate(StaticRule):
