@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from gradcheck_tool import inputs as probe_inputs
-from gradcheck_tool.errors import GradhealthError
+from gradcheck_tool.errors import GradhealthError, first_line
 from gradcheck_tool.findings import Position, Span
 
 
@@ -118,10 +118,10 @@ def _import(path: Path) -> ModuleType:
         raise GradhealthError(f"{path} called sys.exit({err.code}) at import; guard it with "
                               "if __name__ == '__main__':") from err
     except ImportError as err:
-        raise GradhealthError(f"{path}: {_one_line(err)} at import: install it in the environment "
+        raise GradhealthError(f"{path}: {first_line(err, type(err).__name__)} at import: install it in the environment "
                               "that runs gradhealth") from err
     except Exception as err:
-        raise GradhealthError(f"{path} raised {type(err).__name__} at import: {_one_line(err)}; fix it, or scan "
+        raise GradhealthError(f"{path} raised {type(err).__name__} at import: {first_line(err, type(err).__name__)}; fix it, or scan "
                               "with --static-only to check the source without running it") from err
 
 
@@ -140,18 +140,13 @@ def _importable(path: Path) -> Iterator[None]:
         sys.path[:] = saved
 
 
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
-
-
 def _call_user(what: str, fn: Callable, *args) -> Any:
     try:
         return fn(*args)
     except GradhealthError:
         raise
     except Exception as err:
-        raise GradhealthError(f"{what} raised {type(err).__name__}: {_one_line(err)}") from err
+        raise GradhealthError(f"{what} raised {type(err).__name__}: {first_line(err, type(err).__name__)}") from err
 
 
 def _no_arg_constructible(cls: type) -> bool:
@@ -183,7 +178,7 @@ def _find_model(module: ModuleType, path: Path, options: LoadOptions) -> Optiona
         try:
             model = eval(options.model_expr, namespace)  # noqa: S307 - the user asked us to run it
         except Exception as err:
-            raise GradhealthError(f"--model {options.model_expr!r} raised {type(err).__name__}: {_one_line(err)}") from err
+            raise GradhealthError(f"--model {options.model_expr!r} raised {type(err).__name__}: {first_line(err, type(err).__name__)}") from err
         if not isinstance(model, nn.Module):
             raise GradhealthError(f"--model {options.model_expr!r} gave {type(model).__name__!r}, not an nn.Module")
         return options.model_expr, model
@@ -256,7 +251,7 @@ def _load(path: Path, options: LoadOptions) -> Optional[ModelSpec]:
     try:
         model.to(device)
     except Exception as err:
-        raise GradhealthError(f"cannot move {name} to {device}: {_one_line(err)}") from err
+        raise GradhealthError(f"cannot move {name} to {device}: {first_line(err, type(err).__name__)}") from err
     namespace = vars(module)
     if callable(namespace.get("example_inputs")):
         user = namespace["example_inputs"]

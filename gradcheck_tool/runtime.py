@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from gradcheck_tool import loader
-from gradcheck_tool.errors import GradhealthError
+from gradcheck_tool.errors import GradhealthError, first_line
 from gradcheck_tool.findings import Finding, Position, ProbeResult, ProbeStatus, Span
 from gradcheck_tool.probe.engine import Progress, run_probe
 from gradcheck_tool.probe.record import ProbeRecord, StepStats
@@ -46,11 +46,10 @@ def probe_spec(spec: loader.ModelSpec, probes: int, seed: int, progress: Optiona
     except GradhealthError:
         raise
     except Exception as err:
-        first = (str(err).strip().splitlines() or [""])[0]
         hint = "" if spec.inputs_description.startswith("example_inputs") else \
             "; define example_inputs() in the file or pass --input-shape"
         raise GradhealthError(f"{spec.name}'s forward/backward raised {type(err).__name__} on inputs "
-                              f"{spec.inputs_description}: {first}{hint}") from err
+                              f"{spec.inputs_description}: {first_line(err)}{hint}") from err
 
 
 def train_spec(spec: loader.ModelSpec, optimizer: OptimizerCall, steps: int, seed: int,
@@ -64,9 +63,8 @@ def train_spec(spec: loader.ModelSpec, optimizer: OptimizerCall, steps: int, see
     except GradhealthError:
         raise
     except Exception as err:
-        first = (str(err).strip().splitlines() or [""])[0]
         raise GradhealthError(f"{spec.name}: a training step with torch.optim.{optimizer.name} raised "
-                              f"{type(err).__name__}: {first}; pass --train-steps 0 to skip it") from err
+                              f"{type(err).__name__}: {first_line(err)}; pass --train-steps 0 to skip it") from err
     return dataclasses.replace(stats, warmup=optimizer.warmup) if stats is not None else None
 
 

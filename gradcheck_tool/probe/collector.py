@@ -7,6 +7,7 @@ whole queue to the host in one transfer: one synchronisation per probe pass.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import weakref
 from dataclasses import dataclass, field
@@ -53,6 +54,17 @@ class LayerAccumulator:
     unit_tail: Optional[np.ndarray] = None
     unit_samples: int = 0  # samples behind each unit's verdict (batch x positions, summed over calls)
     units: Optional[int] = None
+    # What the module is, read once rather than on every call.
+    leaf: bool = False
+    owns_params: bool = False
+    dead_capable: bool = False
+    saturating: Optional[str] = None
+
+    @classmethod
+    def of(cls, name: str, module: nn.Module) -> "LayerAccumulator":
+        return cls(name, module, leaf=next(module.children(), None) is None,
+                   owns_params=next(module.parameters(recurse=False), None) is not None,
+                   dead_capable=kinds.is_dead_capable(module), saturating=kinds.saturating_kind(module))
 
 
 @dataclass
@@ -69,7 +81,7 @@ class _Queue:
 
 class Collector:
     def __init__(self, named_modules: list[tuple[str, nn.Module]]):
-        self.layers = [LayerAccumulator(name, module) for name, module in named_modules]
+        self.layers = [LayerAccumulator.of(name, module) for name, module in named_modules]
         self._queue = _Queue()
         self._forward_count = 0
         self._backward_count = 0
@@ -79,12 +91,14 @@ class Collector:
         self._produced: dict[int, tuple[weakref.ref, str]] = {}  # id(output) -> (the tensor, module name)
         self._last_name = ""
         self._leaf_depth = 0
+        self._passes = 0
+        self._tracking = False  # functional_mode is on: keep the bookkeeping it reads
 
     def attach(self) -> list:
         handles = []
         for acc in self.layers:
             handles.append(acc.module.register_forward_hook(self._forward_hook(acc)))
-            if next(acc.module.children(), None) is None:
+            if acc.leaf:
                 handles.append(acc.module.register_forward_pre_hook(self._enter_leaf))
         return handles
 
@@ -94,46 +108,48 @@ class Collector:
         self._produced.clear()
         self._last_name = ""
         self._leaf_depth = 0
+        self._passes += 1
 
-    def functional_mode(self) -> FunctionalActivations:
-        """Active around a forward pass: functional activations become layers (probe/functional.py)."""
+    def functional_mode(self) -> contextlib.AbstractContextManager:
+        """Around a forward pass: functional activations become layers (probe/functional.py).  The
+        mode costs a Python call per op, so after a first pass that met none it is left off."""
+        self._tracking = self._passes <= 1 or bool(self._functional)
+        if not self._tracking:
+            return contextlib.nullcontext()
         return FunctionalActivations(self._functional_call, self._producer, lambda: self._last_name,
                                      lambda: self._leaf_depth > 0)
 
     def _enter_leaf(self, module: nn.Module, inputs) -> None:
-        self._leaf_depth += 1
+        if self._tracking:
+            self._leaf_depth += 1
 
     def _producer(self, tensor: torch.Tensor) -> Optional[str]:
         entry = self._produced.get(id(tensor))
         return entry[1] if entry is not None and entry[0]() is tensor else None
 
-    @property
-    def has_functional(self) -> bool:
-        return bool(self._functional)
-
     def _functional_call(self, name: str, stand_in: type, output: torch.Tensor) -> None:
         acc = self._functional.get(name)
         if acc is None:
-            acc = self._functional[name] = LayerAccumulator(name, stand_in())
+            acc = self._functional[name] = LayerAccumulator.of(name, stand_in())
             self.layers.append(acc)
-        self._record(acc, acc.module, output)
+        self._record(acc, output)
 
     def _forward_hook(self, acc: LayerAccumulator):
         def hook(module: nn.Module, inputs, output) -> None:
-            if next(module.children(), None) is None:
-                self._leaf_depth = max(self._leaf_depth - 1, 0)
-            self._last_name = acc.name
-            self._record(acc, module, output)
+            if self._tracking:
+                if acc.leaf:
+                    self._leaf_depth = max(self._leaf_depth - 1, 0)
+                self._last_name = acc.name
+            self._record(acc, output)
 
         return hook
 
-    def _record(self, acc: LayerAccumulator, module: nn.Module, output) -> None:
+    def _record(self, acc: LayerAccumulator, output) -> None:
         acc.calls += 1
         tensor = first_float_tensor(output)
-        owns_params = next(module.parameters(recurse=False), None) is not None
-        if owns_params:
-            self._last_param_module = module
-        if tensor is not None:
+        if acc.owns_params:
+            self._last_param_module = acc.module
+        if tensor is not None and self._tracking:
             self._produced[id(tensor)] = (weakref.ref(tensor), acc.name)
         if acc.order is None:
             acc.order = self._forward_count
@@ -148,13 +164,12 @@ class Collector:
         t = tensor.detach()
         acc.out_numel += t.numel()
         self._queue.put(l2(t), acc, "out")
-        self._unit_stats(acc, module, t)
+        self._unit_stats(acc, t)
         if tensor.requires_grad:
             tensor.register_hook(self._grad_hook(acc))
 
-    def _unit_stats(self, acc: LayerAccumulator, module: nn.Module, t: torch.Tensor) -> None:
-        dead_capable = kinds.is_dead_capable(module)
-        saturating = kinds.saturating_kind(module)
+    def _unit_stats(self, acc: LayerAccumulator, t: torch.Tensor) -> None:
+        dead_capable, saturating = acc.dead_capable, acc.saturating
         if not (dead_capable or saturating) or t.dim() == 0:
             return
         unit_dim = 1 if (acc.channel_first and t.dim() >= 2) else t.dim() - 1

@@ -8,7 +8,6 @@ the probe measures, it does not perturb.  The model runs in train mode, as in tr
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import statistics
 import time
@@ -121,9 +120,7 @@ def run_probe(
                 if batch == 0:
                     input_rms = _input_rms(inputs)
                 collector.start_pass()
-                # The mode costs a Python call per op: after a first pass that met no functional
-                # activation, the forward runs without it.
-                with collector.functional_mode() if batch == 0 or collector.has_functional else contextlib.nullcontext():
+                with collector.functional_mode():
                     output = call_model(model, inputs)
                 collector.watch_output(floating_outputs(output))
                 loss = compute_loss(loss_fn, output, inputs, batch_seed)

@@ -24,10 +24,9 @@ def _stand_in(base: type, name: str) -> type:
     return type(f"F.{name}", (base,), {"family_name": name})
 
 
-_RELU = _stand_in(nn.ReLU, "relu")
 _TABLE: dict[Callable, type] = {}
 for _funcs, _cls in (
-    ((F.relu, torch.relu, torch.Tensor.relu, torch.relu_, torch.Tensor.relu_), _RELU),
+    ((F.relu, torch.relu, torch.Tensor.relu, torch.relu_, torch.Tensor.relu_), _stand_in(nn.ReLU, "relu")),
     ((F.relu6,), _stand_in(nn.ReLU6, "relu6")),
     ((F.leaky_relu, F.leaky_relu_), _stand_in(nn.LeakyReLU, "leaky_relu")),
     ((F.gelu,), _stand_in(nn.GELU, "gelu")),

@@ -18,10 +18,10 @@ SATURATING = {"sigmoid": ("Sigmoid",), "tanh": ("Tanh",)}
 
 
 def activation_family(module: nn.Module) -> Optional[str]:
-    functional = getattr(type(module), "family_name", None)  # probe/functional.py's stand-ins
-    if functional is not None:
-        return "relu" if functional == "relu6" else functional
-    name = type(module).__name__
+    cls = type(module)
+    if hasattr(cls, "family_name"):  # probe/functional.py's stand-ins: named for the nn class they extend
+        cls = cls.__mro__[1]
+    name = cls.__name__
     if isinstance(module, (nn.Softmax, nn.LogSoftmax)):
         return None
     for token, family in _FAMILIES:

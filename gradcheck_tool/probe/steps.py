@@ -19,7 +19,7 @@ from torch import nn
 
 from gradcheck_tool.errors import GradhealthError
 from gradcheck_tool.probe.collector import l2
-from gradcheck_tool.probe.engine import call_model
+from gradcheck_tool.probe.engine import Progress, call_model
 from gradcheck_tool.probe.outputs import compute_loss
 from gradcheck_tool.probe.record import StepStats, WeightGrowth
 from gradcheck_tool.probe.state import preserved
@@ -60,7 +60,7 @@ def parameters_kept(model: nn.Module) -> Iterator[None]:
 
 def measure_steps(model: nn.Module, make_inputs: Callable[[], Any], loss_fn: Optional[Callable],
                   optimizer: torch.optim.Optimizer, *, steps: int, seed: int,
-                  progress: Optional[Callable[..., None]] = None) -> Optional[StepStats]:
+                  progress: Optional[Progress] = None) -> Optional[StepStats]:
     """None when the steps would not mean anything: SGD's scale with the loss, and the default
     loss's scale is arbitrary, so SGD (and any optimizer not in SCALE_FREE) needs ``loss_fn``."""
     if loss_fn is None and type(optimizer).__name__ not in SCALE_FREE:

@@ -9,12 +9,9 @@ from gradcheck_tool.findings import Finding, Severity
 from gradcheck_tool.probe.record import ProbeRecord
 from gradcheck_tool.rules import examples
 from gradcheck_tool.rules.base import RuntimeRule
+from gradcheck_tool.rules.signals import finite
 
 RISE = 10.0  # the loss at the end of the run, as a multiple of its first value
-
-
-def _finite(value) -> bool:
-    return value is not None and math.isfinite(value)
 
 
 class LossDivergence(RuntimeRule):
@@ -70,9 +67,9 @@ class LossDivergence(RuntimeRule):
                   + (f" at max_norm={record.recommended_max_norm:g}" if record.recommended_max_norm else "")
                   + ", or warm the rate up over the first steps.")
         for step, loss in enumerate(stats.losses):
-            broken = [w.name for w in stats.weights if len(w.norms) > step + 1 and not _finite(w.norms[step + 1])]
-            if not _finite(loss) or broken:
-                what = f"the loss became {loss}" if not _finite(loss) else f"{broken[0]} became non-finite"
+            broken = [w.name for w in stats.weights if len(w.norms) > step + 1 and not finite(w.norms[step + 1])]
+            if not finite(loss) or broken:
+                what = f"the loss became {loss}" if not finite(loss) else f"{broken[0]} became non-finite"
                 yield self.finding(f"{call}: {what} at optimizer step {step + 1} of {len(stats.losses)}{peak}",
                                    evidence={"optimizer": stats.optimizer, "lr": stats.lr, "step": step + 1,
                                              "losses": list(stats.losses), "weights": broken,

@@ -9,7 +9,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional, Sequence
 
-from gradcheck_tool.probe.record import InitStats, LayerStats, ParamStats, ProbeRecord, RecurrentStats
+from gradcheck_tool.probe.record import (
+    InitStats,
+    LayerStats,
+    ParamStats,
+    ProbeRecord,
+    RecurrentStats,
+    StepStats,
+    WeightGrowth,
+)
 
 _INITS = {
     "kaiming": InitStats("kaiming-normal", 0.177, 64, 64, 2.0),
@@ -89,8 +97,6 @@ def trained(optimizer: str = "Adam", lr: float = 1e-3, growth: float = 5e-4, *, 
     """An MLP record plus a short optimizer run whose weight matrices' squared norms grow by
     ``2 * growth`` of their initial value per step (the random-walk growth GH143 measures),
     with ``losses`` (default: 1.0 at every step) under ``loss`` ("loss_fn" or the default)."""
-    from gradcheck_tool.probe.record import StepStats, WeightGrowth
-
     weights = tuple(
         WeightGrowth(f"body.{2 * i}.weight", f"body.{2 * i}", tuple(8.0 * (1 + 2 * growth * t) ** 0.5
                                                                      for t in range(steps + 1)))

@@ -17,6 +17,7 @@ from gradcheck_tool.findings import Finding, Severity
 from gradcheck_tool.probe.record import ProbeRecord, StepStats, WeightGrowth
 from gradcheck_tool.rules import examples
 from gradcheck_tool.rules.base import RuntimeRule
+from gradcheck_tool.rules.signals import finite
 
 HORIZON = 10_000  # steps: a short training run (a small GPT trains for ~600k, ImageNet ResNet-50 ~450k)
 # Projected norm, as a multiple of the initial one.  At 2x a normalised layer's effective
@@ -36,7 +37,7 @@ NORMALISED = frozenset({"Adam", "AdamW", "NAdam", "RAdam", "Adamax", "RMSprop", 
 def growth_per_step(weight: WeightGrowth) -> Optional[float]:
     """``r`` in the module docstring: half the relative growth of ``||W||^2`` per step."""
     norms = weight.norms
-    if len(norms) < 2 or any(n is None or not math.isfinite(n) for n in norms) or not norms[0] > 0:
+    if len(norms) < 2 or not all(finite(n) for n in norms) or not norms[0] > 0:
         return None
     return ((norms[-1] / norms[0]) ** 2 - 1) / (2 * (len(norms) - 1))
 
@@ -137,11 +138,12 @@ class WeightNormGrowth(RuntimeRule):
             return
         rates = {w.name: r for w in stats.weights if (r := growth_per_step(w)) is not None}
         fastest = max(rates, key=rates.get)
+        net = measured_growth(stats)
         suggested = suggested_weight_decay(stats)
         steps = len(stats.losses)
         call = f"{stats.optimizer}(lr={stats.lr:g})"
         message = (f"{call} has no weight decay: over {steps} probe steps the weight matrices' norms grew "
-                   f"{100 * measured_growth(stats):.2g}% per step (median of {len(rates)}; fastest {fastest}, "
+                   f"{100 * net:.2g}% per step (median of {len(rates)}; fastest {fastest}, "
                    f"{100 * rates[fastest]:.2g}%); at that rate they reach {projected:.2g}x their initial norm "
                    f"within {HORIZON:,} steps")
         if suggested is None:
@@ -152,7 +154,7 @@ class WeightNormGrowth(RuntimeRule):
         else:
             advice = f"Set weight_decay={suggested:g} so the norms stay bounded."
         evidence = {"optimizer": stats.optimizer, "lr": stats.lr, "steps": steps,
-                    "growth_per_step": measured_growth(stats), "fastest": fastest,
+                    "growth_per_step": net, "fastest": fastest,
                     "fastest_growth_per_step": rates[fastest], "projected_growth": projected,
                     "horizon": HORIZON, "suggested_weight_decay": suggested}
         yield self.finding(message, module=fastest.rpartition(".")[0] or None, evidence=evidence, fix=advice,

@@ -125,6 +125,11 @@ def weight_layers(record: ProbeRecord, names: Sequence[str]) -> list[LayerStats]
     return [layer for layer in record.layers if layer.name in wanted and layer.weight_init is not None]
 
 
+def finite(value: Optional[float]) -> bool:
+    """A real number: not None (a non-finite value after a JSON round trip), NaN or Inf."""
+    return value is not None and math.isfinite(value)
+
+
 def fmt(x: float) -> str:
     return f"{x:.3g}"
 
