@@ -21,8 +21,8 @@ from gradcheck_tool.errors import GradhealthError
 from gradcheck_tool.findings import Finding, Position, ProbeResult, ProbeStatus, Report, Severity
 from gradcheck_tool.fixes.codemods import attach_runtime_fixes
 from gradcheck_tool.import_safety import training_at_import
-from gradcheck_tool.static import check_source
-from gradcheck_tool.static.engine import optimizer_calls
+from gradcheck_tool.rules import OPTIMIZER_CODES
+from gradcheck_tool.static.engine import analyse
 from gradcheck_tool.static.optim import OptimizerCall
 
 Progress = Callable[[int, int], None]
@@ -144,10 +144,16 @@ def lint_file(path: Path, options: ScanOptions, progress: Optional[Progress] = N
         found = [_not_utf8(filename, err, raw)]
         return FileResult(tuple(f for f in found if f.code in enabled),
                           ProbeResult(filename, ProbeStatus.SKIPPED, "not valid UTF-8"))
-    static = check_source(source, filename) if any(c.startswith(STATIC_FAMILIES) for c in enabled) else []
+    probing = not options.static_only and any(c.startswith("GH1") for c in enabled)
+    # The optimizer the probe runs (GH140, GH143): the file's only rebuildable torch.optim constructor.
+    steps = probing and options.train_steps > 0 and bool(OPTIMIZER_CODES & enabled)
+    analysis = analyse(source, filename, rules=any(c.startswith(STATIC_FAMILIES) for c in enabled),
+                       optimizers=steps)
+    static = analysis.findings
+    optimizer = analysis.optimizers[0] if len(analysis.optimizers) == 1 else None
     runtime: list[Finding] = []
     probe: Optional[ProbeResult] = None
-    if not options.static_only and any(c.startswith("GH1") for c in enabled):
+    if probing:
         trains = training_at_import(source)
         if any(f.code == "GH001" for f in static):
             probe = ProbeResult(filename, ProbeStatus.SKIPPED, "the file does not parse (GH001)")
@@ -157,20 +163,12 @@ def lint_file(path: Path, options: ScanOptions, progress: Optional[Progress] = N
                                 "into a function or under if __name__ == '__main__': to probe the model")
         else:
             with _as_file(path, text) as target:
-                runtime, probe = _probe(target, options, progress, filename, _training_optimizer(source, options))
+                runtime, probe = _probe(target, options, progress, filename, optimizer)
             runtime = attach_runtime_fixes(source, runtime)
             static = calibrate_clipping(static, runtime, probe)
     silenced = suppressions.parse(source)
     kept = tuple(f for f in static + runtime if f.code in enabled and not silenced.covers(f, _lenient))
     return FileResult(kept, probe)
-
-
-def _training_optimizer(source: str, options: ScanOptions) -> Optional[OptimizerCall]:
-    """The optimizer the probe runs (GH140, GH143): the file's only rebuildable torch.optim constructor."""
-    if options.train_steps <= 0 or not {"GH140", "GH143"} & options.select:
-        return None
-    calls = optimizer_calls(source)
-    return calls[0] if len(calls) == 1 else None
 
 
 NEEDS_TORCH = "probing a model needs PyTorch: pip install torch, or scan with --static-only"

@@ -19,17 +19,22 @@ from gradcheck_tool.findings import Finding, Position, ProbeResult, ProbeStatus,
 from gradcheck_tool.probe.engine import Progress, run_probe
 from gradcheck_tool.probe.record import ProbeRecord, StepStats
 from gradcheck_tool.probe.steps import build_optimizer, measure_steps
-from gradcheck_tool.rules import run_rules
+from gradcheck_tool.rules import OPTIMIZER_CODES, run_rules
 from gradcheck_tool.static.optim import OptimizerCall
 
 
-def _locate(finding: Finding, sites: dict[str, Span], filename: str) -> Finding:
-    """Point a runtime finding at the line that built its module (or its nearest built ancestor)."""
-    name = finding.module or ""
-    while name not in sites and name:
-        name = name.rpartition(".")[0]
-    span = sites.get(name)
-    start, end = (span.start, span.end) if span else (Position(1, 1), Position(1, 1))
+def _locate(finding: Finding, sites: dict[str, Span], filename: str,
+            optimizer: Optional[OptimizerCall] = None) -> Finding:
+    """Point a runtime finding at the line that built its module (or its nearest built ancestor);
+    one about the file's optimizer at the optimizer's constructor call."""
+    if optimizer is not None and finding.code in OPTIMIZER_CODES:
+        start, end = optimizer.start, optimizer.end
+    else:
+        name = finding.module or ""
+        while name not in sites and name:
+            name = name.rpartition(".")[0]
+        span = sites.get(name)
+        start, end = (span.start, span.end) if span else (Position(1, 1), Position(1, 1))
     return dataclasses.replace(finding, filename=filename, location=start, end_location=end)
 
 
@@ -84,8 +89,5 @@ def scan_path(path: Path, options, progress: Optional[Progress] = None, display_
     if optimizer is not None and options.train_steps > 0:
         stats = train_spec(spec, optimizer, options.train_steps, options.seed, progress)
         record = dataclasses.replace(record, steps=stats)
-    findings = [_locate(f, spec.sites, filename) for f in run_rules(record)]
-    if optimizer is not None:  # an optimizer finding belongs on the optimizer's constructor call
-        findings = [dataclasses.replace(f, location=optimizer.start, end_location=optimizer.end)
-                    if f.code in ("GH140", "GH143") else f for f in findings]
+    findings = [_locate(f, spec.sites, filename, optimizer) for f in run_rules(record)]
     return findings, ProbeResult(filename, ProbeStatus.OK, record=record)

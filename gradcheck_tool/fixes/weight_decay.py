@@ -23,17 +23,16 @@ codemod on its own output yields no edits.  Only a file with a GH143 finding is 
 """
 from __future__ import annotations
 
-import ast
 import dataclasses
 import math
 import re
-import warnings
 from typing import Optional, Sequence, Union
 
 import libcst as cst
 
 from gradcheck_tool.findings import Applicability, Edit, Finding, Fix, Position
 from gradcheck_tool.fixes.parsed import ParsedFile
+from gradcheck_tool.static.engine import python_error
 
 _CODE = "GH143"
 _OPTIM = "torch.optim"
@@ -48,11 +47,8 @@ def attach_weight_decay_fixes(source: str, findings: Sequence[Finding]) -> list[
     if not any(_eligible(f) for f in findings):
         return findings
     try:
-        # CPython first: libcst's native parser can overflow its stack (a segfault) on nesting
-        # that CPython refuses with an exception.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            compile(source, "<gh143>", "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+        if python_error(source, "<gh143>") is not None:  # never hand libcst what CPython refuses
+            return findings
         file = _File(source)
     except Exception:  # libcst raises several kinds on odd sources; a fix is never worth a crash
         return findings

@@ -24,6 +24,9 @@ RULES: dict[str, type[RuntimeRule]] = {
     )
 }
 
+# Rules about the file's optimizer: the probe runs it only when one of them is selected.
+OPTIMIZER_CODES = frozenset(code for code, rule in RULES.items() if rule.AT_OPTIMIZER)
+
 
 def run_rules(record: ProbeRecord, codes: Optional[Iterable[str]] = None) -> list[Finding]:
     selected = RULES if codes is None else {c: RULES[c] for c in codes if c in RULES}

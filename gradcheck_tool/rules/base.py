@@ -17,6 +17,7 @@ class RuntimeRule:
     CODE: ClassVar[str]
     NAME: ClassVar[str]
     SEVERITY: ClassVar[Severity]
+    AT_OPTIMIZER: ClassVar[bool] = False  # about the file's optimizer: reported at its constructor call
     GOOD: ClassVar[tuple[ProbeRecord, ...]] = ()
     BAD: ClassVar[tuple[ProbeRecord, ...]] = ()
 

@@ -40,6 +40,7 @@ class LossDivergence(RuntimeRule):
 
     CODE = "GH140"
     NAME = "loss-divergence"
+    AT_OPTIMIZER = True
     SEVERITY = Severity.ERROR
     GOOD = (
         examples.mlp(),  # no optimizer run

@@ -116,6 +116,7 @@ class WeightNormGrowth(RuntimeRule):
 
     CODE = "GH143"
     NAME = "weight-norm-growth"
+    AT_OPTIMIZER = True
     SEVERITY = Severity.WARNING
     GOOD = (
         examples.mlp(),  # no optimizer in the file

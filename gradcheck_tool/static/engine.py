@@ -4,6 +4,7 @@ from __future__ import annotations
 import ast
 import re
 import warnings
+from dataclasses import dataclass
 from typing import Optional
 
 import libcst as cst
@@ -33,62 +34,74 @@ _TRIGGER = re.compile("|".join(f"(?:{rule.TRIGGER})" for rule in STATIC_RULES.va
 # CPython refuses these before libcst would: libcst's native parser can overflow its
 # stack (a segfault, not an exception) on the same inputs, so it must never see them.
 _TOO_DEEP = ("too many nested", "too complex", "too many statically nested")
+_OPTIM = re.compile(r"\boptim\b")  # every torch.optim spelling names the module
 
 
-def check_source(source: str, filename: str) -> list[Finding]:
-    """Every static finding for one file's source, sorted by position. Never raises on
-    bad input: a file that does not parse yields one GH001 finding."""
+@dataclass(frozen=True)
+class Analysis:
+    findings: list[Finding]  # the static rules' findings (GH001 for a file that does not parse)
+    optimizers: tuple[OptimizerCall, ...]  # torch.optim constructors the probe can rebuild
+
+
+def python_error(source: str, filename: str) -> Optional[BaseException]:
+    """CPython's parse error for ``source``, or None.  Run before libcst: libcst's native
+    parser can overflow its stack (a segfault) on input CPython refuses with an exception."""
     try:
         with warnings.catch_warnings():  # CPython warns about odd escapes: not ours to print
             warnings.simplefilter("ignore")
             compile(source, filename, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
     except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
-        if not isinstance(error, SyntaxError) or any(t in str(error.msg) for t in _TOO_DEEP):
-            return [_syntax_error(filename, error, source)]
-        python_error: Optional[Exception] = error
-    else:
-        python_error = None
-        if not _TRIGGER.search(source):
-            return []
+        return error
+    return None
+
+
+def analyse(source: str, filename: str, *, rules: bool = True, optimizers: bool = False) -> Analysis:
+    """One parse of a file for everything the source tells: the static findings (``rules``),
+    sorted by position, and the optimizers the probe can rebuild (``optimizers``; none for a
+    file CPython cannot parse).  Never raises on bad input: a file that does not parse
+    yields one GH001 finding."""
+    error = python_error(source, filename)
+    if error is not None and (not isinstance(error, SyntaxError) or any(t in str(error.msg) for t in _TOO_DEEP)):
+        return Analysis([_syntax_error(filename, error, source)] if rules else [], ())
+    rules = rules and (error is not None or bool(_TRIGGER.search(source)))
+    optimizers = optimizers and error is None and bool(_OPTIM.search(source))
+    if not (rules or optimizers):
+        return Analysis([], ())
     try:
         module = cst.parse_module(source)
     # libcst's own node validation can reject what its tokenizer let through (identifiers
     # from a newer Unicode version, say): any failure to build the tree is "does not parse".
-    except (cst.ParserSyntaxError, cst.CSTValidationError, RecursionError, ValueError) as error:
-        return [_syntax_error(filename, python_error or error, source)]
+    except (cst.ParserSyntaxError, cst.CSTValidationError, RecursionError, ValueError) as parse_error:
+        return Analysis([_syntax_error(filename, error or parse_error, source)] if rules else [], ())
     # The analyses recurse over expressions, and CPython accepts `a + b + ...` chains
     # thousands of terms long, past Python's recursion limit: what cannot be analysed
     # is skipped (per rule where possible) rather than failing the whole scan.
     try:
         facts = collect_facts(module)
-        ctx = SourceContext(filename, source, module, facts, training_iterations(facts, module))
+        ctx = SourceContext(filename, source, module, facts, training_iterations(facts, module) if rules else ())
+        found = tuple(rebuildable_optimizers(ctx)) if optimizers else ()
     except RecursionError:
-        return []
+        return Analysis([], ())
     unique: dict[tuple, Finding] = {}
-    for rule in STATIC_RULES.values():
+    for rule in STATIC_RULES.values() if rules else ():
         try:
-            found = list(rule().check(ctx))
+            results = list(rule().check(ctx))
         except RecursionError:
             continue
-        for finding in found:
+        for finding in results:
             unique.setdefault((finding.code, finding.location, finding.end_location), finding)
-    return sorted(unique.values(), key=lambda f: f.sort_key)
+    return Analysis(sorted(unique.values(), key=lambda f: f.sort_key), found)
+
+
+def check_source(source: str, filename: str) -> list[Finding]:
+    """Every static finding for one file's source, sorted by position (see ``analyse``)."""
+    return analyse(source, filename).findings
 
 
 def optimizer_calls(source: str) -> tuple[OptimizerCall, ...]:
     """The ``torch.optim`` constructors in ``source`` that the probe can rebuild (literal
     arguments); empty for a file that does not parse."""
-    if not re.search(r"\boptim\b", source):
-        return ()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            compile(source, "<optimizer>", "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
-        module = cst.parse_module(source)
-        ctx = SourceContext("", source, module, collect_facts(module), ())
-        return tuple(rebuildable_optimizers(ctx))
-    except (SyntaxError, ValueError, RecursionError, MemoryError, cst.ParserSyntaxError, cst.CSTValidationError):
-        return ()
+    return analyse(source, "<optimizer>", rules=False, optimizers=True).optimizers
 
 
 def _syntax_error(filename: str, error: BaseException, source: str) -> Finding:
