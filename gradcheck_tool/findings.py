@@ -6,8 +6,18 @@ finding can be pasted into an editor's "go to line:column" as it is.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
+
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
+
+
+def split_lines(source: str) -> list[str]:
+    """The rows positions count, with their endings.  Rows end at \\r\\n, \\r or \\n only, as
+    for Python's tokenizer and libcst; str.splitlines would also split at \\x0c, \\x85 or
+    \\u2028 and shift every later position."""
+    return _LINE.findall(source)
 
 
 class Severity(str, enum.Enum):

@@ -3,24 +3,18 @@ from __future__ import annotations
 
 import difflib
 import io
-import re
 import tokenize
 from typing import Iterable, Sequence
 
-from gradcheck_tool.findings import Edit, Position
+from gradcheck_tool.findings import Edit, Position, split_lines
 
 
-_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
 
 
 def _offsets(source: str) -> list[int]:
-    """Start offset of each 1-based row (index 0 unused).
-
-    Rows end at \r\n, \r or \n only, as for Python's tokenizer and libcst; str.splitlines would
-    also split at \x0c, \x85 or \u2028 and shift every later position.
-    """
+    """Start offset of each 1-based row (index 0 unused); rows as ``split_lines`` counts them."""
     starts = [0, 0]
-    for line in _LINE.findall(source):
+    for line in split_lines(source):
         starts.append(starts[-1] + len(line))
     return starts
 

@@ -28,6 +28,7 @@ import libcst as cst
 from gradcheck_tool.findings import Applicability, Edit, Finding, Fix, Position
 from gradcheck_tool.fixes.parsed import ParsedFile
 from gradcheck_tool.rules.signals import EXPECTED_GAIN2
+from gradcheck_tool.static.names import dotted, import_aliases
 
 HELPER = "_gradhealth_init"
 _CODE = "GH120"
@@ -111,15 +112,6 @@ def _eligible(finding: Finding) -> bool:
 # The parsed file: positions, parents, imports, and the edits already claimed by a finding.
 
 
-def _dotted(node: Optional[cst.CSTNode]) -> Optional[str]:
-    if isinstance(node, cst.Name):
-        return node.value
-    if isinstance(node, cst.Attribute):
-        base = _dotted(node.value)
-        return f"{base}.{node.attr.value}" if base else None
-    return None
-
-
 def _string(node: Optional[cst.CSTNode]) -> Optional[str]:
     if isinstance(node, (cst.SimpleString, cst.ConcatenatedString)):
         value = node.evaluated_value
@@ -183,7 +175,7 @@ class _File(ParsedFile):
 
     def resolve(self, node: Optional[cst.CSTNode]) -> Optional[str]:
         """``nn.init.normal_`` -> ``torch.nn.init.normal_`` through the file's imports."""
-        name = _dotted(node)
+        name = dotted(node)
         if name is None:
             return None
         head, _, rest = name.partition(".")
@@ -233,27 +225,14 @@ def _imports(module: cst.Module) -> dict[str, str]:
             return False
 
         def visit_Import(self, node: cst.Import) -> None:
-            for alias in node.names:
-                full = _dotted(alias.name)
-                if full is None:
-                    continue
-                if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
-                    found[alias.asname.name.value] = full
+            for local, full in import_aliases(node):
+                if local == full:  # `import torch.nn` binds `torch`, unless an alias already took it
+                    found.setdefault(local, full)
                 else:
-                    head = full.split(".")[0]
-                    found.setdefault(head, head)
+                    found[local] = full
 
         def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
-            base = _dotted(node.module) if node.module is not None else None
-            if base is None or node.relative or isinstance(node.names, cst.ImportStar):
-                return
-            for alias in node.names:
-                name = _dotted(alias.name)
-                if name is None:
-                    continue
-                bound = (alias.asname.name.value if alias.asname is not None
-                         and isinstance(alias.asname.name, cst.Name) else name)
-                found[bound] = f"{base}.{name}"
+            found.update(import_aliases(node))
 
     module.visit(Visitor())
     return found
@@ -359,9 +338,9 @@ class _Planner:
     def _direct_target(self, small: Optional[cst.CSTNode], call: cst.Call) -> Optional[str]:
         """``linear`` / ``self.fc1`` when the constructor call is the whole assigned value."""
         if isinstance(small, cst.Assign) and small.value is call and len(small.targets) == 1:
-            return _dotted(small.targets[0].target)
+            return dotted(small.targets[0].target)
         if isinstance(small, cst.AnnAssign) and small.value is call:
-            return _dotted(small.target)
+            return dotted(small.target)
         return None
 
     def _function(self, node: cst.CSTNode) -> Optional[cst.FunctionDef]:
@@ -416,9 +395,9 @@ class _Planner:
     def _assignments(self, scope: _Scope, target: str) -> list[cst.CSTNode]:
         out = []
         for node in _walk(scope, into_scopes=isinstance(scope, cst.ClassDef)):
-            if isinstance(node, cst.Assign) and any(_dotted(t.target) == target for t in node.targets):
+            if isinstance(node, cst.Assign) and any(dotted(t.target) == target for t in node.targets):
                 out.append(node)
-            elif isinstance(node, (cst.AnnAssign, cst.AugAssign)) and _dotted(node.target) == target:
+            elif isinstance(node, (cst.AnnAssign, cst.AugAssign)) and dotted(node.target) == target:
                 out.append(node)
         return out
 
@@ -432,13 +411,13 @@ class _Planner:
             if name.startswith("torch.nn.init.") and name.rsplit(".", 1)[1] in _INIT_FUNCS:
                 positional = _positional(node)
                 first = positional[0] if positional else _keywords(node).get("tensor")
-                if first is not None and _dotted(first.value) in weights:
+                if first is not None and dotted(first.value) in weights:
                     prefix = None
                     if isinstance(node.func, cst.Attribute) and self.file.resolve(node.func.value) == "torch.nn.init":
                         prefix = self.file.code(node.func.value)
                     out.append(_Match(node, self.file.code(first.value), prefix))
             elif (isinstance(node.func, cst.Attribute) and node.func.attr.value in _TENSOR_FILLS
-                  and _dotted(node.func.value) in weights):
+                  and dotted(node.func.value) in weights):
                 out.append(_Match(node, self.file.code(node.func.value), None))
         return out
 
@@ -528,7 +507,7 @@ class _Planner:
         if isinstance(small, (cst.Assign, cst.AnnAssign)) and isinstance(small.value, cst.Call) \
                 and self.file.nn_class(small.value) is not None:
             targets = small.targets if isinstance(small, cst.Assign) else [cst.AssignTarget(small.target)]
-            model = _dotted(targets[0].target) if len(targets) == 1 else None
+            model = dotted(targets[0].target) if len(targets) == 1 else None
             if model is None:
                 return None
             return self._apply_after(statement, model, function, layer)
@@ -580,9 +559,9 @@ class _Planner:
         if not isinstance(call.func, cst.Attribute) or call.func.attr.value != "apply":
             return False
         args = _positional(call)
-        if len(args) != 1 or _dotted(args[0].value) != HELPER:
+        if len(args) != 1 or dotted(args[0].value) != HELPER:
             return False
-        return owner is None or _dotted(call.func.value) == owner
+        return owner is None or dotted(call.func.value) == owner
 
     # --- the module-level helper ------------------------------------------------------------------
 

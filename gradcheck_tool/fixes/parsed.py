@@ -2,15 +2,12 @@
 edits that findings have claimed so two fixes never touch the same text."""
 from __future__ import annotations
 
-import re
 from typing import Iterable, Mapping
 
 import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, ParentNodeProvider, PositionProvider
 
-from gradcheck_tool.findings import Edit, Position
-
-_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
+from gradcheck_tool.findings import Edit, Position, split_lines
 
 
 class ParsedFile:
@@ -20,7 +17,7 @@ class ParsedFile:
         wrapper = MetadataWrapper(self.module, unsafe_skip_copy=True)
         self.positions: Mapping[cst.CSTNode, CodeRange] = wrapper.resolve(PositionProvider)
         self.parents: Mapping[cst.CSTNode, cst.CSTNode] = wrapper.resolve(ParentNodeProvider)
-        self.lines: list[str] = _LINE.findall(source)  # with their endings, split as libcst counts them
+        self.lines: list[str] = split_lines(source)
         self.claimed: list[Edit] = []
         self._offsets = [0]
         for line in self.lines:

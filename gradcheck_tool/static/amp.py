@@ -11,9 +11,8 @@ from gradcheck_tool.static.base import (
     edit_or_display,
     example,
 )
-from gradcheck_tool.static.clip_move import clips_raw_grads
 from gradcheck_tool.static.clip_order import misplaced
-from gradcheck_tool.static.events import Event, Iteration, Kind
+from gradcheck_tool.static.events import CLIP_TRIGGER, Event, Iteration, Kind, clips_raw_grads
 
 
 class ClipWithoutUnscale(StaticRule):
@@ -40,7 +39,7 @@ class ClipWithoutUnscale(StaticRule):
     CODE = "GH204"
     NAME = "clip-without-unscale"
     SEVERITY = Severity.ERROR
-    TRIGGER = r"clip_grad|clip_gradients|clamp_\("
+    TRIGGER = CLIP_TRIGGER
     GOOD = (
         example("""
             scaler = torch.cuda.amp.GradScaler()
@@ -121,9 +120,8 @@ class ClipWithoutUnscale(StaticRule):
                 yield self._finding(ctx, it, clip, amp[0])
 
     def _finding(self, ctx: SourceContext, it: Iteration, clip: Event, amp: Event) -> Finding:
-        scaler_step = next((e for e in it.of(Kind.STEP) if e.amp and e.site.receiver), None)
-        unscale = (f"{scaler_step.site.receiver}.unscale_({scaler_step.target})"
-                   if scaler_step else "scaler.unscale_(optimizer)")
+        scaler_step = it.scaler_step()
+        unscale = scaler_step.unscale_call() if scaler_step else "scaler.unscale_(optimizer)"
         later = next((e for e in it.events[it.index(clip):] if e.kind is Kind.UNSCALE), None)
         evidence = {"clip_line": ctx.line(clip.node), "scaler_line": ctx.line(amp.node)}
         if misplaced(it, clip):

@@ -9,7 +9,6 @@ from gradcheck_tool.findings import Finding, Severity
 from gradcheck_tool.static.base import SourceContext, StaticRule, display, example
 from gradcheck_tool.static.facts import Scope
 from gradcheck_tool.static.forward import SATURATING_FUNCTIONS, ForwardDepth, saturating_call
-from gradcheck_tool.static.names import last
 from gradcheck_tool.static.stacks import SATURATING_LAYERS, LayerStacks
 
 THRESHOLD = 4
@@ -195,7 +194,7 @@ class DeepSaturatingStack(StaticRule):
         stacks = LayerStacks(ctx.facts)
         for scope in ctx.facts.scopes:
             sites = ctx.facts.by_scope.get(scope, ())
-            if not any(last(s.name) in _RELEVANT or s.method in _RELEVANT or (
+            if not any(s.method in _RELEVANT or (
                     isinstance(s.node, cst.Call) and saturating_call(s.node, ctx.facts))
                     for s in sites):
                 continue

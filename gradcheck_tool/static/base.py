@@ -1,7 +1,6 @@
 """What every static rule shares: the parsed file (:class:`SourceContext`) and the rule shape."""
 from __future__ import annotations
 
-import re
 import textwrap
 from dataclasses import dataclass
 from functools import cached_property
@@ -16,12 +15,12 @@ from gradcheck_tool.findings import (
     Fix,
     Position,
     Severity,
+    split_lines,
 )
 from gradcheck_tool.static.events import Iteration
 from gradcheck_tool.static.facts import FileFacts, Site
 from gradcheck_tool.static.positions import Positions, compute_positions
 
-_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
 
 
 @dataclass(frozen=True, eq=False)
@@ -44,7 +43,7 @@ class SourceContext:
 
     @cached_property
     def lines(self) -> tuple[str, ...]:
-        return tuple(_LINE.findall(self.source))
+        return tuple(split_lines(self.source))
 
     def span(self, node: cst.CSTNode) -> tuple[Optional[Position], Optional[Position]]:
         """1-based, end-exclusive (ruff's convention): libcst columns are 0-based."""
@@ -72,7 +71,7 @@ class SourceContext:
         """An edit putting ``text`` (one or more lines) on its own lines before/after the
         statement that holds ``site``, at its indentation; None where that is unclear."""
         statement = site.statement
-        if not standalone(site) or statement is None:
+        if not standalone(site):
             return None
         indent = self.indent(statement)
         where = self.positions.get(statement) if self.positions else None

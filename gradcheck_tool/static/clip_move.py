@@ -7,7 +7,7 @@ import libcst as cst
 
 from gradcheck_tool.findings import Applicability, Edit, Fix, Position
 from gradcheck_tool.static.base import SourceContext, display, standalone
-from gradcheck_tool.static.events import Event, Iteration, Kind
+from gradcheck_tool.static.events import Event, Iteration, Kind, clips_raw_grads
 from gradcheck_tool.static.names import dotted, subtree
 
 
@@ -61,7 +61,12 @@ def move_or_display(ctx: SourceContext, it: Iteration, clip: Event, step: Event,
 def _move(ctx: SourceContext, it: Iteration, clip: Event, step: Event,
           backward: Optional[Event]) -> Optional[tuple[Edit, ...]]:
     """GH202 (``backward`` None): right before the step. GH203: right after the backward
-    (or the ``unscale_`` that follows it), else right before the step."""
+    (or the ``unscale_`` that follows it), else right before the step.
+
+    The move deletes the clip's lines (with the comment lines just above it and its trailing
+    comment) and inserts them, re-indented, next to that anchor statement.  Offered only where
+    the anchor is a plain statement of the clip's own block, or nested in it through `if`/`with`
+    alone: across a loop, a function or a `try`, moving changes how often or whether it runs."""
     if clip.via or not standalone(clip.site):
         return None
     blocks = _Blocks()
@@ -78,10 +83,10 @@ def _move(ctx: SourceContext, it: Iteration, clip: Event, step: Event,
     if not unscales and clips_raw_grads(clip) and any(
             e.amp and e.kind is not Kind.UNSCALE for e in it.events):
         # As GH204 would ask at the new place; a second unscale_() before update() raises.
-        scaler_step = next((e for e in it.of(Kind.STEP) if e.amp and e.site.receiver), None)
+        scaler_step = it.scaler_step()
         if scaler_step is None or it.of(Kind.UNSCALE):
             return None
-        unscale = f"{scaler_step.site.receiver}.unscale_({scaler_step.target})"
+        unscale = scaler_step.unscale_call()
     for anchor, after in anchors:
         if anchor.via or not standalone(anchor.site):
             continue
@@ -176,17 +181,3 @@ def _targets(target: cst.CSTNode) -> Iterator[str]:
         yield from _targets(target.value)
     elif dotted(target):
         yield dotted(target)
-
-
-def clips_raw_grads(clip: Event) -> bool:
-    """torch's clipping functions and ``p.grad.clamp_``, as opposed to framework wrappers
-    (``accelerator.clip_grad_norm_``) that unscale by themselves."""
-    name, receiver = clip.site.name or "", clip.site.receiver or ""
-    return (name.startswith(("torch.", "nn.")) or "." not in name
-            or receiver.endswith((".grad", ".grad.data")))
-
-
-# The move: delete the clip's lines (with the comment lines just above it and its trailing
-# comment) and insert them, re-indented, next to an anchor statement. Offered only where the
-# anchor is a plain statement of the clip's own block, or nested in it through `if`/`with`
-# alone: across a loop, a function or a `try`, moving changes how often or whether it runs.

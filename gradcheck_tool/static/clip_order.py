@@ -6,7 +6,7 @@ from typing import Iterator, Optional
 from gradcheck_tool.findings import Finding, Severity
 from gradcheck_tool.static.base import SourceContext, StaticRule, example
 from gradcheck_tool.static.clip_move import move_or_display
-from gradcheck_tool.static.events import Event, Iteration, Kind
+from gradcheck_tool.static.events import CLIP_TRIGGER, Event, Iteration, Kind
 
 
 def _between(it: Iteration, first: int, kind: Kind, last: int) -> Optional[Event]:
@@ -57,7 +57,7 @@ class ClipAfterStep(StaticRule):
     CODE = "GH202"
     NAME = "clip-after-step"
     SEVERITY = Severity.ERROR
-    TRIGGER = r"clip_grad|clip_gradients|clamp_\("
+    TRIGGER = CLIP_TRIGGER
     GOOD = (
         example("""
             from torch.nn.utils import clip_grad_norm_ as clip
@@ -164,7 +164,7 @@ class ClipBeforeBackward(StaticRule):
     CODE = "GH203"
     NAME = "clip-before-backward"
     SEVERITY = Severity.ERROR
-    TRIGGER = r"clip_grad|clip_gradients|clamp_\("
+    TRIGGER = CLIP_TRIGGER
     GOOD = (
         example("""
             for x in loader:

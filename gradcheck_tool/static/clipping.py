@@ -296,7 +296,7 @@ class MissingGradientClipping(StaticRule):
         proposal = propose(ctx, it, step)
         fix_lines = []
         if step.amp and not it.of(Kind.UNSCALE) and step.site.receiver:
-            fix_lines.append(f"{step.site.receiver}.unscale_({step.target})")
+            fix_lines.append(step.unscale_call())
         edit = (ctx.insert_lines(step.site, "\n".join([*fix_lines, proposal.call]))
                 if proposal.editable else None)
         advice = (f"Clip between backward() and step(): `{proposal.call}`"

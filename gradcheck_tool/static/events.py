@@ -24,6 +24,7 @@ CLIP_FUNCTIONS = frozenset({
 # Frameworks wrap clipping under their own names (timm's `dispatch_clip_grad`,
 # `accelerator.clip_grad_norm_`, `fabric.clip_gradients`): any such callee clips too.
 _CLIP_NAME = re.compile(r"clip_grad|clip_gradients|clip_norm")
+CLIP_TRIGGER = r"clip_grad|clip_gradients|clamp_\("  # source text without which no clipping rule can fire
 # ...or take it as configuration of a call that backpropagates and steps by itself:
 # timm's `loss_scaler(loss, opt, clip_grad=...)`, Lightning's `Trainer(gradient_clip_val=...)`.
 _CLIP_KEYWORDS = frozenset({"clip_grad", "max_grad_norm", "gradient_clip_val"})
@@ -60,13 +61,20 @@ class Event:
     def node(self) -> cst.CSTNode:
         return self.site.node
 
+    @property
+    def on_grad(self) -> bool:
+        return _on_grad(self.site.receiver)
+
+    def unscale_call(self) -> str:
+        """For a scaler's step (``scaler.step(opt)``): the ``scaler.unscale_(opt)`` it needs first."""
+        return f"{self.site.receiver}.unscale_({self.target})"
+
 
 @dataclass(frozen=True)
 class Iteration:
     """One training iteration: a loop body (or a step function) and its events in order."""
 
     node: cst.CSTNode  # For / While / FunctionDef / Module
-    scope: Scope
     events: tuple[Event, ...]
     scope_events: tuple[Event, ...]  # everything in the enclosing function, for "anywhere" checks
 
@@ -84,6 +92,22 @@ class Iteration:
 
     def index(self, event: Event) -> int:
         return next(i for i, e in enumerate(self.events) if e is event)
+
+    def scaler_step(self) -> Optional[Event]:
+        """The ``scaler.step(optimizer)`` of an AMP iteration, when written on a named scaler."""
+        return next((e for e in self.of(Kind.STEP) if e.amp and e.site.receiver), None)
+
+
+def clips_raw_grads(clip: Event) -> bool:
+    """torch's clipping functions and ``p.grad.clamp_``, as opposed to framework wrappers
+    (``accelerator.clip_grad_norm_``) that unscale by themselves."""
+    name = clip.site.name or ""
+    return name.startswith(("torch.", "nn.")) or "." not in name or clip.on_grad
+
+
+def _on_grad(receiver: Optional[str]) -> bool:
+    """A method called on a gradient tensor: ``p.grad.clamp_()``, ``p.grad.data.zero_()``."""
+    return (receiver or "").endswith((".grad", ".grad.data"))
 
 
 def _mentions_grad(node: cst.CSTNode) -> bool:
@@ -142,16 +166,14 @@ def classify(site: Site, facts: FileFacts, module: cst.Module) -> Optional[Event
         scaled = isinstance(receiver_node, cst.Call) and isinstance(
             receiver_node.func, cst.Attribute) and receiver_node.func.attr.value == "scale"
         return Event(Kind.BACKWARD, site, site.loops, amp=scaled)
-    if method in CLIP_FUNCTIONS or _CLIP_NAME.search(method) or (
-            method in ("clamp_", "clip_") and site.receiver and (
-                site.receiver.endswith((".grad", ".grad.data")))):
+    on_grad = _on_grad(site.receiver)
+    if method in CLIP_FUNCTIONS or _CLIP_NAME.search(method) or (method in ("clamp_", "clip_") and on_grad):
         return Event(Kind.CLIP, site, site.loops)
     if any(a.keyword and a.keyword.value in _CLIP_KEYWORDS and not _disabled(a.value)
            for a in node.args):
         return Event(Kind.CLIP, site, site.loops, managed=True)
     if method == "unscale_":
         return Event(Kind.UNSCALE, site, site.loops, amp=True, target=_first_arg(node, module))
-    on_grad = (site.receiver or "").endswith((".grad", ".grad.data"))
     zeroing = method in ("zero_", "fill_") or (method == "mul_" and _first_arg(node, module) == "0")
     if method in ("zero_grad", "_foreach_zero_") or (on_grad and zeroing):
         return Event(Kind.ZERO_GRAD, site, site.loops, target=site.receiver or "")
@@ -294,7 +316,7 @@ def training_iterations(facts: FileFacts, module: cst.Module) -> tuple[Iteration
         steps = [e for e in events if e.kind is Kind.STEP]
         backward_loops = {loop for e in events if e.kind is Kind.BACKWARD for loop in e.loops}
         for loop in dict.fromkeys(_training_loop(e, backward_loops) for e in steps if e.loops):
-            unit = Iteration(loop, scope, tuple(e for e in events if loop in e.loops), events)
+            unit = Iteration(loop, tuple(e for e in events if loop in e.loops), events)
             # A hand-written update with no backward() in sight is an optimizer's own
             # arithmetic (torch.optim's functional kernels), not a training loop.
             if not unit.of(Kind.BACKWARD) and all(e.manual for e in unit.of(Kind.STEP)):
@@ -307,5 +329,5 @@ def training_iterations(facts: FileFacts, module: cst.Module) -> tuple[Iteration
         # just forwards to optimizer.step() is judged where it is called, if anywhere.
         if (any(not e.loops for e in steps) and scope not in inlined_in_loop
                 and any(e.kind is Kind.BACKWARD for e in events)):
-            found[scope] = Iteration(scope, scope, events, events)
+            found[scope] = Iteration(scope, events, events)
     return tuple(found.values())

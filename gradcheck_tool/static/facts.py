@@ -44,10 +44,11 @@ class Site:
 
     @property
     def method(self) -> str:
-        return last(self.name) if self.name else _attr_name(self.node)
+        return last(self.name) if self.name else attr_name(self.node)
 
 
-def _attr_name(node: cst.CSTNode) -> str:
+def attr_name(node: cst.CSTNode) -> str:
+    """The method a call names, ``"step"`` for ``opt.step()``; "" when not an attribute call."""
     func = node.func if isinstance(node, cst.Call) else None
     return func.attr.value if isinstance(func, cst.Attribute) else ""
 

@@ -14,7 +14,7 @@ from typing import Iterator, Optional
 
 import libcst as cst
 
-from gradcheck_tool.static.facts import FileFacts, Scope
+from gradcheck_tool.static.facts import FileFacts, Scope, attr_name
 from gradcheck_tool.static.names import dotted, identifiers, is_torch_nn, last
 from gradcheck_tool.static.stacks import SATURATING_LAYERS, blocks, body_of, iterations
 
@@ -122,7 +122,7 @@ class ForwardDepth:
             if isinstance(node.func, (cst.Attribute, cst.Call)):
                 parts.append(self.depth(node.func, env))
             inner = max(parts, default=0)
-            if _norm_call(node, self.facts) or _attr(node) in ("detach", "detach_"):
+            if _norm_call(node, self.facts) or attr_name(node) in ("detach", "detach_"):
                 return 0  # renormalised, or cut off from the gradient entirely
             if saturating_call(node, self.facts):
                 self.found.append((node, inner + 1))
@@ -147,10 +147,6 @@ class ForwardDepth:
         if isinstance(node, cst.IfExp):
             return max(self.depth(node.body, env), self.depth(node.orelse, env))
         return 0
-
-
-def _attr(call: cst.Call) -> str:
-    return call.func.attr.value if isinstance(call.func, cst.Attribute) else ""
 
 
 def _summands(node: cst.CSTNode) -> list:

@@ -10,7 +10,7 @@ import libcst as cst
 from gradcheck_tool.findings import Finding, Severity
 from gradcheck_tool.static.base import SourceContext, StaticRule, display, example
 from gradcheck_tool.static.facts import Site
-from gradcheck_tool.static.names import dotted, integer, last, number, subtree
+from gradcheck_tool.static.names import argument, dotted, integer, keyword_arg, last, number, subtree
 
 _STD_CEILING = 0.5
 # Embeddings, tokens, positions and biases are not fan-in-scaled maps: N(0, 1) is their
@@ -30,16 +30,6 @@ _MATMUL_FUNCTIONS = frozenset({"mm", "matmul", "bmm", "linear", "einsum", "addmm
 # Views of a tensor that keep it the same weight: `w.t()`, `w.T`, `w.data`.
 _VIEWS = frozenset({"t", "T", "mT", "data", "transpose", "permute", "view", "reshape",
                     "contiguous", "to", "unsqueeze"})
-
-
-def _keyword(call: cst.Call, keyword: str) -> Optional[cst.Arg]:
-    return next((a for a in call.args if a.keyword and a.keyword.value == keyword), None)
-
-
-def _arg(call: cst.Call, position: int, keyword: str) -> Optional[cst.Arg]:
-    positional = [a for a in call.args if a.keyword is None and not a.star]
-    found = positional[position] if len(positional) > position else None
-    return _keyword(call, keyword) or found
 
 
 class UnscaledNormalInit(StaticRule):
@@ -202,19 +192,19 @@ class UnscaledNormalInit(StaticRule):
         for site in ctx.facts.calls:
             if site.embedding_branch:
                 continue
-            found = self._normal(ctx, site) or self._randn(ctx, site, uses)
+            found = self._normal(ctx, site, uses) or self._randn(ctx, site, uses)
             if found is not None:
                 yield found
 
-    def _normal(self, ctx: SourceContext, site: Site) -> Optional[Finding]:
+    def _normal(self, ctx: SourceContext, site: Site, uses: "_Uses") -> Optional[Finding]:
         name, call = site.name or "", site.node
         if last(name) not in ("normal_", "normal"):
             return None
         if name.endswith(("init.normal_", "init.normal")):
-            target, std = _arg(call, 0, "tensor"), _arg(call, 2, "std")
+            target, std = argument(call, 0, "tensor"), argument(call, 2, "std")
             target_code = ctx.code(target.value) if target else ""
         elif last(name) == "normal_" and isinstance(call.func, cst.Attribute):
-            std, target_code = _arg(call, 1, "std"), ctx.code(call.func.value)
+            std, target_code = argument(call, 1, "std"), ctx.code(call.func.value)
             if _is_parameter(ctx, site.grandparent):
                 target_code = ctx.facts.assigned_to.get(site.grandparent, target_code)
             elif not _WEIGHT_LIKE.search(target_code):
@@ -223,7 +213,7 @@ class UnscaledNormalInit(StaticRule):
             return None
         value = 1.0 if std is None else number(std.value, ctx.facts.constants)
         if not target_code or value is None or abs(value) < _STD_CEILING or self._exempt(
-                ctx, target_code, site):
+                ctx, target_code, site, uses):
             return None
         return self.finding(
             ctx, call, f"`{ctx.code(call)}` draws `{target_code}` with std {value:g} whatever its "
@@ -237,7 +227,7 @@ class UnscaledNormalInit(StaticRule):
         if site.name not in ("torch.randn", "randn") or site.parent is None:
             return None
         call = site.node
-        grad_kw = _keyword(call, "requires_grad")
+        grad_kw = keyword_arg(call, "requires_grad")
         unscaled = (
             (isinstance(site.parent, cst.Arg) and _is_parameter(ctx, site.grandparent))
             or (grad_kw is not None and dotted(grad_kw.value) == "True"
@@ -253,7 +243,7 @@ class UnscaledNormalInit(StaticRule):
             return None
         owner = site.outer_call if _is_parameter(ctx, site.grandparent) else call
         target = ctx.facts.assigned_to.get(owner, "") if owner is not None else ""
-        if not _used_as_weight(uses, target) or self._exempt(ctx, target, site):
+        if not _used_as_weight(uses, target) or self._exempt(ctx, target, site, uses):
             return None
         dims = [ctx.code(d) for d in shape]
         sizes = [integer(d, ctx.facts.constants) for d in shape[-2:]]
@@ -270,13 +260,13 @@ class UnscaledNormalInit(StaticRule):
         )
 
     @staticmethod
-    def _exempt(ctx: SourceContext, target: str, site: Site) -> bool:
+    def _exempt(ctx: SourceContext, target: str, site: Site, uses: "_Uses") -> bool:
         owner = target.rsplit(".weight", 1)[0]
         klass = ctx.facts.owner.get(site.scope)  # `self.weight` inside class Embedding
         return bool(_NOT_A_WEIGHT.search(target)) or "Embedding" in (
             ctx.facts.constructed(owner) or "") or bool(
             klass and owner == "self" and _NOT_A_WEIGHT.search(klass.name.value)
-        ) or target in _normalized(ctx)
+        ) or target in uses.normalized
 
 
 def _used_as_weight(uses: "_Uses", target: str) -> bool:
@@ -290,8 +280,8 @@ def _used_as_weight(uses: "_Uses", target: str) -> bool:
 
 
 class _Uses:
-    """How the file uses its tensors; read on first use, so only files with a trainable
-    randn pay for the walk."""
+    """How the file uses its tensors; each part read on first use, so only files with a
+    candidate pay for the walk."""
 
     def __init__(self, ctx: SourceContext) -> None:
         self.ctx = ctx
@@ -321,6 +311,13 @@ class _Uses:
     def model_inputs(self) -> frozenset:  # dotted names passed to a module call: `net(x)`
         return self._read[1]
 
+    @cached_property
+    def normalized(self) -> frozenset:
+        """Tensors the file normalises before use (cosine classifiers, weight norm): their
+        scale never reaches the activations."""
+        return frozenset({dotted(a.value) for s in self.ctx.facts.calls if last(s.name) in _NORMALIZERS
+                          for a in s.node.args} - {None})
+
 
 def _matmuls(module: cst.Module) -> Iterator[cst.BinaryOperation]:
     for node in subtree(module):
@@ -345,13 +342,6 @@ def _is_module(ctx: SourceContext, func: cst.CSTNode) -> bool:
     """``net(x)`` where ``net`` was built by a class: ``G = nn.Sequential(...)``, ``Net()``."""
     made = ctx.facts.constructed(dotted(func))
     return bool(made) and last(made)[:1].isupper()
-
-
-def _normalized(ctx: SourceContext) -> set[str]:
-    """Tensors the file normalises before use (cosine classifiers, weight norm): their
-    scale never reaches the activations."""
-    return {dotted(a.value) for s in ctx.facts.calls if last(s.name) in _NORMALIZERS
-            for a in s.node.args} - {None}
 
 
 _NORMALIZERS = frozenset({"normalize", "weight_norm", "spectral_norm"})

@@ -91,6 +91,18 @@ def dotted(node: Optional[cst.CSTNode]) -> Optional[str]:
     return ".".join(reversed(parts))
 
 
+def keyword_arg(call: cst.Call, keyword: str) -> Optional[cst.Arg]:
+    """The argument passed as ``keyword=...``."""
+    return next((a for a in call.args if a.keyword and a.keyword.value == keyword), None)
+
+
+def argument(call: cst.Call, position: int, keyword: str) -> Optional[cst.Arg]:
+    """The argument for a parameter that may be passed by keyword or at ``position``."""
+    positional = [a for a in call.args if a.keyword is None and not a.star]
+    found = positional[position] if len(positional) > position else None
+    return keyword_arg(call, keyword) or found
+
+
 def last(name: Optional[str]) -> str:
     return (name or "").rpartition(".")[2]
 

@@ -15,7 +15,7 @@ from gradcheck_tool.static.base import (
     example,
 )
 from gradcheck_tool.static.facts import Site
-from gradcheck_tool.static.names import number
+from gradcheck_tool.static.names import argument, number
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,6 @@ LIMITS = {
 
 @dataclass(frozen=True)
 class HighRate:
-    site: Site  # the optimizer constructor call
     node: cst.BaseExpression  # the lr argument's value
     optimizer: str
     value: float
@@ -68,14 +67,11 @@ def _constructors(ctx: SourceContext) -> Iterator[tuple[Site, str]]:
 
 def high_learning_rates(ctx: SourceContext) -> Iterator[HighRate]:
     for site, leaf in _constructors(ctx):
-        call = site.node
-        lr = next((a for a in call.args if a.keyword is not None and a.keyword.value == "lr"), None)
-        positional = [a for a in call.args if a.keyword is None and not a.star]
-        lr = lr or (positional[1] if len(positional) > 1 else None)
+        lr = argument(site.node, 1, "lr")
         value = number(lr.value, ctx.facts.constants) if lr is not None else None
         if value is not None and value > LIMITS[leaf].ceiling:
             constant = lr.value.value if isinstance(lr.value, cst.Name) else None
-            yield HighRate(site, lr.value, leaf, value, LIMITS[leaf], constant)
+            yield HighRate(lr.value, leaf, value, LIMITS[leaf], constant)
 
 
 @dataclass(frozen=True)
