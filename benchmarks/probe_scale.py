@@ -24,8 +24,7 @@ model (the baseline) and after the N passes.  Reported: the ratio of peaks and t
 increments over the baseline (what the passes themselves cost).  Each pair runs twice: under
 glibc's default malloc (what a user gets; its peak RSS depends on heap fragmentation, +-0.2 GiB
 run to run at GPT-2 small) and with ``MALLOC_MMAP_THRESHOLD_=131072`` (peak RSS tracks live
-tensors); ``--malloc`` picks one.  The bare memory arm runs ``gc.collect()`` after each batch
-(see ``bare``).  On CUDA also ``torch.cuda.max_memory_allocated``, over the model-built baseline.
+tensors); ``--malloc`` picks one.  On CUDA also ``torch.cuda.max_memory_allocated``, over the model-built baseline.
 
 On CUDA, note that the default loss draws its cotangent on the CPU and copies it over; at GPT-2's
 vocabulary that dominates both arms (``--profile`` shows it, with a device-side variant).
@@ -39,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import gc
 import io
 import json
 import math
@@ -90,15 +88,8 @@ def build(args):
     return model, make_inputs
 
 
-def bare(model, make_inputs, batches: int, seed: int = 0, collect: bool = False) -> None:
-    """What run_probe does per batch, minus the probe: a plain training step without the optimizer.
-
-    ``collect``: ``gc.collect()`` after each batch.  The memory arm uses it because the default
-    loss leaves the logits in a reference cycle (``outputs.floating_outputs``' recursive closure)
-    that only the cyclic GC frees; the bare loop allocates too few Python objects to trigger it,
-    so stale logits would pile up and flatter the probe.  The timing arm does not collect, which
-    if anything flatters bare.
-    """
+def bare(model, make_inputs, batches: int, seed: int = 0) -> None:
+    """What run_probe does per batch, minus the probe: a plain training step without the optimizer."""
     model.train()
     for batch in range(batches):
         torch.manual_seed(seed + batch)
@@ -108,8 +99,6 @@ def bare(model, make_inputs, batches: int, seed: int = 0, collect: bool = False)
         loss.backward()
         model.zero_grad(set_to_none=True)
         del output, loss, inputs
-        if collect:
-            gc.collect()
 
 
 def probe(model, make_inputs, batches: int, seed: int = 0):
@@ -161,7 +150,7 @@ def arm_main(args) -> None:
     result["rss_base"] = maxrss_bytes()
     result["rss_now_base"] = rss_bytes()
     if args.arm == "bare":
-        run = lambda: bare(model, make_inputs, args.batches, collect=True)  # noqa: E731
+        run = lambda: bare(model, make_inputs, args.batches)  # noqa: E731
     else:
         run = lambda: probe(model, make_inputs, args.batches)  # noqa: E731
     result["time_s"] = timed(run, args.device)
