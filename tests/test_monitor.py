@@ -117,8 +117,6 @@ def test_update_ratios_match_the_weights_change():
                 ratios[layer] = math.sqrt(delta / weight)
             expected.append((grads, ratios, optimizer.param_groups[0]["lr"]))
             optimizer.zero_grad()
-        with pytest.raises(RuntimeError, match="optimizer.step"):
-            monitor.step()
     for record, (grads, ratios, lr) in zip(monitor.history, expected):
         assert record.lr == lr
         for layer in ratios:

@@ -10,7 +10,8 @@
             optimizer.zero_grad()
     monitor.findings                # GH101 spikes, GH103 NaN/Inf, GH141/GH142 update ratios
 
-Without an optimizer, call ``monitor.step()`` after backward (after clipping).  Inside a step
+Without an optimizer, call ``monitor.step()`` after backward (after clipping).  A trainer that
+clips after its own hook (Lightning) calls ``monitor.step(before_clip=True)`` there.  Inside a step
 the monitor only launches device work: its numbers come back through a queue the host drains
 at the next monitored step (on CUDA: a non_blocking copy to pinned memory and an event), so the
 training loop never waits for the device.  ``flush()`` (and leaving the ``with`` block) reads
@@ -48,8 +49,10 @@ def _layer(name: str) -> str:
 class _Pending:
     """One step's numbers on their way to the host."""
 
-    def __init__(self, step: int, values: torch.Tensor, works: list, columns: int, missing, lr, clipped: bool):
-        self.step, self.works, self.columns, self.missing, self.lr, self.clipped = step, works, columns, missing, lr, clipped
+    def __init__(self, step: int, values: torch.Tensor, works: list, columns: int, missing, lr,
+                 given_pre_clip: bool, before_clip: bool):
+        self.step, self.works, self.columns, self.missing, self.lr = step, works, columns, missing, lr
+        self.given_pre_clip, self.before_clip = given_pre_clip, before_clip
         self.event = None
         if values.is_cuda:
             for work in works:
@@ -76,17 +79,19 @@ class GradMonitor:
     """Watch a model's gradients while it trains.
 
     ``every``: measure one step in ``every``.  ``optimizer``: measure at its ``step()`` (hooks),
-    and add per-layer update ratios.  ``log``: a path or text stream for JSON lines, one per
+    and add per-layer update ratios.  ``clip_max_norm``: a trainer clips the gradients to this
+    norm before the monitor sees them (Trainer's ``max_grad_norm``, Lightning's
+    ``gradient_clip_val``): a step measured at it is labelled clipped, its raw norm unknown.  ``log``: a path or text stream for JSON lines, one per
     measured step.  ``spike_z``, ``spike_ratio``, ``warmup``, ``window``: see monitor.judge.
     ``keep``: how many StepRecords stay in ``history``."""
 
     def __init__(self, model: nn.Module, every: int = 1, *, optimizer: Optional[torch.optim.Optimizer] = None,
                  log: Union[str, Path, IO[str], None] = None, spike_z: float = 6.0, spike_ratio: float = 2.0,
-                 warmup: int = 20, window: int = 20, keep: int = 10_000):
+                 warmup: int = 20, window: int = 20, keep: int = 10_000, clip_max_norm: Optional[float] = None):
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
         self.tracked = norms.track(model)
-        self.every, self.optimizer = every, optimizer
+        self.every, self.optimizer, self.clip_max_norm = every, optimizer, clip_max_norm
         declared = sorted(range(len(self.tracked)), key=self.tracked.declared.__getitem__)
         self.layers = tuple(dict.fromkeys(_layer(self.tracked.names[i]) for i in declared))  # modules, declared order
         self._layer_of = [self.layers.index(_layer(n)) for n in self.tracked.names]
@@ -98,6 +103,7 @@ class GradMonitor:
         self._steps = 0
         self._pre_clip: Optional[torch.Tensor] = None
         self._grads = None  # this step's gradient squares, measured before the optimizer step
+        self._before_clip = False
         self._writes = _rank() == 0
         self._log, self._owns_log = None, False
         if log is not None and self._writes:
@@ -120,12 +126,19 @@ class GradMonitor:
         self._pre_clip = total_norm.detach() if isinstance(total_norm, torch.Tensor) else torch.tensor(float(total_norm))
         return total_norm
 
-    def step(self) -> None:
-        """Measure now (after backward and any clipping).  With an ``optimizer`` the monitor measures
-        at ``optimizer.step()`` by itself; calling this as well is an error."""
+    def step(self, before_clip: bool = False) -> None:
+        """Measure the gradients now, after backward.  Without an ``optimizer`` this is the step (call
+        it after any clipping, or pass ``before_clip=True`` if a trainer clips after it).  With an
+        ``optimizer`` it is optional: the monitor measures at ``optimizer.step()`` by itself, and a
+        call before that only moves the gradient measurement here (a callback calls it before its
+        trainer clips, so spikes stay visible); the optimizer's step still adds the update ratios."""
         if self.optimizer is not None:
-            raise RuntimeError("this GradMonitor measures at optimizer.step(); do not call step() as well")
+            if self._due():
+                self._grads = norms.grad_squares(self.tracked, self._index_cache)
+                self._before_clip = before_clip
+            return
         if self._due():
+            self._before_clip = before_clip
             squares, missing = norms.grad_squares(self.tracked, self._index_cache)
             self._launch(squares[:, None], missing, lr=None)
         self._next()
@@ -135,11 +148,12 @@ class GradMonitor:
 
     def _next(self) -> None:
         self._steps += 1
-        self._pre_clip = None
+        self._pre_clip, self._before_clip = None, False
 
     def _before_update(self) -> None:
         if self._due():
-            self._grads = norms.grad_squares(self.tracked, self._index_cache)
+            if self._grads is None:
+                self._grads = norms.grad_squares(self.tracked, self._index_cache)
             self._updates.snapshot()
 
     def _after_update(self) -> None:
@@ -159,7 +173,8 @@ class GradMonitor:
         if pre is not None:
             values = torch.cat([values, pre.to(values.device, torch.float32).reshape(1)])
         self._drain(block=len(self._pending) >= MAX_PENDING)
-        self._pending.append(_Pending(self._steps, values, works, columns.shape[1], missing, lr, pre is not None))
+        self._pending.append(_Pending(self._steps, values, works, columns.shape[1], missing, lr, pre is not None,
+                                      self._before_clip))
 
     # -- on the host, a step late --------------------------------------------------------------
     def _drain(self, block: bool = False) -> None:
@@ -192,10 +207,18 @@ class GradMonitor:
                 weight[layer] += row[2]
             ratios = {name: math.sqrt(d / w) for name, d, w in zip(self.layers, delta, weight) if w > 0}
         grad_norm = math.sqrt(sum(r[0] for r in rows))
-        pre_clip = values[-1] if pending.clipped else None
+        limit = self.clip_max_norm
+        if pending.given_pre_clip:  # clipped() handed over what clip_grad_norm_ returned
+            pre_clip = values[-1]
+            clipped = pre_clip > grad_norm * (1 + 1e-4)
+        elif pending.before_clip:  # measured before a trainer clips to clip_max_norm
+            pre_clip = grad_norm
+            clipped = limit is not None and grad_norm > limit
+        else:  # measured after a trainer clipped, if it did: at the threshold (scaled by max_norm / (norm + 1e-6))
+            pre_clip = None
+            clipped = limit is not None and grad_norm >= limit * (1 - 1e-3)
         step = StepRecord(
-            step=pending.step, grad_norm=grad_norm, pre_clip_norm=pre_clip,
-            clipped=pre_clip is not None and pre_clip > grad_norm * (1 + 1e-4),
+            step=pending.step, grad_norm=grad_norm, pre_clip_norm=pre_clip, clipped=clipped,
             layers={name: math.sqrt(sq) for name, sq in zip(self.layers, layer_sq)}, update_ratios=ratios,
             nonfinite=tuple(names[i] for i in sorted(nonfinite, key=self.tracked.declared.__getitem__)),
             missing=tuple(names[i] for i in pending.missing), lr=pending.lr)

@@ -9,7 +9,8 @@ Findings use the scan's codes and JSON vocabulary:
   and the norm is >= ``spike_ratio`` (2x) the baseline, because a very steady run has a tiny
   variance that would make a 10% wobble look like 6 sigma.  Loss spikes in large-model training
   arrive with such multi-fold gradient-norm jumps (Chowdhery et al. 2022, PaLM sec. 5.1; Molybog
-  et al. 2023).  The pre-clip norm is judged when ``clipped()`` gave it: clipping hides spikes.
+  et al. 2023).  The pre-clip norm is judged when ``clipped()`` gave it: clipping hides spikes;
+  a step a trainer clipped before the monitor saw it (``clip_max_norm``) is not judged.
 - GH103 non-finite-gradients: NaN/Inf in a gradient; names the first module in backward order
   (the last in declaration order) whose gradient is not finite: everything before it in the
   forward pass only inherits the NaN from it.
@@ -97,7 +98,8 @@ class Judge:
             found.append(self._nonfinite(step, first_nonfinite, total))
         self.in_nonfinite = nonfinite
         norm = step.pre_clip_norm if step.pre_clip_norm is not None else step.grad_norm
-        if not nonfinite and math.isfinite(norm) and norm > 0:
+        unknown = step.clipped and step.pre_clip_norm is None  # capped by a trainer: the raw norm is not known
+        if not nonfinite and not unknown and math.isfinite(norm) and norm > 0:
             found.extend(self._spike(step, norm))
         if step.update_ratios:
             found.extend(self._ratios(step))
