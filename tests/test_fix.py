@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 
 from gradcheck_tool import api
 from gradcheck_tool.api import ScanOptions, lint_file
-from gradcheck_tool.findings import Applicability, Edit, Fix, Position
+from gradcheck_tool.findings import Applicability, Edit, Fix, Position, Severity
 from gradcheck_tool.fixes import edits, engine
 from gradcheck_tool.static import STATIC_RULES
 
@@ -65,11 +65,18 @@ def _file(tmp_path, text, name="train.py"):
 
 def test_static_fixes_exact_output_and_idempotence(tmp_path):
     path = _file(tmp_path, LOOP)
-    result = engine.fix_file(path, dataclasses.replace(STATIC, root=tmp_path), unsafe=True)
+    result = engine.fix_file(path, dataclasses.replace(STATIC, root=tmp_path), unsafe=True, level=Severity.INFO)
     assert result.fixed == FIXED
     assert {f.code for f in result.applied} == {"GH201", "GH205", "GH208"} and result.remaining == ()
-    again = engine.fix_file(_file(tmp_path, result.fixed, "again.py"), STATIC, unsafe=True)
+    again = engine.fix_file(_file(tmp_path, result.fixed, "again.py"), STATIC, unsafe=True, level=Severity.INFO)
     assert not again.changed and again.applied == ()
+
+
+def test_info_findings_are_fixed_only_at_fix_level_info(tmp_path):
+    """GH201 is info here (Adam, no recurrent layers): by default only the warnings are fixed."""
+    result = engine.fix_file(_file(tmp_path, LOOP), STATIC, unsafe=True)
+    assert {f.code for f in result.applied} == {"GH205", "GH208"}
+    assert [(f.code, f.severity) for f in result.remaining] == [("GH201", Severity.INFO)]
 
 
 def test_unsafe_fixes_need_the_flag(tmp_path):
@@ -116,10 +123,12 @@ def _cli(tmp_path, *args):
 def test_cli_diff_writes_nothing_and_fix_writes_atomically_keeping_mode(tmp_path):
     path = _file(tmp_path, LOOP)
     os.chmod(path, 0o751)
-    diff = _cli(tmp_path, "fix", "train.py", "--static-only", "--unsafe-fixes", "--diff")
+    diff = _cli(tmp_path, "fix", "train.py", "--static-only", "--unsafe-fixes", "--diff", "--fix-level", "info")
     assert diff.returncode == 1 and "+                self.optimizer.zero_grad()" in diff.stdout
+    assert diff.stderr.splitlines()[-1] == ("gradhealth: Would fix 3 finding(s) (GH201, GH205, GH208); "
+                                            "0 with no automatic fix; 0 withheld as unsafe or unverified.")
     assert path.read_text() == LOOP
-    done = _cli(tmp_path, "fix", "train.py", "--static-only", "--unsafe-fixes")
+    done = _cli(tmp_path, "fix", "train.py", "--static-only", "--unsafe-fixes", "--fix-level", "info")
     assert done.returncode == 0, done.stdout + done.stderr
     assert path.read_text() == FIXED and (path.stat().st_mode & 0o777) == 0o751
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train.py"]  # no temporary files left behind
@@ -128,7 +137,7 @@ def test_cli_diff_writes_nothing_and_fix_writes_atomically_keeping_mode(tmp_path
 
 def test_scan_fix_is_the_same_engine(tmp_path):
     _file(tmp_path, LOOP)
-    result = _cli(tmp_path, "scan", "train.py", "--static-only", "--fix", "--unsafe-fixes")
+    result = _cli(tmp_path, "scan", "train.py", "--static-only", "--fix", "--unsafe-fixes", "--fix-level", "info")
     assert result.returncode == 0 and (tmp_path / "train.py").read_text() == FIXED
 
 
@@ -160,10 +169,11 @@ def mutated(draw):
 @given(source=mutated())
 def test_fixer_never_crashes_or_breaks_parsing(tmp_path, source):
     path = _file(tmp_path, source, "fuzz.py")
-    result = engine.fix_file(path, STATIC, unsafe=True)
+    result = engine.fix_file(path, STATIC, unsafe=True, level=Severity.INFO)
     if result.changed:
         compile(result.fixed, "fuzz.py", "exec")
-        assert not engine.fix_file(_file(tmp_path, result.fixed, "fuzz2.py"), STATIC, unsafe=True).changed
+        assert not engine.fix_file(_file(tmp_path, result.fixed, "fuzz2.py"), STATIC, unsafe=True,
+                                   level=Severity.INFO).changed
     assert lint_file(path, STATIC).findings is not None
 
 
