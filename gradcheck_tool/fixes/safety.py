@@ -90,7 +90,7 @@ def problems(before: str, after: str) -> list[str]:
     found = [f"it adds undefined name `{n}`" for n in sorted(new_undefined(before, after))]
     if not rows:
         return found
-    checker = _Checker(tree)
+    checker = _Checker(tree, _undefined(before))
     for statement in checker.statements:
         end = getattr(statement, "end_lineno", statement.lineno) or statement.lineno
         if isinstance(statement, (ast.If, ast.For, ast.While, ast.With, ast.Try, ast.FunctionDef,
@@ -98,13 +98,14 @@ def problems(before: str, after: str) -> list[str]:
             end = statement.lineno  # compound: only its header line is its own text
         if rows.isdisjoint(range(statement.lineno, end + 1)):
             continue
-        found.extend(p for p in checker.check(statement, kept) if p not in found)
+        found.extend(p for p in checker.check(statement, kept, rows) if p not in found)
     return found
 
 
 class _Checker:
-    def __init__(self, tree: ast.Module) -> None:
+    def __init__(self, tree: ast.Module, free: set[str]) -> None:
         self.tree = tree
+        self.free = free  # names the original file reads and never defines (a snippet, an exec)
         self.parent: dict[ast.AST, ast.AST] = {}
         self.statements: list[ast.stmt] = []
         for node in ast.walk(tree):
@@ -128,12 +129,12 @@ class _Checker:
         return owner if isinstance(owner, ast.ClassDef) else None
 
     # -- the checks -------------------------------------------------------------------------
-    def check(self, statement: ast.stmt, kept: set[str]) -> list[str]:
+    def check(self, statement: ast.stmt, kept: set[str], rows: set[int]) -> list[str]:
         out: list[str] = []
         nodes = [statement] if not hasattr(statement, "body") else _header(statement)
         for node in (n for root in nodes for n in ast.walk(root)):
             if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in kept:
-                if not self.bound(node.id, statement):
+                if not self.bound(node.id, statement) and not self.read_already(node.id, statement, rows):
                     out.append(f"`{node.id}` is not bound on every path to line {statement.lineno}")
             elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
                     and node.value.id == "self" and node.attr not in kept:
@@ -164,6 +165,14 @@ class _Checker:
                 outer = self.scope(outer)
             return _binds_unconditionally(self.tree.body, name)
         return self._before(name, statement, scope)
+
+    def read_already(self, name: str, statement: ast.stmt, rows: set[int]) -> bool:
+        """A name the file never defines but already reads in this scope: the fix adds no new
+        way to fail (the snippets of a README, names an ``exec`` or a star import provides)."""
+        scope = self.scope(statement)
+        return name in self.free and any(
+            isinstance(n, ast.Name) and n.id == name and n.lineno not in rows and self.scope(n) is scope
+            for n in ast.walk(scope))
 
     def _before(self, name: str, statement: ast.stmt, scope: ast.AST) -> bool:
         """Some statement binds ``name`` on every path from the top of ``scope`` to ``statement``."""
