@@ -10,7 +10,7 @@ from gradcheck_tool.static.base import (
     edit_or_display,
     example,
 )
-from gradcheck_tool.static.clip_fix import propose
+from gradcheck_tool.fixes.clip_fix import propose
 from gradcheck_tool.static.events import Event, Iteration, Kind
 from gradcheck_tool.static.names import last
 from gradcheck_tool.static.risk import explosion_risk
