@@ -212,3 +212,38 @@ def test_runtime_fix_that_does_not_help_is_taken_back(tmp_path, monkeypatch):
 def test_rows_split_like_python_not_like_str_splitlines():
     source = "a = '\x0c\u2028'\r\nb = 1\n"
     assert edits.apply(source, [Edit("c", Position(2, 1), Position(2, 2))]) == "a = '\x0c\u2028'\r\nc = 1\n"
+
+
+# -- the engine verifies by the rule's own measure, knowing no rule -------------------------------
+
+def test_every_measurable_rule_measures_its_bad_examples():
+    from gradcheck_tool.registry import ALL_RULES
+
+    measurable = [rule for rule in ALL_RULES.values() if getattr(rule, "METRIC", None)]
+    assert {r.CODE for r in measurable} >= {"GH101", "GH102", "GH105", "GH106", "GH110", "GH111", "GH120", "GH143"}
+    for rule in measurable:
+        for record in rule.BAD:
+            for finding in rule().check(record):
+                value = rule.measure(record, finding.module)
+                assert value is not None and value >= 0, (rule.CODE, finding.module)
+
+
+def test_verify_reads_any_rules_measure_and_direction(monkeypatch):
+    from gradcheck_tool import registry
+    from gradcheck_tool.findings import Finding, ProbeResult, ProbeStatus
+
+    class Coverage:  # a made-up rule whose number should go up
+        CODE, METRIC, BETTER = "GH199", "coverage", +1
+        measure = classmethod(lambda cls, record, module: record["coverage"])
+
+    monkeypatch.setitem(registry.ALL_RULES, "GH199", Coverage)
+    finding = Finding("GH199", "made-up", Severity.WARNING, "low coverage")
+
+    def result(coverage, still_there):
+        probe = ProbeResult("m.py", ProbeStatus.OK, record={"coverage": coverage})
+        return api.FileResult((finding,) if still_there else (), probe)
+
+    check = engine.verify(finding, result(0.2, True), result(0.9, False))
+    assert check.improved and (check.metric, check.before, check.after) == ("coverage", 0.2, 0.9)
+    assert not engine.verify(finding, result(0.9, True), result(0.2, False)).improved
+    assert not engine.verify(finding, result(0.2, True), result(0.9, True)).improved  # still reported

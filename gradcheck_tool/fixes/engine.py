@@ -2,10 +2,13 @@
 
 Guarantees: the result parses (an edit set that would not is rejected whole); a second run
 changes nothing (codemods are idempotent and the loop stops when a round changes nothing);
-unsafe fixes, and any edit that deletes a comment, need ``unsafe=True``; runtime fixes are
-verified by probing the patched text (in the isolated child when the options say so) and a
-fix whose finding does not improve is taken back, with the reason.  Nothing is written here:
-the caller writes ``FixResult.fixed`` with ``write_atomic``.
+unsafe fixes, and any edit that deletes a comment, need ``unsafe=True``; only findings at or
+above the fix level are fixed; every fix must pass :mod:`gradcheck_tool.fixes.safety` (its new
+code can run where it lands) or is withdrawn with the reason; runtime fixes are verified by
+probing the patched text (in the isolated child when the options say so): the engine reads
+the number the rule itself measures (``RuntimeRule.METRIC`` / ``measure`` / ``BETTER``) before
+and after, and a fix whose finding does not improve is taken back, with the reason.  Nothing
+is written here: the caller writes ``FixResult.fixed`` with ``write_atomic``.
 """
 from __future__ import annotations
 
@@ -20,17 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from gradcheck_tool import api
+from gradcheck_tool import api, registry
 from gradcheck_tool.errors import GradhealthError
 from gradcheck_tool.findings import Applicability, Finding, ProbeResult, Severity
 from gradcheck_tool.fixes import edits as text_edits
 from gradcheck_tool.fixes import safety
-from gradcheck_tool.rules.growth import HORIZON, projected_growth
-from gradcheck_tool.rules.recurrent import per_step_decades
-from gradcheck_tool.rules.signals import backward_trend, forward_trend
 
 MAX_ROUNDS = 4
-DRIFT_CODES = ("GH101", "GH102", "GH105", "GH106", "GH120")
 
 
 @dataclass(frozen=True)
@@ -65,33 +64,24 @@ class FixResult:
         return self.fixed != self.original
 
 
-def _metric(code: str, module: Optional[str], probe: Optional[ProbeResult]) -> tuple[str, Optional[float]]:
+def _metric(code: str, module: Optional[str], probe: Optional[ProbeResult]) -> tuple[str, Optional[float], int]:
+    """What the rule says its signal is, its value on the probe, and which way is better; a
+    rule with no number is measured by its finding being present (1) or gone (0)."""
+    rule = registry.ALL_RULES.get(code)
     record = probe.record if probe is not None else None
     if record is None:
-        return "probe", None
-    if code in DRIFT_CODES:
-        totals = [abs(t.total) for t in (forward_trend(record), backward_trend(record)) if t is not None]
-        return "drift across depth (decades)", max(totals) if totals else 0.0
-    if code == "GH143":
-        return (f"projected weight norm after {HORIZON:,} steps (x initial)",
-                projected_growth(record.steps) if record.steps is not None else None)
-    if code in ("GH130", "GH131"):
-        stats = next((r for r in record.recurrent if r.name == module), None)
-        slope = per_step_decades(stats) if stats else None
-        return "gradient change per step (decades)", (abs(slope) if slope is not None and math.isfinite(slope) else None)
-    layer = record.layer(module or "")
-    if code == "GH110" and layer is not None:
-        return "dead fraction", layer.dead_fraction
-    if code == "GH111" and layer is not None:
-        return "saturated fraction", layer.saturated_fraction
-    return "finding present", 1.0
+        return "probe", None, -1
+    if rule is None or getattr(rule, "METRIC", None) is None:
+        return "finding present", 1.0, -1
+    value = rule.measure(record, module)
+    return rule.METRIC, (None if value is None or math.isnan(value) else value), rule.BETTER
 
 
 def verify(finding: Finding, before: api.FileResult, after: api.FileResult) -> Verification:
-    metric, old = _metric(finding.code, finding.module, before.probe)
-    _, new = _metric(finding.code, finding.module, after.probe)
+    metric, old, better = _metric(finding.code, finding.module, before.probe)
+    _, new, _ = _metric(finding.code, finding.module, after.probe)
     gone = not any(f.code == finding.code for f in after.findings)
-    improved = gone and (old is None or new is None or new <= old)
+    improved = gone and (old is None or new is None or new == old or (new - old) * better > 0)
     return Verification(finding.code, finding.module, metric, old, 0.0 if (gone and metric == "finding present") else new,
                         improved)
 
