@@ -224,8 +224,8 @@ def _fix_one(path: Path, options, unsafe: bool, diff: bool, level: Severity):
 
     outcome = engine.fix_file(path, options, unsafe=unsafe, display_name=str(path), level=level)
     if outcome.probe_error:
-        click.echo(f"gradhealth: note: {path}: the probe could not run, so only static fixes were made: "
-                   f"{outcome.probe_error}", err=True)
+        click.echo(f"gradhealth: note: {outcome.probe_error} (the probe could not run: only static fixes "
+                   "were made)", err=True)
     for check in outcome.verifications:
         click.echo(f"gradhealth: {path}: {check.describe()}", err=True)
     for finding, reason in outcome.rejected:

@@ -247,3 +247,28 @@ def test_verify_reads_any_rules_measure_and_direction(monkeypatch):
     assert check.improved and (check.metric, check.before, check.after) == ("coverage", 0.2, 0.9)
     assert not engine.verify(finding, result(0.9, True), result(0.2, False)).improved
     assert not engine.verify(finding, result(0.2, True), result(0.9, True)).improved  # still reported
+
+
+@pytest.mark.slow
+def test_static_fixes_are_made_when_the_probe_cannot_import_the_file(tmp_path):
+    (tmp_path / "trainer.py").write_text(textwrap.dedent("""\
+        import torch
+        import not_installed_anywhere  # noqa: F401
+
+        model = torch.nn.LSTM(8, 8)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+
+
+        def train(loader):
+            for x in loader:
+                model(x)[0].sum().backward()
+                optimizer.step()
+                optimizer.zero_grad()
+    """))
+    result = _cli(tmp_path, "fix", "trainer.py", "--unsafe-fixes", "--diff")
+    assert "+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)" in result.stdout
+    notes = [line for line in result.stderr.splitlines() if "not_installed_anywhere" in line]
+    assert len(notes) == 1 and notes[0].startswith("gradhealth: note: ") and "trainer.py" in notes[0]
+    assert "gradhealth-" not in result.stderr  # never the hidden sibling the engine probes
+    assert result.stderr.splitlines()[-1].startswith("gradhealth: Would fix 1 finding(s) (GH201)")
+    assert result.returncode == 2  # the probe could not run: exit 2, as for scan

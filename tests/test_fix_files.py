@@ -98,3 +98,22 @@ def test_newline_helpers():
     assert edits.newline_of("a\r\nb") == "\r\n" and edits.newline_of("a\rb") == "\r"
     assert edits.newline_of("a") == "\n"
     assert edits.unified_diff("a\n", "a\n", "x.py") == ""
+
+
+def test_diff_with_only_display_only_findings_still_ends_with_the_summary(tmp_path):
+    (tmp_path / "net.py").write_text(textwrap.dedent("""\
+        import torch
+        from torch import nn
+
+        model = nn.LSTM(8, 8)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.SGD(params, lr=0.1)
+        for x in loader:
+            model(x)[0].sum().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    """))
+    result = _cli(tmp_path, "net.py", "--diff")
+    assert result.stdout == ""
+    assert result.stderr.splitlines()[-1] == ("gradhealth: Would fix 0 finding(s); 1 with no automatic fix (GH201); "
+                                              "0 withheld as unsafe or unverified.")
