@@ -164,3 +164,14 @@ def test_trainer_plain_branch_gets_no_scaler(tmp_path):
     result = _fix(tmp_path, TRAINER)
     reasons = [reason for finding, reason in result.rejected if finding.code == "GH204"]
     assert reasons and all("`self.scaler` is set only when `self.use_amp`" in r for r in reasons)
+
+
+def test_accelerate_under_deepspeed_gets_advice_not_a_no_op_call(tmp_path):
+    """Under DeepSpeed, accelerator.clip_grad_norm_ only reads the norm: the engine clips as its
+    config says, so the fix is advice for the config (accelerate's sp-alst.py example)."""
+    source = ACCELERATE.replace("from accelerate import Accelerator\n",
+                                "from accelerate import Accelerator\nfrom accelerate.utils import DeepSpeedPlugin\n")
+    result = _fix(tmp_path, source)
+    assert not result.changed
+    (finding,) = [f for f in result.remaining if f.code == "GH201"]
+    assert not finding.fix.edits and '"gradient_clipping": 1.0 in the DeepSpeed config' in finding.fix.message
