@@ -117,6 +117,8 @@ _SCAN_OPTIONS = [
                  help="Memory cap for the probing child on CPU; 0: none.  [default: 80% of RAM]"),
     click.option("--unsafe-fixes", is_flag=True, help="With fixing: also apply fixes that change training behaviour."),
     click.option("--diff", is_flag=True, help="With fixing: print the unified diff, write nothing."),
+    click.option("--fix-level", type=click.Choice([s.value for s in Severity]),
+                 help="With fixing: fix findings at or above this severity.  [default: --fail-on]"),
     click.option("-v", "--verbose", is_flag=True, help="Show tracebacks for errors."),
 ]
 
@@ -159,7 +161,7 @@ def fix(**kwargs) -> None:
 
 def _run(paths, static_only, model_expr, probes, train_steps, seed, device, input_shape, input_dtype, select, extend_select,
          ignore, exclude, extend_exclude, force_exclude, fmt, output, fail_on, timeout, max_memory, unsafe_fixes,
-         diff, verbose, fix) -> None:
+         diff, fix_level, verbose, fix) -> None:
     from gradcheck_tool import api, config, files
     from gradcheck_tool.report import RENDERERS
 
@@ -173,10 +175,14 @@ def _run(paths, static_only, model_expr, probes, train_steps, seed, device, inpu
     except GradhealthError as err:
         _fail(str(err))
     findings, probes_done, failed, changed = [], [], False, False
+    level = Severity(fix_level) if fix_level else threshold
+    tally = _Tally(level, unsafe_fixes, diff)
     for path in targets:
         try:
             if fix:
-                outcome = _fix_one(path, options, unsafe_fixes, diff)
+                outcome = _fix_one(path, options, unsafe_fixes, diff, level)
+                tally.add(outcome)
+                failed |= outcome.probe_error is not None
                 changed |= outcome.changed
                 found, probe = list(outcome.remaining), outcome.probe
             else:
@@ -203,6 +209,8 @@ def _run(paths, static_only, model_expr, probes, train_steps, seed, device, inpu
             Path(output).write_text(text, encoding="utf-8")
         else:
             click.echo(text, nl=False)
+    if fix:
+        click.echo(f"gradhealth: {tally.line()}", err=True)
     if failed:
         sys.exit(2)
     if diff and changed:
@@ -210,11 +218,14 @@ def _run(paths, static_only, model_expr, probes, train_steps, seed, device, inpu
     sys.exit(1 if report.worst_at_least(threshold) else 0)
 
 
-def _fix_one(path: Path, options, unsafe: bool, diff: bool):
+def _fix_one(path: Path, options, unsafe: bool, diff: bool, level: Severity):
     """Fix one file: the diff on stdout with --diff, else write it; what happened goes to stderr."""
     from gradcheck_tool.fixes import edits, engine
 
-    outcome = engine.fix_file(path, options, unsafe=unsafe, display_name=str(path))
+    outcome = engine.fix_file(path, options, unsafe=unsafe, display_name=str(path), level=level)
+    if outcome.probe_error:
+        click.echo(f"gradhealth: note: {outcome.probe_error} (the probe could not run: only static fixes "
+                   "were made)", err=True)
     for check in outcome.verifications:
         click.echo(f"gradhealth: {path}: {check.describe()}", err=True)
     for finding, reason in outcome.rejected:
@@ -227,11 +238,48 @@ def _fix_one(path: Path, options, unsafe: bool, diff: bool):
         verb = "Would fix" if diff else "Fixed"
         click.echo(f"gradhealth: {path}: {verb} {len(outcome.applied)} finding(s): "
                    f"{', '.join(sorted({f.code for f in outcome.applied}))}", err=True)
-    held = sum(1 for f in outcome.remaining
-               if f.fix and f.fix.edits and f.fix.applicability.value == "unsafe" and not unsafe)
-    if held:
-        click.echo(f"gradhealth: {path}: {held} more fix(es) available with --unsafe-fixes", err=True)
     return outcome
+
+
+class _Tally:
+    """The one line ``fix`` always ends with: what was fixed, what has no automatic fix, what
+    was withheld (unsafe or unverified), and what other options would fix."""
+
+    def __init__(self, level: Severity, unsafe: bool, diff: bool) -> None:
+        self.level, self.unsafe, self.diff = level, unsafe, diff
+        self.fixed: list[str] = []
+        self.manual: list[str] = []
+        self.withheld: list[str] = []
+        self.needs_unsafe = 0
+        self.below = 0
+
+    def add(self, outcome) -> None:
+        self.fixed += [f.code for f in outcome.applied]
+        self.withheld += [f.code for f, _ in outcome.rejected]
+        held = {(f.code, f.location) for f, _ in outcome.rejected}
+        for finding in outcome.remaining:
+            if (finding.code, finding.location) in held:
+                continue
+            editable = bool(finding.fix and finding.fix.edits and finding.fix.applicability.value != "displayonly")
+            if not finding.severity.at_least(self.level):
+                self.below += editable
+            elif not editable:
+                self.manual.append(finding.code)
+            elif not self.unsafe:
+                self.needs_unsafe += 1
+
+    def line(self) -> str:
+        def codes(found: list[str]) -> str:
+            return f" ({', '.join(sorted(set(found)))})" if found else ""
+
+        parts = [f"{'Would fix' if self.diff else 'Fixed'} {len(self.fixed)} finding(s){codes(self.fixed)}",
+                 f"{len(self.manual)} with no automatic fix{codes(self.manual)}",
+                 f"{len(self.withheld)} withheld as unsafe or unverified{codes(self.withheld)}"]
+        if self.needs_unsafe:
+            parts.append(f"{self.needs_unsafe} more with --unsafe-fixes")
+        if self.below:
+            parts.append(f"{self.below} more below --fix-level {self.level.value}")
+        return "; ".join(parts) + "."
 
 
 @main.command()

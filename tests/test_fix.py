@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 
 from gradcheck_tool import api
 from gradcheck_tool.api import ScanOptions, lint_file
-from gradcheck_tool.findings import Applicability, Edit, Fix, Position
+from gradcheck_tool.findings import Applicability, Edit, Fix, Position, Severity
 from gradcheck_tool.fixes import edits, engine
 from gradcheck_tool.static import STATIC_RULES
 
@@ -65,11 +65,18 @@ def _file(tmp_path, text, name="train.py"):
 
 def test_static_fixes_exact_output_and_idempotence(tmp_path):
     path = _file(tmp_path, LOOP)
-    result = engine.fix_file(path, dataclasses.replace(STATIC, root=tmp_path), unsafe=True)
+    result = engine.fix_file(path, dataclasses.replace(STATIC, root=tmp_path), unsafe=True, level=Severity.INFO)
     assert result.fixed == FIXED
     assert {f.code for f in result.applied} == {"GH201", "GH205", "GH208"} and result.remaining == ()
-    again = engine.fix_file(_file(tmp_path, result.fixed, "again.py"), STATIC, unsafe=True)
+    again = engine.fix_file(_file(tmp_path, result.fixed, "again.py"), STATIC, unsafe=True, level=Severity.INFO)
     assert not again.changed and again.applied == ()
+
+
+def test_info_findings_are_fixed_only_at_fix_level_info(tmp_path):
+    """GH201 is info here (Adam, no recurrent layers): by default only the warnings are fixed."""
+    result = engine.fix_file(_file(tmp_path, LOOP), STATIC, unsafe=True)
+    assert {f.code for f in result.applied} == {"GH205", "GH208"}
+    assert [(f.code, f.severity) for f in result.remaining] == [("GH201", Severity.INFO)]
 
 
 def test_unsafe_fixes_need_the_flag(tmp_path):
@@ -116,10 +123,12 @@ def _cli(tmp_path, *args):
 def test_cli_diff_writes_nothing_and_fix_writes_atomically_keeping_mode(tmp_path):
     path = _file(tmp_path, LOOP)
     os.chmod(path, 0o751)
-    diff = _cli(tmp_path, "fix", "train.py", "--static-only", "--unsafe-fixes", "--diff")
+    diff = _cli(tmp_path, "fix", "train.py", "--static-only", "--unsafe-fixes", "--diff", "--fix-level", "info")
     assert diff.returncode == 1 and "+                self.optimizer.zero_grad()" in diff.stdout
+    assert diff.stderr.splitlines()[-1] == ("gradhealth: Would fix 3 finding(s) (GH201, GH205, GH208); "
+                                            "0 with no automatic fix; 0 withheld as unsafe or unverified.")
     assert path.read_text() == LOOP
-    done = _cli(tmp_path, "fix", "train.py", "--static-only", "--unsafe-fixes")
+    done = _cli(tmp_path, "fix", "train.py", "--static-only", "--unsafe-fixes", "--fix-level", "info")
     assert done.returncode == 0, done.stdout + done.stderr
     assert path.read_text() == FIXED and (path.stat().st_mode & 0o777) == 0o751
     assert sorted(p.name for p in tmp_path.iterdir()) == ["train.py"]  # no temporary files left behind
@@ -128,7 +137,7 @@ def test_cli_diff_writes_nothing_and_fix_writes_atomically_keeping_mode(tmp_path
 
 def test_scan_fix_is_the_same_engine(tmp_path):
     _file(tmp_path, LOOP)
-    result = _cli(tmp_path, "scan", "train.py", "--static-only", "--fix", "--unsafe-fixes")
+    result = _cli(tmp_path, "scan", "train.py", "--static-only", "--fix", "--unsafe-fixes", "--fix-level", "info")
     assert result.returncode == 0 and (tmp_path / "train.py").read_text() == FIXED
 
 
@@ -160,10 +169,11 @@ def mutated(draw):
 @given(source=mutated())
 def test_fixer_never_crashes_or_breaks_parsing(tmp_path, source):
     path = _file(tmp_path, source, "fuzz.py")
-    result = engine.fix_file(path, STATIC, unsafe=True)
+    result = engine.fix_file(path, STATIC, unsafe=True, level=Severity.INFO)
     if result.changed:
         compile(result.fixed, "fuzz.py", "exec")
-        assert not engine.fix_file(_file(tmp_path, result.fixed, "fuzz2.py"), STATIC, unsafe=True).changed
+        assert not engine.fix_file(_file(tmp_path, result.fixed, "fuzz2.py"), STATIC, unsafe=True,
+                                   level=Severity.INFO).changed
     assert lint_file(path, STATIC).findings is not None
 
 
@@ -202,3 +212,63 @@ def test_runtime_fix_that_does_not_help_is_taken_back(tmp_path, monkeypatch):
 def test_rows_split_like_python_not_like_str_splitlines():
     source = "a = '\x0c\u2028'\r\nb = 1\n"
     assert edits.apply(source, [Edit("c", Position(2, 1), Position(2, 2))]) == "a = '\x0c\u2028'\r\nc = 1\n"
+
+
+# -- the engine verifies by the rule's own measure, knowing no rule -------------------------------
+
+def test_every_measurable_rule_measures_its_bad_examples():
+    from gradcheck_tool.registry import ALL_RULES
+
+    measurable = [rule for rule in ALL_RULES.values() if getattr(rule, "METRIC", None)]
+    assert {r.CODE for r in measurable} >= {"GH101", "GH102", "GH105", "GH106", "GH110", "GH111", "GH120", "GH143"}
+    for rule in measurable:
+        for record in rule.BAD:
+            for finding in rule().check(record):
+                value = rule.measure(record, finding.module)
+                assert value is not None and value >= 0, (rule.CODE, finding.module)
+
+
+def test_verify_reads_any_rules_measure_and_direction(monkeypatch):
+    from gradcheck_tool import registry
+    from gradcheck_tool.findings import Finding, ProbeResult, ProbeStatus
+
+    class Coverage:  # a made-up rule whose number should go up
+        CODE, METRIC, BETTER = "GH199", "coverage", +1
+        measure = classmethod(lambda cls, record, module: record["coverage"])
+
+    monkeypatch.setitem(registry.ALL_RULES, "GH199", Coverage)
+    finding = Finding("GH199", "made-up", Severity.WARNING, "low coverage")
+
+    def result(coverage, still_there):
+        probe = ProbeResult("m.py", ProbeStatus.OK, record={"coverage": coverage})
+        return api.FileResult((finding,) if still_there else (), probe)
+
+    check = engine.verify(finding, result(0.2, True), result(0.9, False))
+    assert check.improved and (check.metric, check.before, check.after) == ("coverage", 0.2, 0.9)
+    assert not engine.verify(finding, result(0.9, True), result(0.2, False)).improved
+    assert not engine.verify(finding, result(0.2, True), result(0.9, True)).improved  # still reported
+
+
+@pytest.mark.slow
+def test_static_fixes_are_made_when_the_probe_cannot_import_the_file(tmp_path):
+    (tmp_path / "trainer.py").write_text(textwrap.dedent("""\
+        import torch
+        import not_installed_anywhere  # noqa: F401
+
+        model = torch.nn.LSTM(8, 8)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+
+
+        def train(loader):
+            for x in loader:
+                model(x)[0].sum().backward()
+                optimizer.step()
+                optimizer.zero_grad()
+    """))
+    result = _cli(tmp_path, "fix", "trainer.py", "--unsafe-fixes", "--diff")
+    assert "+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)" in result.stdout
+    notes = [line for line in result.stderr.splitlines() if "not_installed_anywhere" in line]
+    assert len(notes) == 1 and notes[0].startswith("gradhealth: note: ") and "trainer.py" in notes[0]
+    assert "gradhealth-" not in result.stderr  # never the hidden sibling the engine probes
+    assert result.stderr.splitlines()[-1].startswith("gradhealth: Would fix 1 finding(s) (GH201)")
+    assert result.returncode == 2  # the probe could not run: exit 2, as for scan

@@ -1,14 +1,28 @@
 """Edits as text operations: apply them, tell whether they overlap or delete a comment, make a diff."""
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import io
+import re
 import tokenize
 from typing import Iterable, Sequence
 
 from gradcheck_tool.findings import Edit, Position, split_lines
 
+_BREAK = re.compile(r"\r\n|\r|\n")
+NO_NEWLINE = "\\ No newline at end of file\n"
 
+
+def newline_of(source: str) -> str:
+    """The file's line ending (its first one: LF, CRLF or CR); LF for a one-line file."""
+    found = _BREAK.search(source)
+    return found.group() if found else "\n"
+
+
+def with_newline(edits: Iterable[Edit], newline: str) -> tuple[Edit, ...]:
+    """The edits with every line break in their text written as the file writes its own."""
+    return tuple(dataclasses.replace(e, content=_BREAK.sub(newline, e.content)) for e in edits)
 
 
 def _offsets(source: str) -> list[int]:
@@ -68,5 +82,13 @@ def deletes_comment(source: str, edits: Iterable[Edit]) -> bool:
 
 
 def unified_diff(original: str, fixed: str, filename: str) -> str:
-    return "".join(difflib.unified_diff(original.splitlines(keepends=True), fixed.splitlines(keepends=True),
-                                        fromfile=f"a/{filename}", tofile=f"b/{filename}"))
+    """A diff ``git apply`` and ``patch`` accept: a last line without a line break is marked
+    ``\\ No newline at end of file``, and rows are the file's own (CR-only files included)."""
+    out = []
+    for line in difflib.unified_diff(split_lines(original), split_lines(fixed),
+                                     fromfile=f"a/{filename}", tofile=f"b/{filename}"):
+        if line.endswith(("\n", "\r")):
+            out.append(line)
+        else:
+            out.append(line + "\n" + NO_NEWLINE)
+    return "".join(out)

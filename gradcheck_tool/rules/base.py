@@ -20,9 +20,19 @@ class RuntimeRule:
     AT_OPTIMIZER: ClassVar[bool] = False  # about the file's optimizer: reported at its constructor call
     GOOD: ClassVar[tuple[ProbeRecord, ...]] = ()
     BAD: ClassVar[tuple[ProbeRecord, ...]] = ()
+    # A rule whose signal is a number says what it is (METRIC, in words) and how to read it
+    # from a record (measure); the fix engine verifies a fix by that number moving the way
+    # BETTER says (-1: lower is healthier, +1: higher), knowing nothing else of the rule.
+    METRIC: ClassVar[Optional[str]] = None
+    BETTER: ClassVar[int] = -1
 
     def check(self, record: ProbeRecord) -> Iterator[Finding]:
         raise NotImplementedError
+
+    @classmethod
+    def measure(cls, record: ProbeRecord, module: Optional[str]) -> Optional[float]:
+        """This rule's signal on ``record`` (at ``module`` for a per-layer rule); None: not measured."""
+        return None
 
     def finding(
         self,

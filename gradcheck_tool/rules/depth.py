@@ -72,8 +72,20 @@ def _evidence(trend: Trend, record: ProbeRecord) -> dict:
     }
 
 
+def drift_decades(record: ProbeRecord) -> float:
+    """How far the forward or backward signal drifts across depth, in decades (0: flat)."""
+    totals = [abs(t.total) for t in (forward_trend(record), backward_trend(record)) if t is not None]
+    return max(totals) if totals else 0.0
+
+
 class _DepthRule(RuntimeRule):
     """Shared by the four depth rules: one finding per drifting chain, at its first weight layer."""
+
+    METRIC = "drift across depth (decades)"
+
+    @classmethod
+    def measure(cls, record: ProbeRecord, module: Optional[str]) -> Optional[float]:
+        return drift_decades(record)
 
     def _drift(self, record: ProbeRecord, trend: Trend, message: str, direction: int) -> Finding:
         return self.finding(message, module=_anchor(record, trend), evidence=_evidence(trend, record),

@@ -118,6 +118,11 @@ class WeightNormGrowth(RuntimeRule):
     NAME = "weight-norm-growth"
     AT_OPTIMIZER = True
     SEVERITY = Severity.WARNING
+    METRIC = f"projected weight norm after {HORIZON:,} steps (x initial)"
+
+    @classmethod
+    def measure(cls, record: ProbeRecord, module: Optional[str]) -> Optional[float]:
+        return projected_growth(record.steps) if record.steps is not None else None
     GOOD = (
         examples.mlp(),  # no optimizer in the file
         examples.trained("Adam", lr=3e-4, growth=5e-5),

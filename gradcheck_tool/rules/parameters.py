@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Iterator
+from typing import Iterator, Optional
 
 from gradcheck_tool.findings import Finding, Severity
 from gradcheck_tool.probe.record import ParamStats, ProbeRecord
@@ -86,6 +86,13 @@ class InitScaleMismatch(RuntimeRule):
     CODE = "GH120"
     NAME = "init-scale-mismatch"
     SEVERITY = Severity.WARNING
+    METRIC = "drift across depth (decades)"  # what a better init moves
+
+    @classmethod
+    def measure(cls, record: ProbeRecord, module: Optional[str]) -> Optional[float]:
+        from gradcheck_tool.rules.depth import drift_decades
+
+        return drift_decades(record)
     GOOD = (examples.mlp(), examples.mlp(depth=3, init="xavier"),
             examples.mlp(depth=12, activation="Sigmoid", backward_gain=0.2, init="default"))
     BAD = (examples.mlp(depth=20, forward_gain=0.707, backward_gain=0.707, init="xavier"),

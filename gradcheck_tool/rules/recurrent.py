@@ -38,6 +38,12 @@ def _evidence(stats: RecurrentStats, slope: float) -> dict:
             "spectral_radius": stats.spectral_radius}
 
 
+def _through_time(record: ProbeRecord, module: Optional[str]) -> Optional[float]:
+    stats = next((r for r in record.recurrent if r.name == module), None)
+    slope = per_step_decades(stats) if stats else None
+    return abs(slope) if slope is not None else None  # inf: underflow within three steps
+
+
 class ExplodingThroughTime(RuntimeRule):
     """A recurrent layer's gradient grows from late to early time steps.
 
@@ -61,6 +67,8 @@ class ExplodingThroughTime(RuntimeRule):
     CODE = "GH130"
     NAME = "exploding-through-time"
     SEVERITY = Severity.WARNING
+    METRIC = "gradient change per step (decades)"
+    measure = classmethod(lambda cls, record, module: _through_time(record, module))
     GOOD = (examples.rnn(0.6), examples.rnn(1.0))
     BAD = (examples.rnn(1.15), examples.rnn(1.5, radius=2.0))
 
@@ -110,6 +118,8 @@ class VanishingThroughTime(RuntimeRule):
     CODE = "GH131"
     NAME = "vanishing-through-time"
     SEVERITY = Severity.WARNING
+    METRIC = "gradient change per step (decades)"
+    measure = classmethod(lambda cls, record, module: _through_time(record, module))
     GOOD = (examples.rnn(0.55), examples.rnn(1.0))
     BAD = (examples.rnn(0.1), examples.rnn(0.0))
 

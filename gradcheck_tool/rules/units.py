@@ -20,6 +20,13 @@ def _feeding_layer(record: ProbeRecord, layer: LayerStats) -> str:
     return before[-1].name if before else layer.name
 
 
+def _worst(record: ProbeRecord, module, attr: str):
+    """The largest ``attr`` among the activations ``module`` feeds (where findings point)."""
+    values = [getattr(layer, attr) for layer in record.layers if getattr(layer, attr) is not None
+              and module in (layer.name, _feeding_layer(record, layer))]
+    return max(values, default=None)
+
+
 class DeadUnits(RuntimeRule):
     """Most ReLU units of a layer never activate on any probe sample.
 
@@ -42,6 +49,8 @@ class DeadUnits(RuntimeRule):
     CODE = "GH110"
     NAME = "dead-units"
     SEVERITY = Severity.WARNING
+    METRIC = "dead fraction"
+    measure = classmethod(lambda cls, record, module: _worst(record, module, "dead_fraction"))
     GOOD = (examples.mlp(), examples.mlp(dead=0.3))
     BAD = (examples.mlp(dead=0.9),)
 
@@ -85,6 +94,8 @@ class SaturatedActivations(RuntimeRule):
     CODE = "GH111"
     NAME = "saturated-activations"
     SEVERITY = Severity.WARNING
+    METRIC = "saturated fraction"
+    measure = classmethod(lambda cls, record, module: _worst(record, module, "saturated_fraction"))
     GOOD = (examples.mlp(activation="Tanh"), examples.mlp(activation="Sigmoid", saturated=0.2))
     BAD = (examples.mlp(activation="Tanh", saturated=0.8),)
 

@@ -5,7 +5,7 @@ from typing import Iterator, Optional
 
 from gradcheck_tool.findings import Finding, Severity
 from gradcheck_tool.static.base import SourceContext, StaticRule, example
-from gradcheck_tool.static.clip_move import move_or_display
+from gradcheck_tool.fixes.clip_move import move_or_display
 from gradcheck_tool.static.events import CLIP_TRIGGER, Event, Iteration, Kind
 
 

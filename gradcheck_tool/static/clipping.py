@@ -10,7 +10,7 @@ from gradcheck_tool.static.base import (
     edit_or_display,
     example,
 )
-from gradcheck_tool.static.clip_fix import propose
+from gradcheck_tool.fixes.clip_fix import insertion, propose
 from gradcheck_tool.static.events import Event, Iteration, Kind
 from gradcheck_tool.static.names import last
 from gradcheck_tool.static.risk import explosion_risk
@@ -297,9 +297,9 @@ class MissingGradientClipping(StaticRule):
         fix_lines = []
         if step.amp and not it.of(Kind.UNSCALE) and step.site.receiver:
             fix_lines.append(step.unscale_call())
-        edit = (ctx.insert_lines(step.site, "\n".join([*fix_lines, proposal.call]))
+        edit = (insertion(ctx, it, step, "\n".join([*fix_lines, proposal.call]))
                 if proposal.editable else None)
-        advice = (f"Clip between backward() and step(): `{proposal.call}`"
+        advice = (f"Clip between backward() and {'the update' if step.manual else 'step()'}: `{proposal.call}`"
                   + (", after `scaler.unscale_(optimizer)`" if step.amp else ""))
         evidence = {"step_line": ctx.line(step.node), f"{where}_line": ctx.line(it.node),
                     "severity_reason": risk or None, "amp": step.amp, "manual_update": step.manual}

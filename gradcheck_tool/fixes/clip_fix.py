@@ -17,7 +17,8 @@ from typing import Optional
 
 import libcst as cst
 
-from gradcheck_tool.static.base import SourceContext
+from gradcheck_tool.findings import Edit, Position
+from gradcheck_tool.static.base import SourceContext, standalone
 from gradcheck_tool.static.events import Event, Iteration, Kind
 from gradcheck_tool.static.facts import Scope
 from gradcheck_tool.static.names import dotted, last
@@ -32,7 +33,7 @@ class Proposal:
 
 
 def propose(ctx: SourceContext, it: Iteration, step: Event) -> Proposal:
-    params = None if step.manual else _optimizer_parameters(ctx, step)
+    params = _updated_tensors(ctx, it) if step.manual else _optimizer_parameters(ctx, step)
     fallback = (_updated_tensors(ctx, it) if step.manual else None) or (
         _model(ctx, step.site.scope) + _PARAMETERS)
     framework = _framework(ctx, it, step)
@@ -45,6 +46,10 @@ def propose(ctx: SourceContext, it: Iteration, step: Event) -> Proposal:
             optimizer = step.target or "<optimizer>"
             return Proposal(f"{receiver}.clip_gradients({module}, {optimizer}, max_norm=1.0)",
                             editable)
+        if _deepspeed(ctx):
+            # Accelerate's clip_grad_norm_ only reads the norm under DeepSpeed: the engine clips,
+            # as its config's "gradient_clipping" says.  An inserted call would do nothing.
+            return Proposal('"gradient_clipping": 1.0 in the DeepSpeed config', False)
         return Proposal(f"{receiver}.clip_grad_norm_({params or fallback}, max_norm=1.0)",
                         editable)
     imports = ctx.facts.imports
@@ -52,6 +57,72 @@ def propose(ctx: SourceContext, it: Iteration, step: Event) -> Proposal:
     prefix = f"{torch}.nn.utils" if torch else f"{nn}.utils" if nn else None
     return Proposal(f"{prefix or 'torch.nn.utils'}.clip_grad_norm_({params or fallback}, "
                     "max_norm=1.0)", prefix is not None and params is not None)
+
+
+def _deepspeed(ctx: SourceContext) -> bool:
+    """The file trains through DeepSpeed (imports it, or configures Accelerate's DeepSpeed plugin)."""
+    return any(target.partition(".")[0] == "deepspeed" or "DeepSpeed" in target
+               for target in ctx.facts.imports.aliases.values())
+
+
+def insertion(ctx: SourceContext, it: Iteration, step: Event, text: str) -> Optional[Edit]:
+    """Where the clip goes: right before ``optimizer.step()``; for a hand-written update, right
+    before the statement after ``backward()`` that holds it (``with torch.no_grad():`` or
+    ``for p in model.parameters():``), so the clip runs once per step, not once per tensor."""
+    if not step.manual:
+        return ctx.insert_lines(step.site, text)
+    backwards = [e for e in it.events[:it.index(step)] if e.kind is Kind.BACKWARD and not e.via]
+    if step.via or not backwards or not standalone(backwards[-1].site):
+        return None
+    blocks = _Blocks()
+    it.node.visit(blocks)
+    backward = backwards[-1].site.statement
+    holder = blocks.where.get(backward)
+    statement: Optional[cst.CSTNode] = step.site.statement
+    while statement is not None and blocks.where.get(statement, (None,))[0] is not (holder or (None,))[0]:
+        statement = blocks.owner.get(blocks.where.get(statement, (None,))[0])
+    if statement is None or holder is None or blocks.where[statement][1] <= holder[1]:
+        return None
+    indent, where = ctx.indent(statement), ctx.positions.get(statement) if ctx.positions else None
+    if indent is None or where is None:
+        return None
+    row = where.start.line - _comment_lines(statement)
+    body = "".join(f"{indent}{line}\n" for line in text.splitlines())
+    return Edit(content=body, location=Position(row, 1), end_location=Position(row, 1))
+
+
+class _Blocks(cst.CSTVisitor):
+    """Each statement's block and index in it, and each block's compound statement."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.where: dict = {}
+        self.owner: dict = {}
+        self._stack: list = []
+
+    def on_visit(self, node: cst.CSTNode) -> bool:
+        if isinstance(node, (cst.Module, cst.IndentedBlock)):
+            for index, statement in enumerate(node.body):
+                self.where[statement] = (node, index)
+        if isinstance(node, cst.BaseCompoundStatement):
+            self._stack.append(node)
+        elif isinstance(node, cst.IndentedBlock) and self._stack:
+            self.owner[node] = self._stack[-1]
+        return True
+
+    def on_leave(self, original_node: cst.CSTNode) -> None:
+        if isinstance(original_node, cst.BaseCompoundStatement):
+            self._stack.pop()
+
+
+def _comment_lines(statement: cst.CSTNode) -> int:
+    """Comment lines right above a statement (no blank line between): the clip goes above them."""
+    count = 0
+    for line in reversed(getattr(statement, "leading_lines", ())):
+        if line.comment is None:
+            break
+        count += 1
+    return count
 
 
 def _optimizer_parameters(ctx: SourceContext, step: Event) -> Optional[str]:
@@ -62,9 +133,38 @@ def _optimizer_parameters(ctx: SourceContext, step: Event) -> Optional[str]:
     if built is None or not built.node.args or built.node.args[0].keyword:
         return None
     params = ctx.code(built.node.args[0].value)
-    if not params.endswith(_PARAMETERS) or not _visible(params, built.scope, step.site.scope):
+    if not params.endswith(_PARAMETERS):
         return None
-    return params
+    scope = step.site.scope
+    if isinstance(scope, cst.FunctionDef) and isinstance(built.scope, cst.Module) and (
+            (step.target or "").partition(".")[0] in _parameters(scope)):
+        # The optimizer arrives as an argument: the model is the one its callers pass too
+        # (`train_iter(epoch, gat_net, optimizer)` -> `model.parameters()`), never the global.
+        passed = _passed_as(ctx, scope, params[: -len(_PARAMETERS)])
+        return f"{passed}{_PARAMETERS}" if passed else None
+    return params if _visible(params, built.scope, scope) else None
+
+
+def _passed_as(ctx: SourceContext, function: cst.FunctionDef, expression: str) -> Optional[str]:
+    """The parameter of ``function`` that every call of it in the file passes ``expression`` to."""
+    params = function.params
+    positional = [p.name.value for p in (*params.posonly_params, *params.params)]
+    chosen: set = set()
+    for site in ctx.facts.sites:
+        call = site.node
+        if not isinstance(call, cst.Call) or dotted(call.func) != function.name.value:
+            continue
+        names = set()
+        for index, arg in enumerate(call.args):
+            if arg.star:
+                break
+            if ctx.code(arg.value) == expression:
+                names.add(arg.keyword.value if arg.keyword else
+                          positional[index] if index < len(positional) else None)
+        if len(names) != 1 or None in names:
+            return None
+        chosen |= names
+    return chosen.pop() if len(chosen) == 1 else None
 
 
 def _updated_tensors(ctx: SourceContext, it: Iteration) -> Optional[str]:
