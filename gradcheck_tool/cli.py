@@ -5,24 +5,109 @@ could not do its job (one line on stderr names the cause and the remedy).
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import re
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import Iterator, NoReturn, Optional
 
 import click
 
 from gradcheck_tool import __version__
-from gradcheck_tool.errors import GradhealthError
+from gradcheck_tool.config import LIMITS, check_range
+from gradcheck_tool.errors import GradhealthError, first_line, one_line
 from gradcheck_tool.findings import ProbeResult, ProbeStatus, Report, Severity
 
 FORMATS = ("text", "json", "sarif", "github")
 
 
+def _say(message: str) -> None:
+    """A note on stderr: always one line, whatever a file name or a message holds."""
+    click.echo(f"gradhealth: {one_line(message)}", err=True)
+
+
 def _fail(message: str) -> NoReturn:
-    click.echo(f"gradhealth: error: {message}", err=True)
+    _say(f"error: {message}")
     sys.exit(2)
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGHUP, raised where gradhealth is, so every ``finally`` runs (the probe's child
+    and its group killed, temporary files removed) before the one error line."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def _signals_raise() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Interrupted(signum)
+
+    wanted = [s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None]
+    saved = {s: signal.signal(s, handler) for s in wanted}
+    try:
+        yield
+    finally:
+        for s, previous in saved.items():
+            signal.signal(s, previous)
+
+
+class _Gradhealth(click.Group):
+    """The top-level handler: whatever happens, exit 0/1 from the scan, or 2 with exactly one
+    ``gradhealth: error:`` line naming the cause and the remedy (with the traceback under --verbose)."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        args = list(sys.argv[1:] if args is None else args)
+        verbose = "-v" in args or "--verbose" in args
+        try:
+            with _signals_raise():
+                try:
+                    code = super().main(args, prog_name or "gradhealth", complete_var, standalone_mode=False,
+                                        **extra)
+                except SystemExit as done:  # the commands' own exit codes
+                    code = done.code
+                sys.stdout.flush()  # a full disk or a closed pipe surfaces here, inside the handler
+        except click.exceptions.Exit as err:
+            code = err.exit_code
+        except click.ClickException as err:
+            ctx = getattr(err, "ctx", None)
+            hint = f"; see '{ctx.command_path} --help'" if ctx is not None else ""
+            _fail(f"{err.format_message().rstrip('.')}{hint}")
+        except BaseException as err:  # noqa: BLE001 - the one place every other failure becomes one line
+            if verbose and not isinstance(err, (KeyboardInterrupt, Interrupted, click.Abort)):
+                traceback.print_exc()
+            _fail(_describe(err))
+        sys.exit(code or 0)
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, GradhealthError):
+        return str(err)
+    if isinstance(err, (KeyboardInterrupt, click.Abort)):
+        return "interrupted (SIGINT); the probe and everything it started were stopped"
+    if isinstance(err, Interrupted):
+        return f"interrupted ({err}); the probe and everything it started were stopped"
+    if isinstance(err, OSError) and err.errno == errno.EPIPE:
+        with contextlib.suppress(OSError):  # nothing more can reach the reader; keep exit quiet
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return "the report's reader closed stdout before the end"
+    if isinstance(err, OSError):
+        where = f"{err.filename}: " if err.filename else ""
+        return f"{where}{err.strerror or first_line(err)}; check the path, its permissions and free space"
+    if isinstance(err, RecursionError):
+        return f"{first_line(err)}: the input is nested too deeply; scan a smaller file, or report it"
+    return (f"internal error {type(err).__name__}: {first_line(err)} (please report it; --verbose shows "
+            "the traceback)")
 
 
 def _split(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -66,9 +151,7 @@ def _options(cfg, model_expr, probes, train_steps, seed, device, input_shape, in
 
 
 def _positive(value, default: float, option: str) -> Optional[float]:
-    value = default if value is None else float(value)
-    if value < 0:
-        raise GradhealthError(f"{option} must be >= 0 (0: no limit)")
+    value = check_range(default if value is None else value, option.lstrip("-"), option)
     return value or None
 
 
@@ -76,12 +159,36 @@ def _gib(value) -> Optional[int]:
     """--max-memory in GiB; 0 turns the cap off (passed on as 0 bytes), None keeps the default."""
     if value is None:
         return None
-    if float(value) < 0:
-        raise GradhealthError("--max-memory must be >= 0 GiB (0: no cap)")
-    return int(float(value) * 1024**3)
+    return int(check_range(value, "max-memory", "--max-memory") * 1024**3)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _check_output(output: Optional[str]) -> None:
+    """Before the scan, not after it: a report that cannot be written must not cost a whole probe."""
+    if not output:
+        return
+    target = Path(output)
+    folder = target.parent
+    if target.is_dir():
+        raise GradhealthError(f"-o {output}: is a directory; give a file name for the report")
+    if not folder.is_dir():
+        raise GradhealthError(f"-o {output}: the folder {folder} does not exist; create it, or write the report "
+                              "elsewhere")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise GradhealthError(f"-o {output}: not writable; check its permissions, or write the report elsewhere")
+    if not target.exists() and not os.access(folder, os.W_OK | os.X_OK):
+        raise GradhealthError(f"-o {output}: cannot create files in {folder}; write the report elsewhere")
+
+
+def _write_report(output: str, text: str) -> None:
+    try:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as err:
+        raise GradhealthError(f"-o {output}: cannot write the report ({err.strerror}); check free space and "
+                              "permissions, or write it elsewhere") from err
+
+
+@click.group(cls=_Gradhealth, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gradhealth")
 def main() -> None:
     """gradhealth: find what will make a PyTorch model explode, vanish or stall before you train it."""
@@ -93,10 +200,10 @@ _SCAN_OPTIONS = [
                  help="Only read the source (GH0xx, GH2xx): never import torch or run the file's code."),
     click.option("--model", "model_expr", metavar="EXPR", help="Expression that builds the model, evaluated in the "
                  'file\'s namespace, e.g. "GPT(GPTConfig(n_layer=2))".'),
-    click.option("--probes", type=click.IntRange(min=1), help="Probe batches to run.  [default: 3]"),
-    click.option("--train-steps", type=click.IntRange(min=0), metavar="N",
+    click.option("--probes", type=click.IntRange(*LIMITS["probes"]), help="Probe batches to run.  [default: 3]"),
+    click.option("--train-steps", type=click.IntRange(*LIMITS["train-steps"]), metavar="N",
                  help="Steps of the file's own optimizer to run (GH140, GH143); 0: none.  [default: 10]"),
-    click.option("--seed", type=int, help="Seed for the model's init, inputs, dropout and the default loss.  [default: 0]"),
+    click.option("--seed", type=click.IntRange(*LIMITS["seed"]), help="Seed for the model's init, inputs, dropout and the default loss.  [default: 0]"),
     click.option("--device", help="cpu, cuda, cuda:N or auto.  [default: cpu]"),
     click.option("--input-shape", metavar="N,C,...", help="Shape of random inputs when the file has no example_inputs()."),
     click.option("--input-dtype", metavar="DTYPE", help="dtype for --input-shape (float32, int64, ...)."),
@@ -172,6 +279,7 @@ def _run(paths, static_only, model_expr, probes, train_steps, seed, device, inpu
         patterns = (_split(exclude) or cfg.exclude or files.DEFAULT_EXCLUDE) + _split(extend_exclude) + cfg.extend_exclude
         targets = files.python_files(paths, options.root, patterns, force_exclude)
         threshold = Severity(fail_on or cfg.fail_on or "warning")
+        _check_output(None if diff else output)
     except GradhealthError as err:
         _fail(str(err))
     findings, probes_done, failed, changed = [], [], False, False
@@ -192,30 +300,40 @@ def _run(paths, static_only, model_expr, probes, train_steps, seed, device, inpu
         except Exception as err:  # noqa: BLE001 - one line per file, the traceback only on request
             if verbose:
                 traceback.print_exc()
-            message = str(err) if isinstance(err, GradhealthError) else \
-                f"{path}: internal error {type(err).__name__}: {err} (please report it; --verbose shows where)"
-            click.echo(f"gradhealth: error: {message}", err=True)
+            message = _file_error(path, err)
+            _say(f"error: {message}")
             failed = True
             probe = ProbeResult(str(path), ProbeStatus.FAILED, reason=message)
         if probe is not None:
             probes_done.append(probe)
             if probe.status is ProbeStatus.SKIPPED:
-                click.echo(f"gradhealth: {path}: probe skipped: {probe.reason}", err=True)
+                _say(f"{path}: probe skipped: {probe.reason}")
     report = Report(findings=tuple(sorted(findings, key=lambda f: f.sort_key)), probes=tuple(probes_done),
                     files=len(targets), root=str(options.root.resolve()))
     if not diff:
         text = RENDERERS[fmt](report)
         if output:
-            Path(output).write_text(text, encoding="utf-8")
+            _write_report(output, text)
         else:
             click.echo(text, nl=False)
     if fix:
-        click.echo(f"gradhealth: {tally.line()}", err=True)
+        _say(tally.line())
     if failed:
         sys.exit(2)
     if diff and changed:
         sys.exit(1)
     sys.exit(1 if report.worst_at_least(threshold) else 0)
+
+
+def _file_error(path: Path, err: Exception) -> str:
+    if isinstance(err, GradhealthError):
+        return str(err)
+    if isinstance(err, OSError):
+        return (f"{path}: cannot read it ({err.strerror or first_line(err)}); check that it exists and that "
+                "its permissions let you read it")
+    if isinstance(err, RecursionError):
+        return f"{path}: nested too deeply to analyse ({first_line(err)}); split the deepest expression"
+    return f"{path}: internal error {type(err).__name__}: {first_line(err)} (please report it; --verbose shows where)"
 
 
 def _fix_one(path: Path, options, unsafe: bool, diff: bool, level: Severity):
@@ -224,20 +342,18 @@ def _fix_one(path: Path, options, unsafe: bool, diff: bool, level: Severity):
 
     outcome = engine.fix_file(path, options, unsafe=unsafe, display_name=str(path), level=level)
     if outcome.probe_error:
-        click.echo(f"gradhealth: note: {outcome.probe_error} (the probe could not run: only static fixes "
-                   "were made)", err=True)
+        _say(f"note: {outcome.probe_error} (the probe could not run: only static fixes were made)")
     for check in outcome.verifications:
-        click.echo(f"gradhealth: {path}: {check.describe()}", err=True)
+        _say(f"{path}: {check.describe()}")
     for finding, reason in outcome.rejected:
-        click.echo(f"gradhealth: {path}: not applied: {finding.code} {finding.name}: {reason}", err=True)
+        _say(f"{path}: not applied: {finding.code} {finding.name}: {reason}")
     if outcome.changed:
         if diff:
             click.echo(edits.unified_diff(outcome.original, outcome.fixed, str(path)), nl=False)
         else:
             engine.write_atomic(path, outcome.fixed)
         verb = "Would fix" if diff else "Fixed"
-        click.echo(f"gradhealth: {path}: {verb} {len(outcome.applied)} finding(s): "
-                   f"{', '.join(sorted({f.code for f in outcome.applied}))}", err=True)
+        _say(f"{path}: {verb} {len(outcome.applied)} finding(s): {', '.join(sorted({f.code for f in outcome.applied}))}")
     return outcome
 
 

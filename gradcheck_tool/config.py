@@ -7,6 +7,7 @@ the file and the key, never silently ignored.
 """
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,26 @@ def _typed(value: Any, kind, where: str) -> Any:
     return value
 
 
+# The ranges numbers must fall in, for the CLI option and the config key alike.  Beyond them a
+# value is a typo, not a wish: 1e9 probe batches, a timeout of centuries, an infinite memory cap.
+LIMITS: dict[str, tuple[float, float]] = {
+    "probes": (1, 10_000), "train-steps": (0, 100_000), "seed": (0, 2**63 - 1),
+    "timeout": (0, 1e6),  # seconds (11 days); 0: no limit
+    "max-memory": (0, 2**20),  # GiB (1 PiB); 0: no cap
+}
+_UNITS = {"timeout": " s (0: no limit)", "max-memory": " GiB (0: no cap)"}
+
+
+def check_range(value: Any, key: str, where: str) -> Any:
+    """``value`` if it is a finite number within ``LIMITS[key]``, else a GradhealthError naming ``where``."""
+    low, high = LIMITS[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not low <= value <= high:
+        raise GradhealthError(f"{where} must be a finite number from {low:,.0f} to {high:,.0f}{_UNITS.get(key, '')}, "
+                              f"got {value!r}")
+    return value
+
+
 _LISTS = {"select", "extend-select", "ignore", "exclude", "extend-exclude"}
 _SCALARS = {"static-only": bool, "probes": int, "train-steps": int, "seed": int, "device": str, "fail-on": str,
             "timeout": (int, float), "max-memory": (int, float)}
@@ -83,10 +104,9 @@ def parse(table: dict[str, Any], path: Path) -> Config:
             raise GradhealthError(f"{path}: unknown key [tool.gradhealth] {key!r}; known keys: {', '.join(KEYS)}")
     if values.get("fail_on") not in (None, *SEVERITIES):
         raise GradhealthError(f"{path}: [tool.gradhealth] fail-on must be one of {', '.join(SEVERITIES)}")
-    if values.get("probes") is not None and values["probes"] < 1:
-        raise GradhealthError(f"{path}: [tool.gradhealth] probes must be at least 1")
-    if values.get("train_steps") is not None and values["train_steps"] < 0:
-        raise GradhealthError(f"{path}: [tool.gradhealth] train-steps must be at least 0")
+    for key in LIMITS:
+        if values.get(key.replace("-", "_")) is not None:
+            check_range(values[key.replace("-", "_")], key, f"{path}: [tool.gradhealth] {key}")
     return Config(path=path, **values)
 
 
@@ -108,7 +128,12 @@ def load(start: Path) -> Config:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise GradhealthError(f"{path}: not valid TOML: {err}") from err
-    table = data.get("tool", {}).get("gradhealth")
+    except OSError as err:
+        raise GradhealthError(f"{path}: cannot read it ({err.strerror}); check its permissions") from err
+    tools = data.get("tool", {})
+    if not isinstance(tools, dict):
+        raise GradhealthError(f"{path}: [tool] must be a table (tool = {tools!r} hides every tool's settings)")
+    table = tools.get("gradhealth")
     if table is None:
         return Config(path=path)
     if not isinstance(table, dict):

@@ -7,9 +7,10 @@ findings point there (``self.fc2 = nn.Linear(...)``), where the fix belongs.
 """
 from __future__ import annotations
 
+import argparse
+import builtins
 import contextlib
-import hashlib
-import importlib.util
+import importlib
 import inspect
 import sys
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from gradcheck_tool import inputs as probe_inputs
+from gradcheck_tool import project
 from gradcheck_tool.errors import GradhealthError, first_line
 from gradcheck_tool.findings import Position, Span
 
@@ -86,25 +88,38 @@ def _recording_sites(path: Path) -> Iterator[dict[int, tuple[nn.Module, Span]]]:
         nn.Module.__init__ = original
 
 
-def _exec_private(path: Path) -> ModuleType:
-    digest = hashlib.sha1(str(path).encode()).hexdigest()[:12]
-    name = f"_gradhealth_user_{digest}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise GradhealthError(f"cannot import {path}: not a Python file")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses and pickling look the module up by name
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(name, None)  # no half-initialised module left behind
-        raise
-    return module
+class _ArgparseExit(SystemExit):
+    """argparse's error() while the file's code runs: the message is kept for the one error line
+    instead of being printed as usage lines."""
 
 
-def _import(path: Path) -> ModuleType:
+@contextlib.contextmanager
+def _as_script(path: Path, place: project.Placement) -> Iterator[None]:
+    """The file's world while its code runs here, as ``python model.py`` sets it up: ``sys.argv`` is
+    ``[the file]`` (not the probe's own argv), the project's folders are importable (after the
+    standard library), and an argparse error is kept for one line rather than printed.  That covers
+    the import, build_model(), --model and example_inputs(), which may import siblings lazily;
+    sys.path and sys.argv are then restored exactly, whatever the file did to them."""
+    saved_path, saved_argv = list(sys.path), sys.argv
+    sys.path[:] = project.after_stdlib(sys.path, place.paths)
+    sys.argv = [str(path)]
+
+    def error(parser, message):
+        raise _ArgparseExit(2, message)
+
+    original_error = argparse.ArgumentParser.error
+    argparse.ArgumentParser.error = error
     try:
-        return _exec_private(path)
+        yield
+    finally:
+        argparse.ArgumentParser.error = original_error
+        sys.path[:] = saved_path
+        sys.argv = saved_argv
+
+
+def _import(path: Path, place: project.Placement) -> ModuleType:
+    try:
+        return project.import_placed(path, place)
     except SyntaxError as err:
         # compile() reports undecodable bytes as a SyntaxError, not a UnicodeDecodeError.
         if str(err.msg).startswith("(unicode error)"):
@@ -114,30 +129,34 @@ def _import(path: Path) -> ModuleType:
         raise GradhealthError(f"{where}:{err.lineno}: syntax error: {err.msg}") from err
     except UnicodeDecodeError as err:
         raise GradhealthError(f"{path} is not valid UTF-8 ({err.reason}); save it as UTF-8") from err
+    except _ArgparseExit as err:
+        raise GradhealthError(f"{path} parses its command line at import, and argparse refused an empty one "
+                              f"({err.args[-1]}); give those arguments defaults, or move parse_args() under "
+                              "if __name__ == '__main__':") from err
     except SystemExit as err:
-        raise GradhealthError(f"{path} called sys.exit({err.code}) at import; guard it with "
+        raise GradhealthError(f"{path} called sys.exit({_shown(err.code)}) at import; guard it with "
                               "if __name__ == '__main__':") from err
     except ImportError as err:
         raise GradhealthError(f"{path}: {first_line(err, type(err).__name__)} at import: install it in the environment "
                               "that runs gradhealth") from err
-    except Exception as err:
-        raise GradhealthError(f"{path} raised {type(err).__name__} at import: {first_line(err, type(err).__name__)}; fix it, or scan "
-                              "with --static-only to check the source without running it") from err
+    except RecursionError as err:
+        raise GradhealthError(_too_deep(f"{path} at import", err)) from err
+    except (Exception, KeyboardInterrupt) as err:  # a KeyboardInterrupt here is the file's own raise
+        raise GradhealthError(f"{path} raised {type(err).__name__} at import: {first_line(err, type(err).__name__)}; "
+                              "fix it, or scan with --static-only to check the source without running it") from err
 
 
-@contextlib.contextmanager
-def _importable(path: Path) -> Iterator[None]:
-    """The file's folder first on sys.path, as in `python model.py`, while its code runs here.
-
-    That covers build_model(), --model and example_inputs(), which may import siblings
-    lazily; sys.path is then restored exactly, whatever the file did to it.
-    """
-    saved = list(sys.path)
-    sys.path.insert(0, str(path.parent))
+def _shown(value: Any) -> str:
+    """A user value for a message: repr for objects, plain for ints and None (sys.exit codes)."""
     try:
-        yield
-    finally:
-        sys.path[:] = saved
+        return str(value) if isinstance(value, (int, type(None))) else repr(value)
+    except BaseException:  # noqa: BLE001 - a user object whose __repr__ raises
+        return f"<{type(value).__name__}>"
+
+
+def _too_deep(what: str, err: RecursionError) -> str:
+    return (f"{what}: the model is nested too deeply for Python's recursion limit ({first_line(err)}); "
+            "probe a shallower configuration with --model or build_model()")
 
 
 def _call_user(what: str, fn: Callable, *args) -> Any:
@@ -145,7 +164,15 @@ def _call_user(what: str, fn: Callable, *args) -> Any:
         return fn(*args)
     except GradhealthError:
         raise
-    except Exception as err:
+    except _ArgparseExit as err:
+        raise GradhealthError(f"{what}: argparse refused an empty command line ({err.args[-1]}); give those "
+                              "arguments defaults, or define build_model() without parse_args()") from err
+    except SystemExit as err:
+        raise GradhealthError(f"{what} called sys.exit({_shown(err.code)}); define build_model() that returns "
+                              "the model without exiting") from err
+    except RecursionError as err:
+        raise GradhealthError(_too_deep(what, err)) from err
+    except (Exception, KeyboardInterrupt) as err:  # a KeyboardInterrupt here is the file's own raise
         raise GradhealthError(f"{what} raised {type(err).__name__}: {first_line(err, type(err).__name__)}") from err
 
 
@@ -172,13 +199,45 @@ def _prefer_trainable(candidates: list[tuple[str, nn.Module]]) -> list[tuple[str
     return [(n, m) for n, m in candidates if any(True for _ in m.parameters())] or candidates
 
 
+class _ProjectNames(dict):
+    """--model's names beyond the file's own: what its package exports (``pkg.Block`` as ``Block``),
+    a module of the package already imported that defines it, or a module by that name (a sibling
+    ``layers`` or a package of the project), so ``--model "layers.Block(64)"`` works as it would in
+    the file."""
+
+    def __init__(self, module: ModuleType):
+        super().__init__()
+        self.namespace = vars(module)
+        self.package = module.__package__ or ""
+
+    def __missing__(self, name: str) -> Any:
+        if name in self.namespace or hasattr(builtins, name):
+            raise KeyError(name)  # eval looks in the locals first: the file's globals win
+        if self.package:
+            members = [self.package] + sorted(n for n in sys.modules if n.startswith(self.package + "."))
+            for member in members:
+                if hasattr(sys.modules.get(member), name):
+                    return getattr(sys.modules[member], name)
+        for candidate in ([f"{self.package}.{name}"] if self.package else []) + [name]:
+            try:
+                return importlib.import_module(candidate)
+            except ImportError as err:
+                if err.name not in (candidate, name):  # the module exists, and its own import failed
+                    raise
+        raise KeyError(name)
+
+
 def _find_model(module: ModuleType, path: Path, options: LoadOptions) -> Optional[tuple[str, nn.Module]]:
     namespace = vars(module)
     if options.model_expr:
         try:
-            model = eval(options.model_expr, namespace)  # noqa: S307 - the user asked us to run it
-        except Exception as err:
-            raise GradhealthError(f"--model {options.model_expr!r} raised {type(err).__name__}: {first_line(err, type(err).__name__)}") from err
+            # noqa: S307 - the user asked us to run it; names the file lacks come from its package
+            model = eval(options.model_expr, namespace, _ProjectNames(module))
+        except RecursionError as err:
+            raise GradhealthError(_too_deep(f"--model {options.model_expr!r}", err)) from err
+        except (Exception, KeyboardInterrupt, SystemExit) as err:
+            raise GradhealthError(f"--model {options.model_expr!r} raised {type(err).__name__}: "
+                                  f"{first_line(err, type(err).__name__)}") from err
         if not isinstance(model, nn.Module):
             raise GradhealthError(f"--model {options.model_expr!r} gave {type(model).__name__!r}, not an nn.Module")
         return options.model_expr, model
@@ -233,19 +292,24 @@ def load(path: Path, options: LoadOptions = LoadOptions()) -> Optional[ModelSpec
     path = path.resolve()
     if not path.is_file():
         raise GradhealthError(f"{path}: no such file")
-    with _importable(path):
-        return _load(path, options)
+    place = project.placement(path)
+    with _as_script(path, place):
+        return _load(path, place, options)
 
 
-def _load(path: Path, options: LoadOptions) -> Optional[ModelSpec]:
+def _load(path: Path, place: project.Placement, options: LoadOptions) -> Optional[ModelSpec]:
     device = resolve_device(options.device)
     with _recording_sites(path) as sites:
-        module = _import(path)
+        module = _import(path, place)
         found = _find_model(module, path, options)
     if found is None:
         return None
     name, model = found
-    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+    try:
+        meta = any(t.is_meta for t in (*model.parameters(), *model.buffers()))
+    except RecursionError as err:
+        raise GradhealthError(_too_deep(f"{name} in {path.name}", err)) from err
+    if meta:
         raise GradhealthError(f"{name} in {path.name} has tensors on the meta device (shapes, no values): build it "
                               "with real weights, without init_empty_weights() or device='meta'")
     try:
@@ -255,15 +319,17 @@ def _load(path: Path, options: LoadOptions) -> Optional[ModelSpec]:
     namespace = vars(module)
     if callable(namespace.get("example_inputs")):
         user = namespace["example_inputs"]
-        first = _call_user(f"example_inputs() in {path.name}", user)
-        make = lambda: probe_inputs.to_device(user(), device)  # noqa: E731
+        first = probe_inputs.as_call(model, _call_user(f"example_inputs() in {path.name}", user),
+                                     f"example_inputs() in {path.name}")
+        make = lambda: probe_inputs.to_device(probe_inputs.as_call(model, user()), device)  # noqa: E731
         description = f"example_inputs(): {probe_inputs.describe(first)}"
     elif options.input_shape:
+        probe_inputs.check_forward(model, path.name)
         dtype = probe_inputs.parse_dtype(options.input_dtype or "float32")
         make = probe_inputs.from_shape(model, options.input_shape, dtype, device)
         description = f"--input-shape: {probe_inputs.describe(make())}"
     else:
-        make, description = probe_inputs.infer(model, device)
+        make, description = probe_inputs.infer(model, device, path.name)
     loss_fn = namespace.get("loss_fn") if callable(namespace.get("loss_fn")) else None
     return ModelSpec(model=model, name=type(model).__name__, make_inputs=make, inputs_description=description, loss_fn=loss_fn,
                      sites=_site_map(model, sites, module, path))

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from gradcheck_tool import loader
-from gradcheck_tool.errors import GradhealthError, first_line
+from gradcheck_tool.errors import GradhealthError, first_line, out_of_memory
 from gradcheck_tool.findings import Finding, Position, ProbeResult, ProbeStatus, Span
 from gradcheck_tool.probe.engine import Progress, run_probe
 from gradcheck_tool.probe.record import ProbeRecord, StepStats
@@ -51,8 +51,12 @@ def probe_spec(spec: loader.ModelSpec, probes: int, seed: int, progress: Optiona
     except GradhealthError:
         raise
     except Exception as err:
-        hint = "" if spec.inputs_description.startswith("example_inputs") else \
-            "; define example_inputs() in the file or pass --input-shape"
+        if out_of_memory(err):
+            hint = "; the probe ran out of memory: raise --max-memory, or probe a smaller configuration (--model)"
+        elif spec.inputs_description.startswith("example_inputs"):
+            hint = ""
+        else:
+            hint = "; define example_inputs() in the file or pass --input-shape"
         raise GradhealthError(f"{spec.name}'s forward/backward raised {type(err).__name__} on inputs "
                               f"{spec.inputs_description}: {first_line(err)}{hint}") from err
 

@@ -5,6 +5,7 @@ from typing import Optional
 
 from tabulate import tabulate
 
+from gradcheck_tool.errors import one_line
 from gradcheck_tool.findings import Finding, ProbeResult, ProbeStatus, Report, Severity
 from gradcheck_tool.probe.record import LayerStats, ProbeRecord
 
@@ -40,7 +41,8 @@ def _layer_table(record: ProbeRecord) -> str:
 
 def _probe_header(probe: ProbeResult) -> str:
     if probe.status is not ProbeStatus.OK or probe.record is None:
-        return f"{probe.filename}: probe {probe.status.value}: {probe.reason}"
+        # The reason is the CLI's line on stderr: a terminal shows both streams, so not twice.
+        return f"{one_line(probe.filename)}: probe {probe.status.value} (the reason is on stderr)"
     r = probe.record
     clip = f"; suggested clip max_norm {r.recommended_max_norm:g}" if r.recommended_max_norm else ""
     steps = ""
@@ -48,12 +50,12 @@ def _probe_header(probe: ProbeResult) -> str:
         s = r.steps
         decay = f"weight_decay={s.weight_decay:g}" + (" decoupled" if s.decoupled and s.weight_decay else "")
         steps = f"\n  optimizer: {s.optimizer}(lr={s.lr:g}, {decay}), {len(s.losses)} training step(s)"
-    return (f"{probe.filename}: {r.model} probed on {r.device}, {r.batches} batch(es), seed {r.seed}, "
+    return (f"{one_line(probe.filename)}: {r.model} probed on {r.device}, {r.batches} batch(es), seed {r.seed}, "
             f"{r.duration_s:.2f}s\n  inputs: {r.inputs}\n  loss: {r.loss}{clip}{steps}")
 
 
 def _finding(f: Finding) -> str:
-    where = f"{f.filename}:{f.location.row}:{f.location.column}" if f.filename and f.location else (f.filename or "")
+    where = f"{one_line(f.filename)}:{f.location.row}:{f.location.column}" if f.filename and f.location else one_line(f.filename or "")
     module = f" ({f.module})" if f.module else ""
     lines = [f"{where}: {f.severity.value}[{f.code}] {f.name}{module}", f"  {f.message}"]
     if f.fix:
