@@ -9,6 +9,9 @@ from torch import nn
 from gradcheck_tool.errors import GradhealthError
 
 BATCH = 8
+# With BatchNorm the batch is part of the model: its statistics over 8 rows are noise (BatchNorm1d
+# standardises each feature over the batch alone), so the probe then runs at a batch BN can use.
+BN_BATCH = 32
 SEQUENCE = 32
 _SPATIAL = {1: (64,), 2: (32, 32), 3: (8, 16, 16)}
 _DTYPES = {
@@ -83,15 +86,18 @@ def infer(model: nn.Module, device: torch.device) -> tuple[MakeInputs, str]:
             "define example_inputs() or pass --input-shape"
         )
     name, layer = found
+    batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    batch = BN_BATCH if batch_norm else BATCH
     if isinstance(layer, nn.Embedding):
-        shape, make = (BATCH, SEQUENCE), from_shape(model, (BATCH, SEQUENCE), torch.int64, device)
+        shape, make = (batch, SEQUENCE), from_shape(model, (batch, SEQUENCE), torch.int64, device)
     else:
         if isinstance(layer, nn.Linear):
-            shape = (BATCH, layer.in_features)
+            shape = (batch, layer.in_features)
         elif isinstance(layer, nn.RNNBase):
-            shape = (BATCH, SEQUENCE, layer.input_size) if layer.batch_first else (SEQUENCE, BATCH, layer.input_size)
+            shape = (batch, SEQUENCE, layer.input_size) if layer.batch_first else (SEQUENCE, batch, layer.input_size)
         else:
             dims = len(layer.kernel_size)
-            shape = (BATCH, layer.in_channels, *_SPATIAL[dims])
+            shape = (batch, layer.in_channels, *_SPATIAL[dims])
         make = from_shape(model, shape, torch.float32, device)
-    return make, f"inferred from {name or 'the model'} ({type(layer).__name__}): {describe(make())}"
+    note = f" (batch {batch}: BatchNorm needs batch statistics)" if batch_norm else ""
+    return make, f"inferred from {name or 'the model'} ({type(layer).__name__}): {describe(make())}{note}"
