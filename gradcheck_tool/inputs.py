@@ -13,6 +13,9 @@ from gradcheck_tool.errors import GradhealthError
 
 BATCH = 8
 MAX_DIMS, MAX_ELEMENTS = 8, 2**28  # --input-shape beyond these is a typo (2**28 float32 is 1 GiB)
+# With BatchNorm the batch is part of the model: its statistics over 8 rows are noise (BatchNorm1d
+# standardises each feature over the batch alone), so the probe then runs at a batch BN can use.
+BN_BATCH = 32
 SEQUENCE = 32
 _SPATIAL = {1: (64,), 2: (32, 32), 3: (8, 16, 16)}
 _DTYPES = {
@@ -79,15 +82,15 @@ def from_shape(model: nn.Module, shape: Sequence[int], dtype: torch.dtype, devic
 _FIRST_KINDS = (nn.Linear, nn.modules.conv._ConvNd, nn.Embedding, nn.RNNBase)
 
 
-def _shape_of(layer: nn.Module) -> tuple[tuple[int, ...], torch.dtype]:
+def _shape_of(layer: nn.Module, batch: int = BATCH) -> tuple[tuple[int, ...], torch.dtype]:
     if isinstance(layer, nn.Embedding):
-        return (BATCH, SEQUENCE), torch.int64
+        return (batch, SEQUENCE), torch.int64
     if isinstance(layer, nn.Linear):
-        return (BATCH, layer.in_features), torch.float32
+        return (batch, layer.in_features), torch.float32
     if isinstance(layer, nn.RNNBase):
-        shape = (BATCH, SEQUENCE, layer.input_size) if layer.batch_first else (SEQUENCE, BATCH, layer.input_size)
+        shape = (batch, SEQUENCE, layer.input_size) if layer.batch_first else (SEQUENCE, batch, layer.input_size)
         return shape, torch.float32
-    return (BATCH, layer.in_channels, *_SPATIAL[len(layer.kernel_size)]), torch.float32
+    return (batch, layer.in_channels, *_SPATIAL[len(layer.kernel_size)]), torch.float32
 
 
 def _code(model: nn.Module, layer: Optional[nn.Module]) -> str:
@@ -221,6 +224,9 @@ def infer(model: nn.Module, device: torch.device, filename: str = "the file") ->
             f"define example_inputs() in {filename} or pass --input-shape"
         )
     name, layer = found
-    shape, dtype = _shape_of(layer)
+    batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    batch = BN_BATCH if batch_norm else BATCH
+    shape, dtype = _shape_of(layer, batch)
     make = from_shape(model, shape, dtype, device)
-    return make, f"inferred from {name or 'the model'} ({type(layer).__name__}): {describe(make())}"
+    note = f" (batch {batch}: BatchNorm needs batch statistics)" if batch_norm else ""
+    return make, f"inferred from {name or 'the model'} ({type(layer).__name__}): {describe(make())}{note}"

@@ -102,7 +102,8 @@ def test_dead_units_use_channels_for_convolutions():
     model = nn.Sequential(conv, nn.ReLU())
     record = run_probe(model, lambda: torch.randn(2, 2, 5, 5), probes=1)
     relu = record.layers[1]
-    assert relu.units == 4 and relu.dead_fraction == pytest.approx(0.75) and relu.samples_per_unit == 50
+    # The 25 positions of an image are one sample, not 25: two images are two samples.
+    assert relu.units == 4 and relu.dead_fraction == pytest.approx(0.75) and relu.samples_per_unit == 2
 
 
 def test_default_loss_gives_a_unit_norm_output_gradient():

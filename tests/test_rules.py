@@ -50,3 +50,76 @@ def test_select_limits_rules():
     record = examples.mlp(forward_gain=5.7, backward_gain=5.7, init="normal1")
     assert {f.code for f in run_rules(record)} == {"GH101", "GH105", "GH120"}
     assert {f.code for f in run_rules(record, ["GH105"])} == {"GH105"}
+
+
+def test_gh112_unused_parameter_is_information_a_cut_one_a_warning():
+    from gradcheck_tool.findings import Severity
+    from gradcheck_tool.probe.record import ParamStats
+    from gradcheck_tool.rules import examples
+    from gradcheck_tool.rules.parameters import GradientFreeParameters
+
+    def severity(used):
+        record = examples.with_params(examples.mlp(), ParamStats("aux.weight", "aux", (8, 8), 1.0, None, used=used))
+        (finding,) = GradientFreeParameters().check(record)
+        return finding.severity, finding.evidence["gradient"]
+
+    assert severity(False) == (Severity.INFO, "unused")
+    assert severity(True) == (Severity.WARNING, "cut")
+    assert severity(None) == (Severity.WARNING, "cut")  # not recorded: the cautious reading
+
+
+def test_residual_batchnorm_growth_is_information_until_the_files_optimizer_diverges():
+    import math
+
+    from gradcheck_tool.findings import Severity
+    from gradcheck_tool.rules import examples
+    from gradcheck_tool.rules.depth import ExplodingGradients
+
+    (info,) = ExplodingGradients().check(examples.residual_bn())
+    assert info.severity is Severity.INFO
+    assert "zero_init_residual=True" in info.fix.message and "warm" in info.fix.message
+    assert len(info.evidence["residual_bn_branches"]) == 16 and info.evidence["unstable_steps"] is False
+    (warning,) = ExplodingGradients().check(examples.residual_bn(losses=(2.3, 40.0, math.inf)))
+    assert warning.severity is Severity.WARNING and warning.evidence["unstable_steps"] is True
+    # The same growth with no residual sums (a plain BatchNorm stack, Yang et al. 2019) is a real warning.
+    plain = examples.residual_bn()
+    plain = plain.__class__(**{**plain.__dict__, "layers": tuple(
+        layer.__class__(**{**layer.__dict__, "residual_sum": None}) for layer in plain.layers)})
+    (finding,) = ExplodingGradients().check(plain)
+    assert finding.severity is Severity.WARNING
+
+
+def test_depth_rules_state_the_direction_their_numbers_show():
+    from gradcheck_tool.rules import examples
+    from gradcheck_tool.rules.activations import CollapsingActivations, ExplodingActivations
+
+    collapse = examples.mlp(depth=20, forward_gain=0.5)
+    assert not list(ExplodingActivations().check(collapse))
+    (finding,) = CollapsingActivations().check(collapse)
+    assert "shrink" in finding.message and finding.evidence["last_value"] < finding.evidence["first_value"]
+
+
+def test_a_step_between_two_plateaus_is_not_a_trend():
+    import dataclasses
+
+    from gradcheck_tool.rules import examples, run_rules
+
+    base = examples.mlp(depth=12)
+    layers = tuple(dataclasses.replace(layer, grad_norm=1.0 if i < 12 else 1e-3, out_rms=1.0)
+                   for i, layer in enumerate(base.layers))
+    assert not [f for f in run_rules(dataclasses.replace(base, layers=layers)) if f.code.startswith("GH10")]
+
+
+def test_encoder_and_decoder_are_fitted_as_two_stacks():
+    import dataclasses
+
+    from gradcheck_tool.rules import examples
+    from gradcheck_tool.rules.signals import backward_trend, stacks
+
+    base = examples.mlp(depth=12)
+    layers = tuple(dataclasses.replace(layer, name=f"{'encoder' if i < 12 else 'decoder'}.layers.{i}",
+                                       grad_norm=0.9 ** (i % 12) * (1e-2 if i < 12 else 1.0))
+                   for i, layer in enumerate(base.layers))
+    record = dataclasses.replace(base, layers=layers)
+    assert [len(s) for s in stacks(record)] == [12, 12]
+    assert abs(backward_trend(record).total) < 1  # each stack drifts 0.5 decades; the jump between is no trend

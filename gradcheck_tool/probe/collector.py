@@ -52,7 +52,8 @@ class LayerAccumulator:
     channel_first: bool = False
     unit_alive: Optional[np.ndarray] = None
     unit_tail: Optional[np.ndarray] = None
-    unit_samples: int = 0  # samples behind each unit's verdict (batch x positions, summed over calls)
+    unit_samples: int = 0  # independent samples behind each unit's verdict (batch rows, summed over calls)
+    unit_positions: int = 0  # values behind each unit's saturation share (batch x positions)
     units: Optional[int] = None
     # What the module is, read once rather than on every call.
     leaf: bool = False
@@ -93,6 +94,7 @@ class Collector:
         self._leaf_depth = 0
         self._passes = 0
         self._tracking = False  # functional_mode is on: keep the bookkeeping it reads
+        self.consumed: Optional[set[int]] = None  # ids of the parameters the first pass's ops took
 
     def attach(self) -> list:
         handles = []
@@ -113,11 +115,14 @@ class Collector:
     def functional_mode(self) -> contextlib.AbstractContextManager:
         """Around a forward pass: functional activations become layers (probe/functional.py).  The
         mode costs a Python call per op, so after a first pass that met none it is left off."""
-        self._tracking = self._passes <= 1 or bool(self._functional)
+        first = self._passes <= 1
+        self._tracking = first or bool(self._functional)
         if not self._tracking:
             return contextlib.nullcontext()
+        if first:
+            self.consumed = set()
         return FunctionalActivations(self._functional_call, self._producer, lambda: self._last_name,
-                                     lambda: self._leaf_depth > 0)
+                                     lambda: self._leaf_depth > 0, self.consumed if first else None)
 
     def _enter_leaf(self, module: nn.Module, inputs) -> None:
         if self._tracking:
@@ -175,7 +180,9 @@ class Collector:
         unit_dim = 1 if (acc.channel_first and t.dim() >= 2) else t.dim() - 1
         reduce_dims = [d for d in range(t.dim()) if d != unit_dim]
         acc.units = t.shape[unit_dim]
-        acc.unit_samples += t.numel() // max(acc.units, 1)
+        # Positions of one image or one sequence are not independent samples: rows of the batch are.
+        acc.unit_samples += t.shape[0] if t.dim() >= 2 else 1
+        acc.unit_positions += t.numel() // max(acc.units, 1)
         if dead_capable:
             self._queue.put((t > 0).any(dim=reduce_dims) if reduce_dims else t > 0, acc, "alive")
         else:

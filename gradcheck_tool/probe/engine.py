@@ -20,6 +20,7 @@ from torch import nn
 from gradcheck_tool.errors import GradhealthError
 from gradcheck_tool.probe import kinds
 from gradcheck_tool.probe.collector import SATURATED_SAMPLE_SHARE, Collector, LayerAccumulator, l2
+from gradcheck_tool.probe.graph import residual_norm_ends
 from gradcheck_tool.probe.init_scheme import classify
 from gradcheck_tool.probe.outputs import DEFAULT_LOSS, compute_loss, floating_outputs
 from gradcheck_tool.probe.record import LayerStats, ParamStats, ProbeRecord
@@ -103,6 +104,7 @@ def run_probe(
     totals: list[float] = []
     output_norms: list[float] = []
     input_rms: Optional[float] = None
+    norm_ends: dict[int, int] = {}
     start = time.perf_counter()
     recurrent = []
     with preserved(model):
@@ -123,6 +125,8 @@ def run_probe(
                 with collector.functional_mode():
                     output = call_model(model, inputs)
                 collector.watch_output(floating_outputs(output))
+                if batch == 0:
+                    norm_ends = residual_norm_ends(floating_outputs(output))
                 loss = compute_loss(loss_fn, output, inputs, batch_seed)
                 loss.backward()
                 collector.queue_param_grads(trainable)
@@ -150,9 +154,11 @@ def run_probe(
                     recurrent.append(stats)
     duration = time.perf_counter() - start
 
-    layers = _layer_stats(collector.layers, probes)
+    layers = _layer_stats(collector.layers, probes, norm_ends)
+    consumed = collector.consumed
     params = tuple(
-        _param_stats(name, p, per_param.get(name)) for name, p in named_params
+        _param_stats(name, p, per_param.get(name), None if consumed is None else id(p) in consumed)
+        for name, p in named_params
     )
     return ProbeRecord(
         model=model_name or type(model).__name__,
@@ -191,7 +197,7 @@ def _input_rms(inputs: Any) -> Optional[float]:
     return _finite(math.sqrt(sq / max(n, 1)))
 
 
-def _param_stats(name: str, p: nn.Parameter, norms: Optional[list[float]]) -> ParamStats:
+def _param_stats(name: str, p: nn.Parameter, norms: Optional[list[float]], used: Optional[bool]) -> ParamStats:
     finite = [n for n in (norms or []) if math.isfinite(n)]
     return ParamStats(
         name=name,
@@ -202,10 +208,11 @@ def _param_stats(name: str, p: nn.Parameter, norms: Optional[list[float]]) -> Pa
         grad_norms=tuple(finite),
         grad_nonfinite=len(finite) != len(norms or []),
         requires_grad=p.requires_grad,
+        used=used,
     )
 
 
-def _layer_stats(accumulators: list[LayerAccumulator], passes: int) -> tuple[LayerStats, ...]:
+def _layer_stats(accumulators: list[LayerAccumulator], passes: int, norm_ends: dict[int, int]) -> tuple[LayerStats, ...]:
     called = sorted((a for a in accumulators if a.calls and a.order is not None), key=lambda a: a.order)
     out = []
     for index, acc in enumerate(called):
@@ -218,7 +225,7 @@ def _layer_stats(accumulators: list[LayerAccumulator], passes: int) -> tuple[Lay
         if acc.unit_alive is not None:
             dead = float(1.0 - acc.unit_alive.mean())
         if acc.unit_tail is not None and acc.units:
-            saturated = float((acc.unit_tail >= SATURATED_SAMPLE_SHARE * samples).mean())
+            saturated = float((acc.unit_tail >= SATURATED_SAMPLE_SHARE * acc.unit_positions).mean())
         out.append(
             LayerStats(
                 name=acc.name,
@@ -239,6 +246,9 @@ def _layer_stats(accumulators: list[LayerAccumulator], passes: int) -> tuple[Lay
                 weight_init=classify(weight) if weight is not None else None,
                 next_activation=_next_activation(called, index),
                 params=tuple(f"{acc.name}.{n}" for n, _ in module.named_parameters(recurse=False)),
+                normalisation=kinds.normalisation(module),
+                normalised=weight is not None and _normalised(called, index),
+                residual_sum=norm_ends.get(id(getattr(module, "weight", None))),
             )
         )
     return tuple(out)
@@ -255,3 +265,15 @@ def _next_activation(called: list[LayerAccumulator], index: int) -> Optional[str
         if _primary_weight(acc.module) is not None:
             return None
     return None
+
+
+def _normalised(called: list[LayerAccumulator], index: int) -> bool:
+    """Whether a normalisation layer runs after layer ``index`` before any activation or weight
+    layer: then its output's scale is normalised away (dropout, pooling, reshapes and residual
+    sums in between do not change that)."""
+    for acc in called[index + 1:]:
+        if kinds.normalisation(acc.module) is not None:
+            return True
+        if kinds.activation_family(acc.module) is not None or _primary_weight(acc.module) is not None:
+            return False
+    return False

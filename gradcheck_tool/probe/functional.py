@@ -9,6 +9,11 @@ after the module whose output it was applied to: ``F.relu(self.fc1(x))`` is ``fc
 (a runtime finding then points at ``fc1``'s line), and when the input is not a module's
 output (``F.relu(out + identity)``), after the module that ran last.  Its stand-in module is
 an instance of the matching activation class, so everything downstream treats it as one.
+
+The same mode notes every ``nn.Parameter`` an op takes and that yields a tensor (``F.linear``,
+``p.detach()``, ``p.data``; not ``p.dtype``): a parameter the forward consumed but that got no
+gradient was cut off from the loss (``.detach()``, ``.data``, ``torch.no_grad()``, a numpy round
+trip), one it never consumed is simply unused in this mode (GH112).
 """
 from __future__ import annotations
 
@@ -51,12 +56,21 @@ class FunctionalActivations(TorchFunctionMode):
 
     def __init__(self, record: Callable[[str, type, torch.Tensor], None],
                  producer: Callable[[torch.Tensor], Optional[str]], last: Callable[[], str],
-                 inside: Callable[[], bool]):
+                 inside: Callable[[], bool], consumed: Optional[set[int]] = None):
         super().__init__()
         self._record, self._producer, self._last, self._inside = record, producer, last, inside
+        self._consumed = consumed
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         result = func(*args, **(kwargs or {}))
+        if self._consumed is not None and isinstance(result, torch.Tensor):
+            for arg in args:
+                if isinstance(arg, nn.Parameter):
+                    self._consumed.add(id(arg))
+                elif isinstance(arg, (list, tuple)):
+                    self._consumed.update(id(a) for a in arg if isinstance(a, nn.Parameter))
+            if kwargs:
+                self._consumed.update(id(a) for a in kwargs.values() if isinstance(a, nn.Parameter))
         cls = _TABLE.get(func)
         if cls is None or self._inside() or not isinstance(result, torch.Tensor) or not args:
             return result

@@ -17,17 +17,23 @@ _FAMILIES = (
 SATURATING = {"sigmoid": ("Sigmoid",), "tanh": ("Tanh",)}
 
 
+_EXACT = dict(_FAMILIES)
+# Longest token first, so a name is never matched by a token inside a longer one: "GELU" is
+# not "ELU", "LeakyReLU" is not "ReLU", "Hardsigmoid" is not "Sigmoid".
+_BY_LENGTH = sorted(_FAMILIES, key=lambda item: -len(item[0]))
+
+
 def activation_family(module: nn.Module) -> Optional[str]:
-    cls = type(module)
-    if hasattr(cls, "family_name"):  # probe/functional.py's stand-ins: named for the nn class they extend
-        cls = cls.__mro__[1]
-    name = cls.__name__
+    """The family of an activation module: its class (or the torch.nn class it extends) by exact
+    name, else the longest family token in a library's own class name (transformers'
+    ``NewGELUActivation`` is gelu, ``SiLUActivation`` silu)."""
     if isinstance(module, (nn.Softmax, nn.LogSoftmax)):
         return None
-    for token, family in _FAMILIES:
-        if token.lower() in name.lower():
-            return family
-    return None
+    for cls in type(module).__mro__:
+        if cls.__module__.startswith("torch.nn") and cls.__name__ in _EXACT:
+            return _EXACT[cls.__name__]
+    name = type(module).__name__.lower()
+    return next((family for token, family in _BY_LENGTH if token.lower() in name), None)
 
 
 def is_dead_capable(module: nn.Module) -> bool:
@@ -45,3 +51,19 @@ def saturating_kind(module: nn.Module) -> Optional[str]:
 def is_channel_first(module: nn.Module) -> bool:
     """Conv and BatchNorm outputs carry units on dim 1; everything else on the last dim."""
     return isinstance(module, (nn.modules.conv._ConvNd, nn.modules.batchnorm._NormBase, nn.GroupNorm))
+
+
+_NORM_NAMES = (("RMSNorm", "rms"), ("LayerNorm", "layer"), ("GroupNorm", "group"), ("InstanceNorm", "instance"),
+               ("BatchNorm", "batch"))
+
+
+def normalisation(module: nn.Module) -> Optional[str]:
+    """"batch", "layer", "group", "instance" or "rms" for a layer that normalises its input's scale
+    away (torch's classes and libraries' own, e.g. transformers' ``LlamaRMSNorm`` and
+    ``T5LayerNorm``), else None."""
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return "batch"
+    if isinstance(module, nn.modules.instancenorm._InstanceNorm):
+        return "instance"
+    name = type(module).__name__
+    return next((kind for token, kind in _NORM_NAMES if name.endswith(token) or token + "Layer" in name), None)

@@ -46,10 +46,17 @@ class LayerStats:
     dead_fraction: Optional[float] = None  # ReLU family: units never > 0 on any probe sample
     saturated_fraction: Optional[float] = None  # sigmoid/tanh: units in the flat tails on most samples
     units: Optional[int] = None
-    samples_per_unit: Optional[float] = None  # how many probe samples each unit's verdict rests on
+    samples_per_unit: Optional[float] = None  # independent probe samples (batch rows) each unit's verdict rests on
     weight_init: Optional[InitStats] = None
     next_activation: Optional[str] = None  # the activation applied after this layer, if any
     params: tuple[str, ...] = ()
+    normalisation: Optional[str] = None  # "batch" / "layer" / "group" / "instance" / "rms" for a normalisation layer
+    # A weight layer whose output reaches a normalisation layer before any activation or weight
+    # layer: its output scale is normalised away (scale-invariant weights).
+    normalised: bool = False
+    # A normalisation layer whose output a residual sum adds (the last norm of a residual branch,
+    # or a projection shortcut's): the sum's index, shared by the norms one sum adds.
+    residual_sum: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,7 @@ class ParamStats:
     grad_norms: tuple[float, ...] = ()  # one per probe batch
     grad_nonfinite: bool = False
     requires_grad: bool = True
+    used: Optional[bool] = None  # an op of the first probe forward took it (None: not recorded)
 
 
 @dataclass(frozen=True)

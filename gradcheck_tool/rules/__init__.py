@@ -8,7 +8,8 @@ from gradcheck_tool.probe.record import ProbeRecord
 from gradcheck_tool.rules.base import RuntimeRule
 from gradcheck_tool.rules.divergence import LossDivergence
 from gradcheck_tool.rules.growth import WeightNormGrowth
-from gradcheck_tool.rules.depth import CollapsingActivations, ExplodingActivations, ExplodingGradients, VanishingGradients
+from gradcheck_tool.rules.activations import CollapsingActivations, ExplodingActivations
+from gradcheck_tool.rules.depth import ExplodingGradients, VanishingGradients
 from gradcheck_tool.rules.nonfinite import NonFiniteActivations, NonFiniteGradients
 from gradcheck_tool.rules.parameters import GradientFreeParameters, InitScaleMismatch
 from gradcheck_tool.rules.recurrent import ExplodingThroughTime, VanishingThroughTime

@@ -37,6 +37,7 @@ def mlp(
     saturated: float = 0.0,
     nonfinite_from: Optional[int] = None,
     grad_nonfinite_from: Optional[int] = None,
+    samples: float = 24.0,
 ) -> ProbeRecord:
     family = {"ReLU": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh"}[activation]
     layers, params = [], []
@@ -56,7 +57,7 @@ def mlp(
             activation=None if is_linear else family,
             dead_fraction=dead if (not is_linear and family == "relu") else None,
             saturated_fraction=saturated if (not is_linear and family != "relu") else None,
-            units=None if is_linear else 64, samples_per_unit=None if is_linear else 24.0,
+            units=None if is_linear else 64, samples_per_unit=None if is_linear else samples,
             weight_init=_INITS[init] if is_linear else None,
             next_activation=family if is_linear else None,
             params=(f"{name}.weight", f"{name}.bias") if is_linear else (),
@@ -66,6 +67,51 @@ def mlp(
             params.append(ParamStats(f"{name}.weight", name, (64, 64), 8.0, g, (g, g, g)))
             params.append(ParamStats(f"{name}.bias", name, (64,), 0.0, bwd, (bwd, bwd, bwd)))
     return record(layers=layers, parameters=params)
+
+
+def dip(depth: int = 16, floor: float = 1e-5) -> ProbeRecord:
+    """An MLP whose activation RMS falls 10x every 4 layers down to ``floor`` over the first two
+    thirds of the stack and is back at 1 over the last third (a collapse that later
+    normalisation undoes: no steady trend)."""
+    base = mlp(depth=depth)
+    n = len(base.layers)
+    layers = tuple(dataclasses.replace(layer, out_rms=max(10.0 ** (-i / 4), floor) if i < 2 * n // 3 else 1.0)
+                   for i, layer in enumerate(base.layers))
+    return dataclasses.replace(base, layers=layers)
+
+
+def normalised(base: ProbeRecord) -> ProbeRecord:
+    """``base`` with a normalisation layer after every weight layer: their scale is normalised away."""
+    return dataclasses.replace(base, layers=tuple(
+        dataclasses.replace(layer, normalised=layer.weight_init is not None) for layer in base.layers))
+
+
+def residual_bn(blocks: int = 16, backward_gain: float = 1.4, zero_gamma: bool = False,
+                losses: Optional[Sequence[float]] = None) -> ProbeRecord:
+    """A residual BatchNorm net: per block a conv, its BatchNorm (the branch's last, added to the
+    stream by residual sum ``i``) and a ReLU, the gradient growing ``backward_gain`` per block
+    toward the input; γ of those BatchNorms zero when ``zero_gamma``; ``losses``: a run of the
+    file's optimizer (under the file's loss_fn)."""
+    layers, params = [], []
+    for i in range(blocks):
+        bwd = backward_gain ** (blocks - 1 - i)
+        common = dict(calls=3, out_shape=(8, 64, 8, 8), out_rms=1.0, out_nonfinite=False, grad_norm=bwd,
+                      grad_nonfinite=False)
+        layers += [
+            LayerStats(f"blocks.{i}.conv", "Conv2d", order=3 * i, weight_init=_INITS["kaiming"], normalised=True,
+                       params=(f"blocks.{i}.conv.weight",), **common),
+            LayerStats(f"blocks.{i}.bn", "BatchNorm2d", order=3 * i + 1, normalisation="batch", residual_sum=i,
+                       params=(f"blocks.{i}.bn.weight", f"blocks.{i}.bn.bias"), **common),
+            LayerStats(f"blocks.{i}.relu", "ReLU", order=3 * i + 2, activation="relu", **common),
+        ]
+        params += [ParamStats(f"blocks.{i}.conv.weight", f"blocks.{i}.conv", (64, 64, 3, 3), 8.0, bwd, (bwd,) * 3),
+                   ParamStats(f"blocks.{i}.bn.weight", f"blocks.{i}.bn", (64,), 0.0 if zero_gamma else 8.0, bwd,
+                              (bwd,) * 3)]
+    base = record(layers=layers, parameters=params)
+    if losses is None:
+        return base
+    stats = StepStats("SGD", 0.1, 0.0, False, tuple(losses), ())
+    return dataclasses.replace(base, steps=stats, loss="loss_fn")
 
 
 def record(

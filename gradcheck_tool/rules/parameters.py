@@ -12,53 +12,87 @@ from gradcheck_tool.rules.base import RuntimeRule
 from gradcheck_tool.rules.signals import EXPECTED_GAIN2, drift_direction, fmt, init_call, init_mismatches
 
 
+def behind_zero_gamma(record: ProbeRecord) -> set[str]:
+    """Layers of residual branches whose sum's normalisation starts at γ = 0 (torchvision's
+    ``zero_init_residual``): their gradient is exactly zero until the first step moves γ, by design.
+    A branch is taken as the layers run since the previous residual sum's normalisation."""
+    norms = {p.name: p.norm for p in record.parameters}
+    explained: set[str] = set()
+    start = 0
+    for index, layer in enumerate(record.layers):
+        if layer.residual_sum is None:
+            continue
+        if norms.get(f"{layer.name}.weight") == 0.0:
+            explained.update(l.name for l in record.layers[start:index + 1])
+        start = index + 1
+    return explained
+
+
 class GradientFreeParameters(RuntimeRule):
     """A trainable parameter gets no gradient: None, or exactly zero on every probe batch.
 
     What it does: after each probe backward pass, reads every parameter with
     ``requires_grad=True``; reports, per module, parameters whose gradient was None on all
-    batches (not used by the loss) or exactly zero on all batches.
+    batches, or exactly zero on all batches.  For a None gradient it tells two cases apart by
+    what the first probe forward's ops consumed (``probe/functional.py`` notes every parameter
+    an op takes): a parameter the forward *used* while no gradient came back was cut off from
+    the loss (``.detach()``, ``.data``, a numpy round trip, ``torch.no_grad()`` inside forward):
+    a warning.  One the forward never touched is unused in this mode, which is often by design
+    (an optional head, a mask token or segment embedding used only with other inputs, a pooler
+    the task head skips): information.
 
     Why it matters: the optimizer will never move these weights (weight decay aside, which
-    only shrinks them).  None means the module is not on the path from the inputs to the
-    loss: an unused layer, a ``.detach()``, a branch the forward never takes.  Exactly zero
-    means the path exists but is blocked: dead units after it, a multiplication by a
-    zero-initialised weight (then it can be transient: deliberate zero-init of a residual
-    branch's last layer unblocks after one step), or an integer cast.
+    only shrinks them).  A gradient that is cut off is almost always a bug: the layer runs, its
+    output matters, yet it never learns.  Exactly zero means the path exists but is blocked:
+    dead units after it, a multiplication by a zero-initialised weight (then it can be
+    transient: deliberate zero-init of a residual branch's last layer unblocks after one step,
+    so the layers of a branch whose last normalisation starts at γ = 0 are not reported), or an
+    integer cast.
 
-    Example: ``self.unused = nn.Linear(8, 8)`` defined in ``__init__`` and never called.
+    Example: ``h + self.aux(h).detach()`` in forward (warning); ``self.unused = nn.Linear(8, 8)``
+    defined in ``__init__`` and never called (information).
 
-    Fix: remove the module or freeze it (``requires_grad_(False)``); if it should learn,
-    find the detach or the blocked path.
+    Fix: if it should learn, remove the detach / ``.data`` / ``no_grad`` on its path; if it is
+    not meant to train in this mode, freeze it (``requires_grad_(False)``) or remove it.
     """
 
     CODE = "GH112"
     NAME = "gradient-free-parameters"
     SEVERITY = Severity.WARNING
     GOOD = (examples.mlp(),)
-    BAD = (examples.with_params(examples.mlp(), ParamStats("unused.weight", "unused", (8, 8), 1.0, None)),)
+    BAD = (examples.with_params(examples.mlp(), ParamStats("aux.weight", "aux", (8, 8), 1.0, None, used=True)),
+           examples.with_params(examples.mlp(), ParamStats("unused.weight", "unused", (8, 8), 1.0, None, used=False)))
 
     def check(self, record: ProbeRecord) -> Iterator[Finding]:
         if any(p.grad_nonfinite for p in record.parameters):
             return
         by_module: dict[str, list[ParamStats]] = defaultdict(list)
+        by_design = behind_zero_gamma(record)
         for p in record.parameters:
-            if p.requires_grad and (p.grad_norm is None or not any(p.grad_norms)):
+            if p.requires_grad and (p.grad_norm is None or (not any(p.grad_norms) and p.module not in by_design)):
                 by_module[p.module].append(p)
         for module, params in by_module.items():
             none = all(p.grad_norm is None for p in params)
             names = ", ".join(p.name for p in params)
+            cut = none and any(p.used is not False for p in params)  # unrecorded use counts as used
+            if cut:
+                what, severity = ("are used by the forward but receive no gradient: their path to the loss is "
+                                  "cut (.detach(), .data, torch.no_grad() or a numpy round trip)"), Severity.WARNING
+                fix = ("If they should learn, remove the detach / .data / no_grad on their path; if not, freeze "
+                       "them with requires_grad_(False).")
+            elif none:
+                what, severity = "are not used by this forward, so they receive no gradient", Severity.INFO
+                fix = (f"Nothing to do if {module or 'the parameter'} serves another mode or input (an optional "
+                       "head, a mask token); otherwise remove it or freeze it with requires_grad_(False).")
+            else:
+                what, severity = "receive an exactly zero gradient on every probe batch", Severity.INFO
+                fix = ("The path from these parameters to the loss is blocked: look for dead units after them "
+                       "(GH110), a zero-initialised layer after them, or an integer cast.")
             yield self.finding(
-                f"{names} " + ("receive no gradient (not used by the loss)" if none
-                               else "receive an exactly zero gradient on every probe batch"),
-                module=module or None,
-                evidence={"parameters": [p.name for p in params], "gradient": "none" if none else "zero"},
-                fix=(f"Remove {module or 'the parameter'} or freeze it with requires_grad_(False); if it should "
-                     "learn, check that forward uses it and that nothing detaches its output." if none else
-                     "The path from these parameters to the loss is blocked: look for dead units after them "
-                     "(GH110), a zero-initialised layer after them, or an integer cast."),
-                severity=Severity.WARNING if none else Severity.INFO,
-            )
+                f"{names} {what}", module=module or None,
+                evidence={"parameters": [p.name for p in params],
+                          "gradient": "zero" if not none else "cut" if cut else "unused"},
+                fix=fix, severity=severity)
 
 
 class InitScaleMismatch(RuntimeRule):
@@ -94,7 +128,11 @@ class InitScaleMismatch(RuntimeRule):
 
         return drift_decades(record)
     GOOD = (examples.mlp(), examples.mlp(depth=3, init="xavier"),
-            examples.mlp(depth=12, activation="Sigmoid", backward_gain=0.2, init="default"))
+            examples.mlp(depth=12, activation="Sigmoid", backward_gain=0.2, init="default"),
+            # the same N(0, 1) weights, each followed by a normalisation layer: scale-invariant
+            examples.normalised(examples.mlp(forward_gain=1.0, backward_gain=5.7, init="normal1")),
+            # a Glorot layer before ReLU loses sqrt(2): over 3 layers less than 10x, whatever the drift
+            examples.mlp(depth=3, forward_gain=0.01, init="xavier"))
     BAD = (examples.mlp(depth=20, forward_gain=0.707, backward_gain=0.707, init="xavier"),
            examples.mlp(forward_gain=5.7, backward_gain=5.7, init="normal1"))
 

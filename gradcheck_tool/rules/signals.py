@@ -1,11 +1,17 @@
 """Scale-free summaries of a probe record that several rules share.
 
-Trends are fitted in log10 space against position in forward execution order with
-the Theil-Sen estimator (the median of pairwise slopes).  It ignores single steps
-(a global average pool, one oddly scaled projection) and the periodic pattern of
-repeated blocks (attention's small query/key gradients), and measures what
-"grows across depth" means: a consistent per-layer factor.  ``total`` is that
-factor compounded over the chain, in decades (orders of magnitude).
+Trends are fitted over the model's structure, not over its execution order as one chain:
+each *stack* (the layers under one numbered container, ``encoder.layers.*``,
+``decoder.layers.*``, ``features.*``) is fitted on its own, so an encoder and a decoder are
+two stacks and the step between them at cross-attention is no trend.  Within a stack the
+fit is in log10 space against execution order, with the Theil-Sen estimator (the median of
+pairwise slopes): it ignores single steps (a global average pool, one oddly scaled
+projection) and the periodic pattern of repeated blocks (attention's small query/key
+gradients), and measures what "grows across depth" means: a consistent per-layer factor.
+``total`` is that factor compounded over the chain, in decades (orders of magnitude).  A
+profile is a trend only when both halves of the stack carry it (a plateau, a step, a
+plateau is not one), and the values it reports are the fitted line's, so the direction a
+rule states always matches its numbers.
 """
 from __future__ import annotations
 
@@ -22,6 +28,8 @@ from gradcheck_tool.probe.record import LayerStats, ProbeRecord
 WARN_DECADES = 2.0
 ERROR_DECADES = 4.0
 MIN_CHAIN = 4
+# Each half of a stack must carry at least this share of the whole trend (a uniform trend: 1/2).
+HALF_SHARE = 0.2
 
 # var(W) * fan_in that keeps the signal's scale through a layer followed by this activation
 # (He et al. 2015 for the ReLU family, LeCun et al. 1998 / Glorot & Bengio 2010 otherwise).
@@ -53,6 +61,7 @@ class Trend:
     total: float  # slope compounded over the chain, decades
     layers: tuple[str, ...]
     values: tuple[float, ...]
+    intercept: float = 0.0  # log10 of the fitted value at the first layer
 
     def per_layer(self, weight_layers: int) -> float:
         """Decades per weight layer: the chain also holds activations, norms and dropout."""
@@ -66,6 +75,31 @@ class Trend:
     def last(self) -> str:
         return self.layers[-1]
 
+    @property
+    def fitted(self) -> tuple[float, float]:
+        """The fitted line's values at the first and last layer: they differ by ``total`` decades."""
+        return 10**self.intercept, 10 ** (self.intercept + self.total)
+
+
+def stack_key(name: str) -> Optional[str]:
+    """The numbered container a layer sits in (``model.encoder.layers`` for
+    ``model.encoder.layers.3.fc1``), None for layers outside any."""
+    parts = name.split(".")
+    index = next((i for i, part in enumerate(parts) if part.isdigit()), None)
+    return None if index is None else ".".join(parts[:index])
+
+
+def stacks(record: ProbeRecord) -> list[list[LayerStats]]:
+    """The record's layers grouped by stack, in execution order.  Layers outside every
+    numbered container (embeddings, a stem, a head) join no stack, unless the model has no
+    numbered container at all: then it is one stack."""
+    groups: dict[Optional[str], list[LayerStats]] = {}
+    for layer in record.layers:
+        groups.setdefault(stack_key(layer.name), []).append(layer)
+    if set(groups) == {None}:
+        return [groups[None]]
+    return [layers for key, layers in groups.items() if key is not None]
+
 
 def _trend(pairs: list[tuple[LayerStats, float]]) -> Optional[Trend]:
     pairs = [(layer, v) for layer, v in pairs if v is not None and v > 0 and math.isfinite(v)]
@@ -76,47 +110,107 @@ def _trend(pairs: list[tuple[LayerStats, float]]) -> Optional[Trend]:
         pairs = pairs[::step]
     logs = [math.log10(v) for _, v in pairs]
     slope = theil_sen(logs)
-    return Trend(slope=slope, total=slope * (len(pairs) - 1),
-                 layers=tuple(layer.name for layer, _ in pairs), values=tuple(v for _, v in pairs))
+    half = len(logs) // 2
+    total = slope * (len(logs) - 1)
+    for part in (logs[:half + 1], logs[half:]):
+        if theil_sen(part) * (len(part) - 1) * total < HALF_SHARE * total * total:
+            slope = total = 0.0  # one half does not carry it: a step or a bump, not a trend
+    intercept = median(v - slope * i for i, v in enumerate(logs))
+    return Trend(slope=slope, total=total, layers=tuple(layer.name for layer, _ in pairs),
+                 values=tuple(v for _, v in pairs), intercept=intercept)
 
 
-def forward_trend(record: ProbeRecord) -> Optional[Trend]:
-    """Activation RMS along depth: positive total = activations grow toward the output."""
-    return _trend([(layer, layer.out_rms) for layer in record.layers])
+def _steepest(trends: Sequence[Optional[Trend]], sign: int) -> Optional[Trend]:
+    """The stack whose trend goes furthest in direction ``sign`` (+1: grows along the forward,
+    -1: shrinks, 0: either)."""
+    found = [t for t in trends if t is not None]
+    return max(found, key=lambda t: sign * t.total if sign else abs(t.total), default=None)
 
 
-def backward_trend(record: ProbeRecord) -> Optional[Trend]:
-    """Output-gradient norm along depth: negative total = gradients grow toward the input."""
-    return _trend([(layer, layer.grad_norm) for layer in record.layers])
+def forward_trend(record: ProbeRecord, sign: int = 0) -> Optional[Trend]:
+    """Activation RMS along depth, the stack steepest in direction ``sign``: positive total =
+    activations grow toward the output."""
+    return _steepest([_trend([(layer, layer.out_rms) for layer in stack]) for stack in stacks(record)], sign)
+
+
+def backward_trend(record: ProbeRecord, sign: int = 0) -> Optional[Trend]:
+    """Output-gradient norm along depth, the stack steepest in direction ``sign``: negative
+    total = gradients grow toward the input."""
+    return _steepest([_trend([(layer, layer.grad_norm) for layer in stack]) for stack in stacks(record)], sign)
+
+
+def product(layer: LayerStats) -> Optional[float]:
+    """||dL/dz|| x ||z|| of a layer's output z: unmoved when z is rescaled and its gradient with it."""
+    if not (finite(layer.grad_norm) and finite(layer.out_rms)):
+        return None
+    return layer.grad_norm * layer.out_rms * math.sqrt(math.prod(layer.out_shape or (1,)))
+
+
+def product_trend(record: ProbeRecord, names: Sequence[str]) -> Optional[Trend]:
+    """||activation|| x ||gradient|| along the layers ``names``.  In a positively homogeneous
+    network (ReLU, no normalisation) ``<dL/dz, z>`` is the same at every layer, so a uniform
+    rescaling of the weights moves activations and gradients by opposite factors and leaves this
+    flat: only a drift of the product is a real loss of signal."""
+    wanted = set(names)
+    return _trend([(layer, product(layer)) for layer in record.layers if layer.name in wanted])
 
 
 def drift_direction(record: ProbeRecord) -> int:
     """+1 when the signal grows across depth, -1 when it shrinks, 0 when it holds."""
-    fwd, bwd = forward_trend(record), backward_trend(record)
-    if fwd is not None and abs(fwd.total) >= WARN_DECADES:
-        return 1 if fwd.total > 0 else -1
-    if bwd is not None and abs(bwd.total) >= WARN_DECADES:
-        return 1 if bwd.total < 0 else -1  # backward total < 0: gradients grow toward the input
+    for sign in (1, -1):
+        fwd = forward_trend(record, sign)
+        if fwd is not None and sign * fwd.total >= WARN_DECADES:
+            return sign
+    for sign in (1, -1):  # backward total < 0: gradients grow toward the input
+        bwd = backward_trend(record, -sign)
+        if bwd is not None and -sign * bwd.total >= WARN_DECADES:
+            return sign
     return 0
 
 
 INIT_TOLERANCE = math.log(1.5)
+# A mismatch is worth reporting when, compounded over the weight layers between two
+# normalisation points, it moves the signal by an order of magnitude or more.
+SEGMENT_DECADES = 1.0
 
 
 def init_mismatches(record: ProbeRecord, direction: int) -> dict[tuple[str, str], list[LayerStats]]:
-    """Weight layers whose var(W)*fan_in is off by > 1.5x for their activation, in the drift's direction.
+    """Weight layers whose var(W)*fan_in is off by > 1.5x for their activation, in the drift's
+    direction, where it compounds.
 
-    Grouped by (layer type, activation).  Sigmoid is absent from EXPECTED_GAIN2 (no init fixes
-    a slope of 1/4) and embeddings are skipped (their input is one-hot, fan-in means nothing).
+    Grouped by (layer type, activation).  Skipped: sigmoid (absent from EXPECTED_GAIN2: no init
+    fixes a slope of 1/4); embeddings (their input is one-hot, fan-in means nothing); layers whose
+    output is normalised (a BatchNorm/LayerNorm after them divides their scale away: any init scale
+    is valid there, He fan-out included; van Laarhoven 2017); and layers that only feed a sigmoid
+    gate (squeeze-excitation: the gate bounds what they can do to the signal).  A normalisation
+    layer resets the signal's scale, so mismatches compound only between two of them: a segment
+    whose mismatches multiply the signal by less than 10x (a post-LN feed-forward layer at std
+    0.02 between two LayerNorms) is not reported.
     """
     groups: dict[tuple[str, str], list[LayerStats]] = {}
+    weights = [layer for layer in record.layers if layer.weight_init is not None]
+    gate_feeders = {a.name for a, b in zip(weights, weights[1:]) if b.next_activation == "sigmoid"}
+    segment: list[tuple[LayerStats, float]] = []
+
+    def close() -> None:
+        decades = abs(sum(off for _, off in segment)) / 2 / math.log(10)  # of the signal: sqrt(gain2)
+        if decades >= SEGMENT_DECADES:
+            for layer, _ in segment:
+                groups.setdefault((layer.type, layer.next_activation), []).append(layer)
+        segment.clear()
+
     for layer in record.layers:
+        if layer.normalisation is not None:
+            close()
+            continue
         init, act = layer.weight_init, layer.next_activation
-        if init is None or act not in EXPECTED_GAIN2 or layer.type == "Embedding" or init.gain2 <= 0:
+        if (init is None or act not in EXPECTED_GAIN2 or layer.type == "Embedding" or init.gain2 <= 0
+                or layer.normalised or layer.name in gate_feeders):
             continue
         off = math.log(init.gain2 / EXPECTED_GAIN2[act])
         if abs(off) > INIT_TOLERANCE and (off > 0) == (direction > 0):
-            groups.setdefault((layer.type, act), []).append(layer)
+            segment.append((layer, off))
+    close()
     return groups
 
 

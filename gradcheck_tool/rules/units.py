@@ -8,11 +8,13 @@ from gradcheck_tool.probe.record import LayerStats, ProbeRecord
 from gradcheck_tool.rules import examples
 from gradcheck_tool.rules.base import RuntimeRule
 
-# "Most" units.  A unit's verdict needs enough samples to be more than chance: a healthy
-# ReLU unit is inactive on a random sample with probability ~1/2, so it looks dead on all of
-# 8 samples with probability 1/256; on half the units of a layer, never.
+# "Most" units.  A unit's verdict needs enough independent samples to be more than chance.
+# Samples are rows of the batch: the positions of one image or one sequence share their input,
+# so a unit silent at every position of two images has been tested twice, not 2 x 3000 times.
+# A live unit that fires on as few as a quarter of the inputs stays silent on all of 16
+# independent ones with probability 0.75^16 = 1%, so half the units of a layer never do.
 MOST = 0.5
-MIN_SAMPLES_PER_UNIT = 8
+MIN_SAMPLES_PER_UNIT = 16
 
 
 def _feeding_layer(record: ProbeRecord, layer: LayerStats) -> str:
@@ -32,8 +34,11 @@ class DeadUnits(RuntimeRule):
 
     What it does: for every nn.ReLU/ReLU6 module, tracks per unit (a feature, or a channel
     for convolutions) whether it was ever positive on any sample and position of any probe
-    batch.  Fires when at least half of the units never were, with at least 8 samples
-    behind each unit's verdict.
+    batch.  Fires when at least half of the units never were, with at least 16 independent
+    samples (batch rows over all probe batches; the positions of one image or sequence are
+    one sample) behind each unit's verdict: a live unit that fires on a quarter of its inputs
+    is silent on all 16 with probability 1%.  A layer seen on fewer (a squeeze layer probed
+    at batch 2) is not evidence either way.
 
     Why it matters: a ReLU unit that is never positive has zero gradient for every input, so
     nothing can revive it: its weights and bias stop learning for good.  Usual causes are a
@@ -51,7 +56,7 @@ class DeadUnits(RuntimeRule):
     SEVERITY = Severity.WARNING
     METRIC = "dead fraction"
     measure = classmethod(lambda cls, record, module: _worst(record, module, "dead_fraction"))
-    GOOD = (examples.mlp(), examples.mlp(dead=0.3))
+    GOOD = (examples.mlp(), examples.mlp(dead=0.3), examples.mlp(dead=0.9, samples=6))  # 2 images x 3 batches
     BAD = (examples.mlp(dead=0.9),)
 
     def check(self, record: ProbeRecord) -> Iterator[Finding]:
@@ -62,7 +67,7 @@ class DeadUnits(RuntimeRule):
                 feeder = _feeding_layer(record, layer)
                 yield self.finding(
                     f"{layer.dead_fraction:.0%} of {layer.name}'s {layer.units} units never activate "
-                    f"on any of {layer.samples_per_unit:.0f} probe samples",
+                    f"on any of {layer.samples_per_unit:.0f} independent probe samples",
                     module=feeder,
                     evidence={"layer": layer.name, "dead_fraction": layer.dead_fraction, "units": layer.units,
                               "samples_per_unit": layer.samples_per_unit, "feeding_layer": feeder},

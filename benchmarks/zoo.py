@@ -1,0 +1,217 @@
+"""The calibration zoo: does `gradhealth scan` stay quiet on real architectures at their default init?
+
+For every model in ``zoo_models.SPECS`` (transformers configs at small sizes, random init, no
+downloads; an LSTM LM; a model with optional unused parameters) this writes a model file into a
+temporary directory (``build_model()``, ``example_inputs()``) and scans it through the real CLI,
+``python -m gradcheck_tool scan FILE --format json`` with default options, twice:
+
+* ``default``: no ``loss_fn``, so the probe's default loss is what is measured;
+* ``task``: a ``loss_fn(output, inputs)`` with the realistic task loss (the model's own ``labels``
+  loss, or cross-entropy on random labels).
+
+A warning or error on a model at its library's default init is a false alarm, unless the model is
+a known true positive (``KNOWN_TRUE_POSITIVES``: HF DeiT, HF MobileViT), which must be found.
+
+    python benchmarks/zoo.py                       # everything (~10-15 min on 2 CPU cores)
+    python benchmarks/zoo.py --only resnet-50,bert --variant default
+    python benchmarks/zoo.py --family seq2seq --out /tmp/zoo.json
+
+It prints a table (model, family, verdict, findings with codes and severity, wall time, loss,
+max_norm) and the false-alarm count, and writes ``benchmarks/zoo_results.json`` and
+``benchmarks/zoo_results.md`` (the README's benchmark section quotes the latter).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from zoo_models import FAMILIES, KNOWN_TRUE_POSITIVES, SPECS  # noqa: E402
+
+VARIANTS = ("default", "task")
+MODEL_FILE = '''"""Zoo model {name} ({family}), written by benchmarks/zoo.py."""
+import sys
+
+sys.path.insert(0, {here!r})
+import zoo_models
+
+SPEC = zoo_models.get({name!r})
+
+
+def build_model():
+    return SPEC.build()
+
+
+def example_inputs():
+    return SPEC.{inputs}()
+'''
+TASK_LOSS = '''
+
+def loss_fn(output, inputs):
+    return SPEC.task_loss(output, inputs)
+'''
+
+
+@dataclasses.dataclass
+class Result:
+    model: str
+    family: str
+    variant: str
+    verdict: str  # clean / info / warning / error / failed
+    findings: list[dict]
+    wall_s: float
+    loss: Optional[str] = None
+    max_norm: Optional[float] = None
+    grad_norms: list[float] = dataclasses.field(default_factory=list)
+    error: Optional[str] = None
+
+    @property
+    def alarm(self) -> bool:
+        return self.verdict in ("warning", "error")
+
+    @property
+    def false_alarm(self) -> bool:
+        return self.alarm and self.model not in KNOWN_TRUE_POSITIVES
+
+    @property
+    def missed(self) -> bool:
+        """A known true positive that the scan did not flag."""
+        return self.model in KNOWN_TRUE_POSITIVES and not self.alarm
+
+
+def write_model_file(directory: Path, name: str, variant: str) -> Path:
+    spec = SPECS[name]
+    text = MODEL_FILE.format(name=name, family=spec.family, here=str(HERE),
+                             inputs="inputs" if variant == "default" else "task_inputs")
+    if variant == "task":
+        text += TASK_LOSS
+    path = directory / f"zoo_{name.replace('-', '_')}_{variant}.py"
+    path.write_text(text)
+    return path
+
+
+def verdict_of(findings: list[dict]) -> str:
+    severities = {f["severity"] for f in findings}
+    return next((s for s in ("error", "warning", "info") if s in severities), "clean")
+
+
+def scan(name: str, variant: str, directory: Path, timeout: float = 600) -> Result:
+    path = write_model_file(directory, name, variant)
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "gradcheck_tool", "scan", str(path), "--format", "json"],
+                          cwd=directory, capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    wall = time.perf_counter() - start
+    family = SPECS[name].family
+    try:
+        report = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        return Result(name, family, variant, "failed", [], wall, error=(proc.stderr.strip() or proc.stdout)[-400:])
+    probe = report["probes"][0] if report["probes"] else {}
+    # Static findings (GH2xx) on a generated file say nothing about the model: keep the probe's.
+    findings = [{"code": f["code"], "severity": f["severity"], "module": f["module"], "message": f["message"]}
+                for f in report["findings"] if f["code"].startswith("GH1")]
+    if probe.get("status") != "ok":
+        return Result(name, family, variant, "failed", findings, wall, error=probe.get("reason") or proc.stderr[-400:])
+    return Result(name, family, variant, verdict_of(findings), findings, wall, loss=probe.get("loss"),
+                  max_norm=probe.get("recommended_max_norm"), grad_norms=probe.get("total_grad_norms", []))
+
+
+def short(findings: list[dict]) -> str:
+    return ", ".join(f"{f['code']}:{f['severity'][0]}" + (f"@{f['module']}" if f["module"] else "")
+                     for f in findings) or "-"
+
+
+def table(results: list[Result]) -> str:
+    from tabulate import tabulate
+
+    rows = [[r.model, r.family, r.variant, r.verdict + (" (FALSE ALARM)" if r.false_alarm else "")
+             + (" (MISSED)" if r.missed else ""), short(r.findings) if not r.error else r.error[:80],
+             f"{r.wall_s:.1f}", (r.loss or "")[:40], "" if r.max_norm is None else f"{r.max_norm:g}"]
+            for r in results]
+    return tabulate(rows, headers=["model", "family", "loss run", "verdict", "findings (code:severity@module)",
+                                   "wall s", "loss", "max_norm"], tablefmt="github")
+
+
+def summary(results: list[Result]) -> dict[str, Any]:
+    default = [r for r in results if r.variant == "default"]
+    per_family: dict[str, int] = {}
+    for r in default:
+        per_family[r.family] = per_family.get(r.family, 0) + 1
+    return {
+        "models": len({r.model for r in results}),
+        "per_family": per_family,
+        "false_alarms_default_init": sorted(r.model for r in default if r.false_alarm),
+        "false_alarms_task_loss": sorted(r.model for r in results if r.variant == "task" and r.false_alarm),
+        "true_positives_missed": sorted({r.model for r in default if r.missed}),
+        "failed": sorted({f"{r.model}/{r.variant}" for r in results if r.verdict == "failed"}),
+    }
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", help="comma-separated zoo model names")
+    parser.add_argument("--family", help=f"comma-separated families: {', '.join(FAMILIES)}")
+    parser.add_argument("--variant", choices=(*VARIANTS, "both"), default="both")
+    parser.add_argument("--out", type=Path, default=HERE / "zoo_results.json",
+                        help="JSON results (a .md table is written beside it)")
+    args = parser.parse_args(argv)
+    names = list(SPECS)
+    if args.only:
+        wanted = [n.strip() for n in args.only.split(",") if n.strip()]
+        unknown = [n for n in wanted if n not in SPECS]
+        if unknown:
+            parser.error(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(SPECS)}")
+        names = wanted
+    if args.family:
+        families = {f.strip() for f in args.family.split(",")}
+        if families - set(FAMILIES):
+            parser.error(f"unknown family {', '.join(sorted(families - set(FAMILIES)))}; known: {', '.join(FAMILIES)}")
+        names = [n for n in names if SPECS[n].family in families]
+    variants = VARIANTS if args.variant == "both" else (args.variant,)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="gradhealth-zoo-") as tmp:
+        for name in names:
+            for variant in variants:
+                result = scan(name, variant, Path(tmp))
+                results.append(result)
+                print(f"{name:16s} {variant:8s} {result.verdict:8s} {result.wall_s:6.1f}s  "
+                      f"{short(result.findings) if not result.error else result.error[:120]}",
+                      file=sys.stderr, flush=True)
+    text = table(results)
+    stats = summary(results)
+    print(text)
+    print()
+    print(f"models: {stats['models']} ({', '.join(f'{k} {v}' for k, v in sorted(stats['per_family'].items()))})")
+    print(f"false alarms at default init (default loss): {len(stats['false_alarms_default_init'])} "
+          f"{stats['false_alarms_default_init']}")
+    print(f"false alarms with the task loss: {len(stats['false_alarms_task_loss'])} {stats['false_alarms_task_loss']}")
+    print(f"known true positives missed: {stats['true_positives_missed']}")
+    if stats["failed"]:
+        print(f"failed scans: {stats['failed']}")
+    import torch
+    import transformers
+
+    meta = {"torch": torch.__version__, "transformers": transformers.__version__, "python": sys.version.split()[0]}
+    args.out.write_text(json.dumps({"meta": meta, "summary": stats,
+                                    "results": [dict(dataclasses.asdict(r), false_alarm=r.false_alarm)
+                                                for r in results]}, indent=1) + "\n")
+    args.out.with_suffix(".md").write_text(
+        f"Zoo results ({', '.join(f'{k} {v}' for k, v in meta.items())}); written by benchmarks/zoo.py.\n\n"
+        + text + "\n\n" + "\n".join(f"- {k}: {v}" for k, v in stats.items()) + "\n")
+    return 1 if stats["false_alarms_default_init"] or stats["true_positives_missed"] or stats["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
