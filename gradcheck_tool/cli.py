@@ -17,7 +17,7 @@ from gradcheck_tool import __version__
 from gradcheck_tool.errors import GradhealthError
 from gradcheck_tool.findings import ProbeResult, ProbeStatus, Report, Severity
 
-FORMATS = ("text", "json", "sarif", "github")
+FORMATS = ("text", "json", "sarif", "github", "html")
 
 
 def _fail(message: str) -> NoReturn:
