@@ -23,7 +23,7 @@ from gradcheck_tool.config import LIMITS, check_range
 from gradcheck_tool.errors import GradhealthError, first_line, one_line
 from gradcheck_tool.findings import ProbeResult, ProbeStatus, Report, Severity
 
-FORMATS = ("text", "json", "sarif", "github")
+FORMATS = ("text", "json", "sarif", "github", "html")
 
 
 def _say(message: str) -> None:

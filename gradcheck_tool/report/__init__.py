@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Callable
 
 from gradcheck_tool.findings import Report
-from gradcheck_tool.report import github, sarif, text
+from gradcheck_tool.report import github, html, sarif, text
 from gradcheck_tool.report import json as json_format
 
 RENDERERS: dict[str, Callable[[Report], str]] = {
@@ -12,4 +12,5 @@ RENDERERS: dict[str, Callable[[Report], str]] = {
     "json": json_format.render,
     "sarif": sarif.render,
     "github": github.render,
+    "html": html.render,
 }
