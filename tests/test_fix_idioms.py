@@ -175,3 +175,59 @@ def test_accelerate_under_deepspeed_gets_advice_not_a_no_op_call(tmp_path):
     assert not result.changed
     (finding,) = [f for f in result.remaining if f.code == "GH201"]
     assert not finding.fix.edits and '"gradient_clipping": 1.0 in the DeepSpeed config' in finding.fix.message
+
+
+LIGHTNING = textwrap.dedent("""\
+    import torch
+    import lightning as L
+
+
+    class LitLSTM(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.lstm = torch.nn.LSTM(8, 8)
+
+        def training_step(self, batch, batch_idx):
+            return self.lstm(batch)[0].sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+    trainer = L.Trainer(
+        max_epochs=3,
+        accelerator="auto",
+    )
+    trainer.fit(LitLSTM(), loader)
+""")
+HF = textwrap.dedent("""\
+    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
+
+    model = AutoModelForCausalLM.from_pretrained("gpt2")
+    args = TrainingArguments("out", learning_rate=5e-5, max_grad_norm=0.0)
+    Trainer(model=model, args=args, train_dataset=ds).train()
+""")
+
+
+@pytest.mark.parametrize("source, expected", [
+    (LIGHTNING, LIGHTNING.replace('    accelerator="auto",\n', '    accelerator="auto",\n    gradient_clip_val=1.0,\n')),
+    (LIGHTNING.replace("L.Trainer(\n    max_epochs=3,\n    accelerator=\"auto\",\n)", "L.Trainer()"),
+     LIGHTNING.replace("L.Trainer(\n    max_epochs=3,\n    accelerator=\"auto\",\n)", "L.Trainer(gradient_clip_val=1.0)")),
+    (HF, HF.replace("max_grad_norm=0.0", "max_grad_norm=1.0")),
+], ids=["lightning", "lightning-no-args", "hf-trainer"])
+def test_framework_trainers_get_their_own_clipping_keyword(tmp_path, source, expected):
+    result = _fix(tmp_path, source)
+    assert result.fixed == expected and [f.code for f in result.applied] == ["GH201"]
+    assert result.applied[0].severity is Severity.WARNING  # LSTM / a transformers model
+    assert not _fix(tmp_path, result.fixed, "again.py").changed
+
+
+@pytest.mark.parametrize("source", [
+    LIGHTNING.replace('accelerator="auto",', 'gradient_clip_val=0.5,'),
+    LIGHTNING.replace("super().__init__()", "super().__init__()\n        self.automatic_optimization = False"),
+    LIGHTNING.replace('accelerator="auto",', "**config,"),
+    HF.replace(", max_grad_norm=0.0", ""),  # the Trainer clips at 1.0 by default
+], ids=["clip-set", "manual-optimization", "splat", "hf-default"])
+def test_framework_trainers_that_clip_are_left_alone(tmp_path, source):
+    result = _fix(tmp_path, source)
+    assert not result.changed and not [f for f in result.remaining if f.code == "GH201"]

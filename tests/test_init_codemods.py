@@ -111,6 +111,22 @@ def test_fixture_init_call_becomes_kaiming(name, old):
     assert patch(source, findings) == expected
 
 
+@pytest.mark.parametrize("name, needle, old, new", [
+    ("loop_modulelist.py", "nn.Linear(width, width)", "nn.init.xavier_normal_(layer.weight)",
+     'nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")'),
+    ("loop_self_modules.py", "nn.Linear(width, width)", "nn.init.normal_(m.weight, std=1.0)",
+     'nn.init.kaiming_normal_(m.weight, nonlinearity="relu")'),
+    ("loop_apply.py", "nn.Linear(width, width)", "nn.init.xavier_normal_(module.weight)",
+     'nn.init.kaiming_normal_(module.weight, nonlinearity="relu")'),
+])
+def test_init_applied_in_a_loop_is_replaced(name, needle, old, new):
+    """`for layer in self.layers:`, `for m in self.modules():`, `self.apply(self._init_weights)`."""
+    source = (MODELS / name).read_text()
+    finding = gh120_at(source, needle, scheme="xavier_normal", gain2=1.0)
+    assert patch(source, [finding]) == source.replace(old, new)
+    assert gh120_edits(source.replace(old, new), [finding]) == []  # idempotent
+
+
 def test_attribute_weight_data_normal():
     path = MODELS / "attr_data_normal.py"
     source = path.read_text()
@@ -430,17 +446,7 @@ def test_other_findings_and_unlocatable_ones_are_unchanged():
 
 
 @pytest.mark.parametrize("source, needle, scheme", [
-    # init through self.apply(self._init_weights): not the constructor's variable
-    (dedent('''
-        import torch.nn as nn
-        class M(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.fc = nn.Linear(64, 64)
-                self.apply(self._init_weights)
-            def _init_weights(self, m):
-                nn.init.normal_(m.weight)
-    '''), "nn.Linear(64, 64)", "normal(std=1)"),
+    # (init through self.apply(self._init_weights) is an edit now: test_init_applied_in_a_loop_is_replaced)
     # default init built into a list in a function that returns a list, not a module
     (dedent('''
         import torch.nn as nn
@@ -541,6 +547,9 @@ def _drift(record) -> tuple[float, float]:
     MODELS / "build_model_loop.py",
     MODELS / "init_alias.py",
     MODELS / "sequential_inline.py",
+    MODELS / "loop_modulelist.py",
+    MODELS / "loop_self_modules.py",
+    MODELS / "loop_apply.py",
 ], ids=lambda p: p.name)
 def test_end_to_end_the_patched_model_no_longer_drifts(path, tmp_path):
     source = path.read_text()

@@ -11,7 +11,9 @@ A runtime GH120 finding points at the constructor call that built the first offe
    the init call goes right after the constructor statement, or, for a layer built inline
    (``model = nn.Sequential(nn.Linear(...), ...)``), ``_gradhealth_init`` is applied to the
    assigned or returned model.
-3. Anything else keeps its display-only advice: no edit is ever guessed.
+3. **Init in a loop** over the layers (``for layer in self.layers:``, ``for m in
+   self.modules():``, ``self.apply(fn)``): those init calls are replaced (``init_loops``).
+4. Anything else keeps its display-only advice: no edit is ever guessed.
 
 Edits are text splices (1-based, end-exclusive, character columns) computed from libcst
 positions, so everything outside the replaced call or the inserted lines is untouched.
@@ -26,6 +28,7 @@ from typing import Iterator, Optional, Sequence, Union
 import libcst as cst
 
 from gradcheck_tool.findings import Applicability, Edit, Finding, Fix, Position
+from gradcheck_tool.fixes.init_loops import loop_matches
 from gradcheck_tool.fixes.parsed import ParsedFile
 from gradcheck_tool.rules.signals import EXPECTED_GAIN2
 from gradcheck_tool.static.names import dotted, import_aliases
@@ -286,6 +289,9 @@ class _Planner:
             matches = self._init_calls(target, statement, function)
             if matches:
                 return self._replace(matches)
+        looped = loop_matches(self, small, function)
+        if looped:
+            return self._replace(looped)
         if self.scheme != _DEFAULT_SCHEME:
             return None  # something we cannot see sets the weight: advice only
         init_method = self._module_init(function)

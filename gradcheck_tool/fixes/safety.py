@@ -26,6 +26,17 @@ import symtable
 from typing import Iterator, Optional
 
 from gradcheck_tool.findings import split_lines
+from gradcheck_tool.fixes.bindings import (
+    binds,
+    binds_unconditionally,
+    declared_global,
+    header,
+    imports,
+    parameters,
+    self_values,
+    sets_self,
+    wraps_binding,
+)
 
 _BUILTINS = frozenset(dir(builtins)) | {"__file__", "__name__", "__doc__", "__spec__", "__builtins__"}
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Module)
@@ -113,7 +124,7 @@ class _Checker:
                 self.parent[child] = node
             if isinstance(node, ast.stmt):
                 self.statements.append(node)
-        self.imports = _imports(tree)
+        self.imports = imports(tree)
 
     # -- where a statement sits -------------------------------------------------------------
     def ancestors(self, node: ast.AST) -> Iterator[ast.AST]:
@@ -131,7 +142,7 @@ class _Checker:
     # -- the checks -------------------------------------------------------------------------
     def check(self, statement: ast.stmt, kept: set[str], rows: set[int]) -> list[str]:
         out: list[str] = []
-        nodes = [statement] if not hasattr(statement, "body") else _header(statement)
+        nodes = [statement] if not hasattr(statement, "body") else header(statement)
         for node in (n for root in nodes for n in ast.walk(root)):
             if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in kept:
                 if not self.bound(node.id, statement) and not self.read_already(node.id, statement, rows):
@@ -152,18 +163,18 @@ class _Checker:
             return True
         scope = self.scope(statement)
         if isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            if name in _parameters(scope) or _declared_global(scope, name) is False:
+            if name in parameters(scope) or declared_global(scope, name) is False:
                 return True
-            if _declared_global(scope, name):
-                return _binds_unconditionally(self.tree.body, name)
-            if any(_binds(s, name, definite=False) for s in scope.body):  # a local: must precede
+            if declared_global(scope, name):
+                return binds_unconditionally(self.tree.body, name)
+            if any(binds(s, name, definite=False) for s in scope.body):  # a local: must precede
                 return self._before(name, statement, scope)
             outer = self.scope(scope)
             while isinstance(outer, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                if name in _parameters(outer) or any(_binds(s, name, definite=False) for s in outer.body):
+                if name in parameters(outer) or any(binds(s, name, definite=False) for s in outer.body):
                     return True  # a closure's variable: bound by the time the inner function runs
                 outer = self.scope(outer)
-            return _binds_unconditionally(self.tree.body, name)
+            return binds_unconditionally(self.tree.body, name)
         return self._before(name, statement, scope)
 
     def read_already(self, name: str, statement: ast.stmt, rows: set[int]) -> bool:
@@ -178,12 +189,12 @@ class _Checker:
         """Some statement binds ``name`` on every path from the top of ``scope`` to ``statement``."""
         node: ast.AST = statement
         for holder in self.ancestors(statement):
-            if _wraps_binding(holder, node, name):
+            if wraps_binding(holder, node, name):
                 return True
             for field in ("body", "orelse", "finalbody", "handlers"):
                 block = getattr(holder, field, None)
                 if isinstance(block, list) and node in block:
-                    if any(_binds(s, name) for s in block[:block.index(node)]):
+                    if any(binds(s, name) for s in block[:block.index(node)]):
                         return True
             if holder is scope:
                 return False
@@ -196,12 +207,12 @@ class _Checker:
         if klass is None:
             return f"`self.{attr}`: line {statement.lineno} is not in a method"
         if any(isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and s.name == attr
-               or _binds(s, attr) for s in klass.body):
+               or binds(s, attr) for s in klass.body):
             return None
         guards: list[tuple[str, bool]] = []
         for method in (s for s in klass.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef))):
             for assign in ast.walk(method):
-                if not _sets_self(assign, attr):
+                if not sets_self(assign, attr):
                     continue
                 guard = self._guard(assign, method)
                 if guard is None:
@@ -263,15 +274,15 @@ class _Checker:
             return {made} if made else set()
         values: list[ast.AST] = []
         if isinstance(expr, ast.Name):
-            if isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef)) and expr.id in _parameters(scope):
+            if isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef)) and expr.id in parameters(scope):
                 return self._from_callers(scope, expr.id, depth)
-            where = scope if any(_binds(s, expr.id, definite=False) for s in scope.body) else self.tree
+            where = scope if any(binds(s, expr.id, definite=False) for s in scope.body) else self.tree
             values = [a.value for a in ast.walk(where) if isinstance(a, ast.Assign) and self.scope(a) is where
                       and any(isinstance(t, ast.Name) and t.id == expr.id for t in a.targets)]
             owner = scope if where is scope else self.tree
         elif isinstance(expr, ast.Attribute) and isinstance(expr.value, ast.Name) and expr.value.id == "self":
             klass = self.klass(scope)
-            values = [v for a in ast.walk(klass) for v in _self_values(a, expr.attr)] if klass else []
+            values = [v for a in ast.walk(klass) for v in self_values(a, expr.attr)] if klass else []
             owner = None
         else:
             return set()
@@ -304,147 +315,3 @@ class _Checker:
                 return set()
             out |= found
         return out
-
-
-class _Imports:
-    def __init__(self) -> None:
-        self.alias: dict[str, str] = {}
-
-    def full(self, dotted: str) -> Optional[str]:
-        head, _, rest = dotted.partition(".")
-        if head not in self.alias:
-            return None
-        return self.alias[head] + ("." + rest if rest else "")
-
-
-def _imports(tree: ast.Module) -> _Imports:
-    found = _Imports()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                found.alias[alias.asname or alias.name.partition(".")[0]] = alias.name if alias.asname \
-                    else alias.name.partition(".")[0]
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            for alias in node.names:
-                found.alias[alias.asname or alias.name] = f"{node.module}.{alias.name}"
-    return found
-
-
-def _header(statement: ast.stmt) -> list[ast.AST]:
-    """A compound statement's own expressions (test, iterator, items), not its body."""
-    parts = [getattr(statement, f, None) for f in ("test", "iter", "target")]
-    parts += [i.context_expr for i in getattr(statement, "items", [])]
-    return [p for p in parts if p is not None]
-
-
-def _parameters(function: ast.AST) -> set[str]:
-    args = function.args
-    names = [a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)]
-    names += [a.arg for a in (args.vararg, args.kwarg) if a is not None]
-    return set(names)
-
-
-def _declared_global(function: ast.AST, name: str) -> Optional[bool]:
-    """True for ``global name``, False for ``nonlocal name``, None otherwise."""
-    for node in ast.walk(function):
-        if isinstance(node, ast.Global) and name in node.names:
-            return True
-        if isinstance(node, ast.Nonlocal) and name in node.names:
-            return False
-    return None
-
-
-def _targets(target: ast.AST) -> Iterator[str]:
-    if isinstance(target, ast.Name):
-        yield target.id
-    elif isinstance(target, (ast.Tuple, ast.List)):
-        for element in target.elts:
-            yield from _targets(element)
-    elif isinstance(target, ast.Starred):
-        yield from _targets(target.value)
-
-
-def _binds(statement: ast.stmt, name: str, definite: bool = True) -> bool:
-    """Whether running ``statement`` binds ``name`` (``definite``: on every path through it)."""
-    s = statement
-    if isinstance(s, ast.Assign):
-        return any(name in _targets(t) for t in s.targets)
-    if isinstance(s, (ast.AnnAssign, ast.AugAssign)):
-        return (s.value is not None or isinstance(s, ast.AugAssign)) and name in _targets(s.target)
-    if isinstance(s, (ast.Import, ast.ImportFrom)):
-        return any((a.asname or a.name.partition(".")[0]) == name for a in s.names)
-    if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        return s.name == name
-    if isinstance(s, (ast.With, ast.AsyncWith)):
-        return any(i.optional_vars is not None and name in _targets(i.optional_vars) for i in s.items) \
-            or any(_binds(b, name, definite) for b in s.body)
-    if isinstance(s, ast.If):
-        body = any(_binds(b, name, definite) for b in s.body)
-        other = any(_binds(b, name, definite) for b in s.orelse)
-        return body and other if definite else body or other
-    if isinstance(s, ast.Try) or type(s).__name__ == "TryStar":
-        body = any(_binds(b, name, definite) for b in s.body)
-        handlers = [any(_binds(b, name, definite) for b in h.body) for h in s.handlers]
-        final = any(_binds(b, name, definite) for b in s.finalbody)
-        if definite:
-            return final or (body and all(handlers))
-        return body or any(handlers) or final or any(h.name == name for h in s.handlers)
-    if isinstance(s, (ast.For, ast.AsyncFor, ast.While)):
-        if definite:
-            return False  # the body may run zero times
-        return (not isinstance(s, ast.While) and name in _targets(s.target)) or any(
-            _binds(b, name, False) for b in (*s.body, *s.orelse))
-    if isinstance(s, ast.Expr):
-        return any(isinstance(n, ast.NamedExpr) and n.target.id == name for n in ast.walk(s))
-    return False
-
-
-def _wraps_binding(holder: ast.AST, node: ast.AST, name: str) -> bool:
-    """A loop, ``with`` or ``except`` around ``node`` whose target binds ``name``."""
-    if isinstance(holder, (ast.For, ast.AsyncFor)) and node in holder.body:
-        return name in _targets(holder.target)
-    if isinstance(holder, (ast.With, ast.AsyncWith)):
-        return any(i.optional_vars is not None and name in _targets(i.optional_vars) for i in holder.items)
-    if isinstance(holder, ast.ExceptHandler):
-        return holder.name == name
-    return False
-
-
-def _binds_unconditionally(body: list[ast.stmt], name: str) -> bool:
-    """A module-level name every importer sees: bound at top level, in a ``with``/``try``, or
-    in both branches of an ``if`` (a ``__main__`` guard alone does not count)."""
-    for statement in body:
-        if _binds(statement, name):
-            return True
-        if isinstance(statement, ast.Try) and _binds(statement, name, definite=False):
-            return True  # try: import x / except ImportError: ... is still the module's name
-        if isinstance(statement, (ast.For, ast.While)) and _binds(statement, name, definite=False):
-            return True  # a script's top-level loop has run by the time its functions are called
-    return False
-
-
-def _sets_self(node: ast.AST, attr: str) -> bool:
-    targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
-        node, ast.AnnAssign) and node.value is not None else []
-    for target in targets:
-        for element in (target.elts if isinstance(target, (ast.Tuple, ast.List)) else [target]):
-            if isinstance(element, ast.Attribute) and element.attr == attr and isinstance(
-                    element.value, ast.Name) and element.value.id == "self":
-                return True
-    return False
-
-
-def _self_values(node: ast.AST, attr: str) -> Iterator[ast.AST]:
-    """What ``self.attr = value`` (or ``self.a, self.attr = x, value``) assigns; the whole
-    right-hand side when it cannot be paired (which then resolves to no known type)."""
-    if not _sets_self(node, attr):
-        return
-    for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
-        if isinstance(target, (ast.Tuple, ast.List)) and isinstance(node.value, (ast.Tuple, ast.List)) \
-                and len(target.elts) == len(node.value.elts):
-            yield from (v for t, v in zip(target.elts, node.value.elts) if isinstance(t, ast.Attribute)
-                        and t.attr == attr and isinstance(t.value, ast.Name) and t.value.id == "self")
-        elif isinstance(target, ast.Attribute) and target.attr == attr:
-            yield node.value
-        elif isinstance(target, (ast.Tuple, ast.List)):
-            yield node.value

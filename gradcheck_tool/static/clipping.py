@@ -10,6 +10,7 @@ from gradcheck_tool.static.base import (
     edit_or_display,
     example,
 )
+from gradcheck_tool.fixes.clip_config import config_gaps
 from gradcheck_tool.fixes.clip_fix import insertion, propose
 from gradcheck_tool.static.events import Event, Iteration, Kind
 from gradcheck_tool.static.names import last
@@ -35,7 +36,10 @@ class MissingGradientClipping(StaticRule):
     ``dispatch_clip_grad``, ``accelerator.clip_grad_norm_``, ``fabric.clip_gradients``),
     or a call configured with ``clip_grad=`` / ``max_grad_norm=`` / ``gradient_clip_val=``.
     Steps that take a closure (``optimizer.step(closure)``) and LBFGS optimizers are
-    skipped: a line search re-evaluates the gradients inside ``step``.
+    skipped: a line search re-evaluates the gradients inside ``step``. Trainers that clip
+    when configured are read too: a Lightning ``Trainer`` without ``gradient_clip_val``
+    (unless the module turns ``automatic_optimization`` off), and Hugging Face
+    ``TrainingArguments(max_grad_norm=0)``, which turns off the Trainer's default clipping.
 
     Why it matters:
     One outlier batch can produce a gradient orders of magnitude above the typical one;
@@ -56,14 +60,15 @@ class MissingGradientClipping(StaticRule):
     ``torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)``. With AMP, call
     ``scaler.unscale_(optimizer)`` first; with Accelerate, ``accelerator.clip_grad_norm_``;
     with Fabric, ``fabric.clip_gradients(model, optimizer, max_norm=1.0)`` (both unscale
-    fp16 gradients themselves). ``gradhealth scan`` reports a measured
+    fp16 gradients themselves); Lightning: ``Trainer(gradient_clip_val=1.0)``; Hugging Face:
+    ``max_grad_norm=1.0`` (its default). ``gradhealth scan`` reports a measured
     ``recommended_max_norm``; 1.0 is the common default (BERT, GPT-2).
     """
 
     CODE = "GH201"
     NAME = "missing-gradient-clipping"
     SEVERITY = Severity.INFO  # raised to WARNING where explosion_risk() finds a reason
-    TRIGGER = r"\.step\(|\.grad\b"
+    TRIGGER = r"\.step\(|\.grad\b|Trainer\(|TrainingArguments\("
     GOOD = (
         example("""
             import torch
@@ -267,10 +272,27 @@ class MissingGradientClipping(StaticRule):
                 optimizer.step()
                 optimizer.zero_grad()
         """),
+        example("""
+            import lightning as L
+            import torch
+
+            class Tagger(L.LightningModule):
+                def __init__(self):
+                    super().__init__()
+                    self.lstm = torch.nn.LSTM(8, 8)
+
+            L.Trainer(max_epochs=3).fit(Tagger(), loader)
+        """),
     )
 
     def check(self, ctx: SourceContext) -> Iterator[Finding]:
         risk: Optional[str] = None
+        for gap in config_gaps(ctx):  # a framework's Trainer that clips only when configured
+            risk = explosion_risk(ctx) or "" if risk is None else risk
+            yield self.finding(ctx, gap.node, gap.message + (f"; {risk}" if risk else ""),
+                               fix=edit_or_display(f"{gap.advice}.", gap.edit),
+                               evidence={"trainer_line": ctx.line(gap.node), "severity_reason": risk or None},
+                               severity=Severity.WARNING if risk else Severity.INFO)
         for iteration in ctx.iterations:
             # This iteration and the helpers it calls, not the rest of the function: one
             # clipping loop says nothing about the loops beside it.
