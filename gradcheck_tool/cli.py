@@ -1,113 +1,26 @@
 """The ``gradhealth`` command: parse options, merge config, run the pipeline, render, set the exit code.
 
 Exit codes: 0 nothing at or above --fail-on; 1 findings at or above it; 2 the tool
-could not do its job (one line on stderr names the cause and the remedy).
+could not do its job (one line on stderr names the cause and the remedy: toplevel.py).
 """
 from __future__ import annotations
 
-import contextlib
-import errno
-import os
 import re
-import signal
 import sys
-import threading
 import traceback
 from pathlib import Path
-from typing import Iterator, NoReturn, Optional
+from typing import Optional
 
 import click
 
-from gradcheck_tool import __version__
+from gradcheck_tool import __version__, toplevel
 from gradcheck_tool.config import LIMITS, check_range
-from gradcheck_tool.errors import GradhealthError, first_line, one_line
+from gradcheck_tool.errors import GradhealthError, first_line
 from gradcheck_tool.findings import ProbeResult, ProbeStatus, Report, Severity
+from gradcheck_tool.toplevel import fail as _fail
+from gradcheck_tool.toplevel import say as _say
 
 FORMATS = ("text", "json", "sarif", "github", "html")
-
-
-def _say(message: str) -> None:
-    """A note on stderr: always one line, whatever a file name or a message holds."""
-    click.echo(f"gradhealth: {one_line(message)}", err=True)
-
-
-def _fail(message: str) -> NoReturn:
-    _say(f"error: {message}")
-    sys.exit(2)
-
-
-class Interrupted(BaseException):
-    """SIGTERM or SIGHUP, raised where gradhealth is, so every ``finally`` runs (the probe's child
-    and its group killed, temporary files removed) before the one error line."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-
-
-@contextlib.contextmanager
-def _signals_raise() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise Interrupted(signum)
-
-    wanted = [s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None]
-    saved = {s: signal.signal(s, handler) for s in wanted}
-    try:
-        yield
-    finally:
-        for s, previous in saved.items():
-            signal.signal(s, previous)
-
-
-class _Gradhealth(click.Group):
-    """The top-level handler: whatever happens, exit 0/1 from the scan, or 2 with exactly one
-    ``gradhealth: error:`` line naming the cause and the remedy (with the traceback under --verbose)."""
-
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
-        args = list(sys.argv[1:] if args is None else args)
-        verbose = "-v" in args or "--verbose" in args
-        try:
-            with _signals_raise():
-                try:
-                    code = super().main(args, prog_name or "gradhealth", complete_var, standalone_mode=False,
-                                        **extra)
-                except SystemExit as done:  # the commands' own exit codes
-                    code = done.code
-                sys.stdout.flush()  # a full disk or a closed pipe surfaces here, inside the handler
-        except click.exceptions.Exit as err:
-            code = err.exit_code
-        except click.ClickException as err:
-            ctx = getattr(err, "ctx", None)
-            hint = f"; see '{ctx.command_path} --help'" if ctx is not None else ""
-            _fail(f"{err.format_message().rstrip('.')}{hint}")
-        except BaseException as err:  # noqa: BLE001 - the one place every other failure becomes one line
-            if verbose and not isinstance(err, (KeyboardInterrupt, Interrupted, click.Abort)):
-                traceback.print_exc()
-            _fail(_describe(err))
-        sys.exit(code or 0)
-
-
-def _describe(err: BaseException) -> str:
-    if isinstance(err, GradhealthError):
-        return str(err)
-    if isinstance(err, (KeyboardInterrupt, click.Abort)):
-        return "interrupted (SIGINT); the probe and everything it started were stopped"
-    if isinstance(err, Interrupted):
-        return f"interrupted ({err}); the probe and everything it started were stopped"
-    if isinstance(err, OSError) and err.errno == errno.EPIPE:
-        with contextlib.suppress(OSError):  # nothing more can reach the reader; keep exit quiet
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return "the report's reader closed stdout before the end"
-    if isinstance(err, OSError):
-        where = f"{err.filename}: " if err.filename else ""
-        return f"{where}{err.strerror or first_line(err)}; check the path, its permissions and free space"
-    if isinstance(err, RecursionError):
-        return f"{first_line(err)}: the input is nested too deeply; scan a smaller file, or report it"
-    return (f"internal error {type(err).__name__}: {first_line(err)} (please report it; --verbose shows "
-            "the traceback)")
 
 
 def _split(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -162,33 +75,7 @@ def _gib(value) -> Optional[int]:
     return int(check_range(value, "max-memory", "--max-memory") * 1024**3)
 
 
-def _check_output(output: Optional[str]) -> None:
-    """Before the scan, not after it: a report that cannot be written must not cost a whole probe."""
-    if not output:
-        return
-    target = Path(output)
-    folder = target.parent
-    if target.is_dir():
-        raise GradhealthError(f"-o {output}: is a directory; give a file name for the report")
-    if not folder.is_dir():
-        raise GradhealthError(f"-o {output}: the folder {folder} does not exist; create it, or write the report "
-                              "elsewhere")
-    if target.exists() and not os.access(target, os.W_OK):
-        raise GradhealthError(f"-o {output}: not writable; check its permissions, or write the report elsewhere")
-    if not target.exists() and not os.access(folder, os.W_OK | os.X_OK):
-        raise GradhealthError(f"-o {output}: cannot create files in {folder}; write the report elsewhere")
-
-
-def _write_report(output: str, text: str) -> None:
-    try:
-        with open(output, "w", encoding="utf-8") as handle:
-            handle.write(text)
-    except OSError as err:
-        raise GradhealthError(f"-o {output}: cannot write the report ({err.strerror}); check free space and "
-                              "permissions, or write it elsewhere") from err
-
-
-@click.group(cls=_Gradhealth, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=toplevel.Gradhealth, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gradhealth")
 def main() -> None:
     """gradhealth: find what will make a PyTorch model explode, vanish or stall before you train it."""
@@ -279,7 +166,7 @@ def _run(paths, static_only, model_expr, probes, train_steps, seed, device, inpu
         patterns = (_split(exclude) or cfg.exclude or files.DEFAULT_EXCLUDE) + _split(extend_exclude) + cfg.extend_exclude
         targets = files.python_files(paths, options.root, patterns, force_exclude)
         threshold = Severity(fail_on or cfg.fail_on or "warning")
-        _check_output(None if diff else output)
+        files.check_output(None if diff else output)
     except GradhealthError as err:
         _fail(str(err))
     findings, probes_done, failed, changed = [], [], False, False
@@ -313,7 +200,7 @@ def _run(paths, static_only, model_expr, probes, train_steps, seed, device, inpu
     if not diff:
         text = RENDERERS[fmt](report)
         if output:
-            _write_report(output, text)
+            files.write_report(output, text)
         else:
             click.echo(text, nl=False)
     if fix:

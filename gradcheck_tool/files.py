@@ -1,4 +1,5 @@
-"""Which files a scan covers: paths expanded to Python files, minus excludes (ruff's semantics).
+"""Which files a scan covers: paths expanded to Python files, minus excludes (ruff's semantics);
+and the report's output file, checked before the scan and written after it.
 
 Directories are walked for ``*.py``; files named on the command line are always scanned
 unless ``--force-exclude`` (what pre-commit needs: it passes every changed file).  A pattern
@@ -8,8 +9,9 @@ matches a path relative to the project root, or any single component of it
 from __future__ import annotations
 
 import fnmatch
+import os
 from pathlib import Path, PurePosixPath
-from typing import Iterable
+from typing import Iterable, Optional
 
 from gradcheck_tool.errors import GradhealthError
 
@@ -57,3 +59,29 @@ def python_files(paths: Iterable[str], root: Path, exclude: tuple[str, ...], for
             seen.add(key)
             unique.append(f)
     return unique
+
+
+def check_output(output: Optional[str]) -> None:
+    """Before the scan, not after it: a report that cannot be written must not cost a whole probe."""
+    if not output:
+        return
+    target = Path(output)
+    folder = target.parent
+    if target.is_dir():
+        raise GradhealthError(f"-o {output}: is a directory; give a file name for the report")
+    if not folder.is_dir():
+        raise GradhealthError(f"-o {output}: the folder {folder} does not exist; create it, or write the report "
+                              "elsewhere")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise GradhealthError(f"-o {output}: not writable; check its permissions, or write the report elsewhere")
+    if not target.exists() and not os.access(folder, os.W_OK | os.X_OK):
+        raise GradhealthError(f"-o {output}: cannot create files in {folder}; write the report elsewhere")
+
+
+def write_report(output: str, text: str) -> None:
+    try:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as err:
+        raise GradhealthError(f"-o {output}: cannot write the report ({err.strerror}); check free space and "
+                              "permissions, or write it elsewhere") from err

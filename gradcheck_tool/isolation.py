@@ -60,10 +60,13 @@ def _describe_exit(code: int, display_name: str, cap: Optional[int]) -> str:
 
 
 def child_command(arguments: list[str]) -> list[str]:
-    """``python -c`` with the parent's sys.path set explicitly, standard library first: a ``random.py``
-    in the working directory must not shadow the stdlib in the child (``-m`` would put the
-    working directory first); the user's project folders are added by the loader, after it."""
-    path = stdlib_first(sys.path)
+    """``python -c`` with the parent's sys.path set explicitly, standard library first and without the
+    working directory: a ``random.py`` or ``torch.py`` there must not shadow the real ones in the
+    child (``-m`` would put the working directory first); the loader adds the user's project
+    folders, after the standard library."""
+    # The working directory only where gradhealth itself is imported from (a source checkout).
+    home, cwd = os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.getcwd()
+    path = [p for p in stdlib_first(sys.path) if os.path.abspath(p) != cwd or os.path.abspath(p) == home]
     boot = (f"import sys; sys.path[:] = {path!r}; from gradcheck_tool.child import main; "
             "sys.exit(main(sys.argv[1:]))")
     return [sys.executable, "-c", boot, *arguments]

@@ -7,10 +7,7 @@ findings point there (``self.fc2 = nn.Linear(...)``), where the fix belongs.
 """
 from __future__ import annotations
 
-import argparse
-import builtins
 import contextlib
-import importlib
 import inspect
 import sys
 from dataclasses import dataclass, field
@@ -23,7 +20,7 @@ from torch import nn
 
 from gradcheck_tool import inputs as probe_inputs
 from gradcheck_tool import project
-from gradcheck_tool.errors import GradhealthError, first_line
+from gradcheck_tool.errors import GradhealthError, first_line, out_of_memory
 from gradcheck_tool.findings import Position, Span
 
 
@@ -88,35 +85,6 @@ def _recording_sites(path: Path) -> Iterator[dict[int, tuple[nn.Module, Span]]]:
         nn.Module.__init__ = original
 
 
-class _ArgparseExit(SystemExit):
-    """argparse's error() while the file's code runs: the message is kept for the one error line
-    instead of being printed as usage lines."""
-
-
-@contextlib.contextmanager
-def _as_script(path: Path, place: project.Placement) -> Iterator[None]:
-    """The file's world while its code runs here, as ``python model.py`` sets it up: ``sys.argv`` is
-    ``[the file]`` (not the probe's own argv), the project's folders are importable (after the
-    standard library), and an argparse error is kept for one line rather than printed.  That covers
-    the import, build_model(), --model and example_inputs(), which may import siblings lazily;
-    sys.path and sys.argv are then restored exactly, whatever the file did to them."""
-    saved_path, saved_argv = list(sys.path), sys.argv
-    sys.path[:] = project.after_stdlib(sys.path, place.paths)
-    sys.argv = [str(path)]
-
-    def error(parser, message):
-        raise _ArgparseExit(2, message)
-
-    original_error = argparse.ArgumentParser.error
-    argparse.ArgumentParser.error = error
-    try:
-        yield
-    finally:
-        argparse.ArgumentParser.error = original_error
-        sys.path[:] = saved_path
-        sys.argv = saved_argv
-
-
 def _import(path: Path, place: project.Placement) -> ModuleType:
     try:
         return project.import_placed(path, place)
@@ -129,7 +97,7 @@ def _import(path: Path, place: project.Placement) -> ModuleType:
         raise GradhealthError(f"{where}:{err.lineno}: syntax error: {err.msg}") from err
     except UnicodeDecodeError as err:
         raise GradhealthError(f"{path} is not valid UTF-8 ({err.reason}); save it as UTF-8") from err
-    except _ArgparseExit as err:
+    except project.ArgparseExit as err:
         raise GradhealthError(f"{path} parses its command line at import, and argparse refused an empty one "
                               f"({err.args[-1]}); give those arguments defaults, or move parse_args() under "
                               "if __name__ == '__main__':") from err
@@ -142,8 +110,10 @@ def _import(path: Path, place: project.Placement) -> ModuleType:
     except RecursionError as err:
         raise GradhealthError(_too_deep(f"{path} at import", err)) from err
     except (Exception, KeyboardInterrupt) as err:  # a KeyboardInterrupt here is the file's own raise
-        raise GradhealthError(f"{path} raised {type(err).__name__} at import: {first_line(err, type(err).__name__)}; "
-                              "fix it, or scan with --static-only to check the source without running it") from err
+        remedy = _memory_hint(err) or ("; fix it, or scan with --static-only to check the source without "
+                                       "running it")
+        raise GradhealthError(f"{path} raised {type(err).__name__} at import: "
+                              f"{first_line(err, type(err).__name__)}{remedy}") from err
 
 
 def _shown(value: Any) -> str:
@@ -164,7 +134,7 @@ def _call_user(what: str, fn: Callable, *args) -> Any:
         return fn(*args)
     except GradhealthError:
         raise
-    except _ArgparseExit as err:
+    except project.ArgparseExit as err:
         raise GradhealthError(f"{what}: argparse refused an empty command line ({err.args[-1]}); give those "
                               "arguments defaults, or define build_model() without parse_args()") from err
     except SystemExit as err:
@@ -173,7 +143,12 @@ def _call_user(what: str, fn: Callable, *args) -> Any:
     except RecursionError as err:
         raise GradhealthError(_too_deep(what, err)) from err
     except (Exception, KeyboardInterrupt) as err:  # a KeyboardInterrupt here is the file's own raise
-        raise GradhealthError(f"{what} raised {type(err).__name__}: {first_line(err, type(err).__name__)}") from err
+        raise GradhealthError(f"{what} raised {type(err).__name__}: {first_line(err, type(err).__name__)}"
+                              f"{_memory_hint(err)}") from err
+
+
+def _memory_hint(err: BaseException) -> str:
+    return "; the probe ran out of memory: raise --max-memory, or build a smaller model" if out_of_memory(err) else ""
 
 
 def _no_arg_constructible(cls: type) -> bool:
@@ -199,40 +174,12 @@ def _prefer_trainable(candidates: list[tuple[str, nn.Module]]) -> list[tuple[str
     return [(n, m) for n, m in candidates if any(True for _ in m.parameters())] or candidates
 
 
-class _ProjectNames(dict):
-    """--model's names beyond the file's own: what its package exports (``pkg.Block`` as ``Block``),
-    a module of the package already imported that defines it, or a module by that name (a sibling
-    ``layers`` or a package of the project), so ``--model "layers.Block(64)"`` works as it would in
-    the file."""
-
-    def __init__(self, module: ModuleType):
-        super().__init__()
-        self.namespace = vars(module)
-        self.package = module.__package__ or ""
-
-    def __missing__(self, name: str) -> Any:
-        if name in self.namespace or hasattr(builtins, name):
-            raise KeyError(name)  # eval looks in the locals first: the file's globals win
-        if self.package:
-            members = [self.package] + sorted(n for n in sys.modules if n.startswith(self.package + "."))
-            for member in members:
-                if hasattr(sys.modules.get(member), name):
-                    return getattr(sys.modules[member], name)
-        for candidate in ([f"{self.package}.{name}"] if self.package else []) + [name]:
-            try:
-                return importlib.import_module(candidate)
-            except ImportError as err:
-                if err.name not in (candidate, name):  # the module exists, and its own import failed
-                    raise
-        raise KeyError(name)
-
-
 def _find_model(module: ModuleType, path: Path, options: LoadOptions) -> Optional[tuple[str, nn.Module]]:
     namespace = vars(module)
     if options.model_expr:
         try:
             # noqa: S307 - the user asked us to run it; names the file lacks come from its package
-            model = eval(options.model_expr, namespace, _ProjectNames(module))
+            model = eval(options.model_expr, namespace, project.ProjectNames(module))
         except RecursionError as err:
             raise GradhealthError(_too_deep(f"--model {options.model_expr!r}", err)) from err
         except (Exception, KeyboardInterrupt, SystemExit) as err:
@@ -293,7 +240,7 @@ def load(path: Path, options: LoadOptions = LoadOptions()) -> Optional[ModelSpec
     if not path.is_file():
         raise GradhealthError(f"{path}: no such file")
     place = project.placement(path)
-    with _as_script(path, place):
+    with project.as_script(path, place):
         return _load(path, place, options)
 
 

@@ -13,6 +13,9 @@ project's own packages still win over installed copies (a checkout of x-transfor
 """
 from __future__ import annotations
 
+import argparse
+import builtins
+import contextlib
 import hashlib
 import importlib
 import importlib.util
@@ -23,7 +26,7 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Optional
+from typing import Any, Iterator, Optional
 
 from gradcheck_tool.errors import GradhealthError
 
@@ -146,3 +149,60 @@ def import_placed(path: Path, place: Placement) -> ModuleType:
 def _same_file(module: Optional[ModuleType], path: Path) -> bool:
     origin = getattr(module, "__file__", None)
     return origin is not None and Path(origin).resolve() == path
+
+
+class ArgparseExit(SystemExit):
+    """argparse's error() while the file's code runs: the message is kept for the one error line
+    instead of being printed as usage lines."""
+
+
+@contextlib.contextmanager
+def as_script(path: Path, place: Placement) -> Iterator[None]:
+    """The file's world while its code runs here, as ``python model.py`` sets it up: ``sys.argv`` is
+    ``[the file]`` (not the probe's own argv), the project's folders are importable (after the
+    standard library), and an argparse error is kept for one line rather than printed.  That covers
+    the import, build_model(), --model and example_inputs(), which may import siblings lazily;
+    sys.path and sys.argv are then restored exactly, whatever the file did to them."""
+    saved_path, saved_argv = list(sys.path), sys.argv
+    sys.path[:] = after_stdlib(sys.path, place.paths)
+    sys.argv = [str(path)]
+
+    def error(parser, message):
+        raise ArgparseExit(2, message)
+
+    original_error = argparse.ArgumentParser.error
+    argparse.ArgumentParser.error = error
+    try:
+        yield
+    finally:
+        argparse.ArgumentParser.error = original_error
+        sys.path[:] = saved_path
+        sys.argv = saved_argv
+
+
+class ProjectNames(dict):
+    """--model's names beyond the file's own: what its package exports (``pkg.Block`` as ``Block``),
+    a module of the package already imported that defines it, or a module by that name (a sibling
+    ``layers`` or a package of the project), so ``--model "layers.Block(64)"`` works as it would in
+    the file."""
+
+    def __init__(self, module: ModuleType):
+        super().__init__()
+        self.namespace = vars(module)
+        self.package = module.__package__ or ""
+
+    def __missing__(self, name: str) -> Any:
+        if name in self.namespace or hasattr(builtins, name):
+            raise KeyError(name)  # eval looks in the locals first: the file's globals win
+        if self.package:
+            members = [self.package] + sorted(n for n in sys.modules if n.startswith(self.package + "."))
+            for member in members:
+                if hasattr(sys.modules.get(member), name):
+                    return getattr(sys.modules[member], name)
+        for candidate in ([f"{self.package}.{name}"] if self.package else []) + [name]:
+            try:
+                return importlib.import_module(candidate)
+            except ImportError as err:
+                if err.name not in (candidate, name):  # the module exists, and its own import failed
+                    raise
+        raise KeyError(name)

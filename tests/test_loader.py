@@ -465,3 +465,134 @@ def test_failed_import_leaves_no_private_module(tmp_path):
     with pytest.raises(GradhealthError, match="ValueError at import"):
         load(bad)
     assert {n for n in _sys.modules if n.startswith("_gradhealth_user_")} == before
+
+
+# --- issue 11: imports as the project does them ----------------------------------------------
+
+def _package(tmp_path: Path, name: str = "proj_pkg") -> Path:
+    package = tmp_path / name
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "layers.py").write_text(HEADER + "\nclass Block(nn.Module):\n    def __init__(self, width=4):\n"
+                                       "        super().__init__()\n        self.fc = nn.Linear(width, width)\n\n"
+                                       "    def forward(self, x):\n        return self.fc(x)\n")
+    write(package, "from .layers import Block\n\nmodel = nn.Sequential(Block(), nn.Linear(4, 2))\n")
+    return package / "model.py"
+
+
+def test_a_package_member_imports_with_its_package(tmp_path):
+    spec = load(_package(tmp_path))
+    assert type(spec.model[0]).__module__ == "proj_pkg.layers"
+    assert spec.sites["1"].start.row == 5  # nn.Linear(4, 2), in model.py (line 5 after the header)
+
+
+def test_model_expressions_reach_the_package(tmp_path):
+    path = _package(tmp_path, "expr_pkg")
+    assert load(path, LoadOptions(model_expr="Block(3)")).model.fc.in_features == 3  # an imported name
+    assert load(path, LoadOptions(model_expr="layers.Block(5)")).model.fc.in_features == 5  # a sibling module
+    assert "NameError" in load_error(path, model_expr="Nothing()")
+
+
+def test_placement_puts_the_project_after_the_standard_library(tmp_path):
+    from gradcheck_tool import project
+
+    place = project.placement(_package(tmp_path, "placed_pkg").resolve())
+    assert place.module_name == "placed_pkg.model" and place.package == "placed_pkg"
+    assert place.paths[0] == str(tmp_path.resolve())
+    stdlib = str(Path(textwrap.__file__).parent)
+    path = project.after_stdlib(["", stdlib, "/site-packages"], place.paths)
+    assert path.index(stdlib) < path.index(place.paths[0]) < path.index("/site-packages")
+    assert project.stdlib_first(["", "/somewhere", stdlib]) == [stdlib, "/somewhere"]
+
+
+def test_the_fix_engines_hidden_copy_imports_under_the_originals_name(tmp_path):
+    from gradcheck_tool import project
+
+    copy = _package(tmp_path, "copied_pkg").parent / ".model.gradhealth-1a2b3c.py"
+    assert project.placement(copy.resolve()).module_name == "copied_pkg.model"
+
+
+def test_sys_argv_is_the_file_while_it_runs_and_restored_after(tmp_path):
+    saved = list(sys.argv)
+    path = write(tmp_path, "import sys\nSEEN = list(sys.argv)\n\ndef build_model():\n"
+                           "    assert sys.argv == SEEN\n    return nn.Linear(len(SEEN), 2)\n")
+    spec = load(path)
+    assert spec.model.in_features == 1 and sys.argv == saved
+
+
+def test_argparse_errors_are_one_line_naming_the_argument(tmp_path):
+    path = write(tmp_path, "import argparse\np = argparse.ArgumentParser()\np.add_argument('--data', required=True)\n"
+                           "args = p.parse_args()\nmodel = nn.Linear(2, 2)\n")
+    message = load_error(path)
+    assert "--data" in message and "give those arguments defaults" in message
+
+
+# --- issue 11: inputs ------------------------------------------------------------------------
+
+def test_the_first_layer_is_found_by_execution_order_and_the_model_left_as_found(tmp_path):
+    path = write(tmp_path, """
+        class LM(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.encoder = nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8))
+                self.embed = nn.Embedding(20, 8)
+
+            def forward(self, tokens):
+                return self.encoder(self.embed(tokens).mean(1))
+        """)
+    spec = load(path)
+    assert spec.inputs_description.startswith("inferred from embed (Embedding): int64")
+    bn = spec.model.encoder[1]
+    assert spec.model.training and bn.num_batches_tracked.item() == 0  # the trial changed nothing
+
+
+def test_a_forward_needing_more_arguments_gets_the_example_inputs_to_write(tmp_path):
+    path = write(tmp_path, """
+        class RNN(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.embed = nn.Embedding(30, 4)
+                self.rnn = nn.GRU(4, 4)
+
+            def forward(self, tokens, hidden, *, lengths):
+                return self.rnn(self.embed(tokens), hidden)[0]
+        """)
+    message = load_error(path)
+    assert "needs hidden, lengths" in message
+    assert ('def example_inputs(): return (torch.randint(0, 30, (8, 32)), <hidden>,), {"lengths": <lengths>}'
+            in message)
+
+
+def test_example_inputs_may_pair_args_and_kwargs(tmp_path):
+    spec = load(write(tmp_path, """
+        class Pair(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(3, 2)
+                self.calls = []
+
+            def forward(self, a, b=None, *, scale):
+                self.calls.append((a, b, scale))
+                return self.fc(a + b) * scale
+
+        def example_inputs():
+            return (torch.randn(4, 3),), {"b": torch.ones(4, 3), "scale": 2.0}
+        """))
+    assert spec.inputs_description == "example_inputs(): {a: float32[4, 3], b: float32[4, 3], scale: float}"
+    run_probe(spec.model, spec.make_inputs, spec.loss_fn, probes=1)
+    a, b, scale = spec.model.calls[-1]
+    assert a.shape == (4, 3) and torch.equal(b, torch.ones(4, 3)) and scale == 2.0
+
+
+def test_args_and_kwargs_for_a_star_args_forward_is_one_clear_error(tmp_path):
+    path = write(tmp_path, RECORDER + "\ndef example_inputs():\n    return (torch.randn(4, 3),), {'b': 1}\n")
+    assert "positional-only or *args" in load_error(path)
+
+
+def test_training_through_a_function_called_at_import_is_seen():
+    from gradcheck_tool.import_safety import training_at_import
+
+    source = ("def step():\n    loss.backward()\n\ndef train():\n    step()\n\n"
+              "try:\n    train()\nexcept KeyboardInterrupt:\n    pass\n")
+    assert training_at_import(source) == "line 8: `train()`"
+    assert training_at_import(source.replace("try:\n    train()", "try:\n    pass")) is None
