@@ -70,7 +70,8 @@ class Result:
     variant: str
     verdict: str  # clean / info / warning / error / failed
     findings: list[dict]
-    wall_s: float
+    wall_s: float  # the whole CLI call: interpreter, imports, child process, probe
+    probe_s: Optional[float] = None  # the probe itself (the report's duration_s)
     loss: Optional[str] = None
     max_norm: Optional[float] = None
     grad_norms: list[float] = dataclasses.field(default_factory=list)
@@ -124,7 +125,8 @@ def scan(name: str, variant: str, directory: Path, timeout: float = 600) -> Resu
                 for f in report["findings"] if f["code"].startswith("GH1")]
     if probe.get("status") != "ok":
         return Result(name, family, variant, "failed", findings, wall, error=probe.get("reason") or proc.stderr[-400:])
-    return Result(name, family, variant, verdict_of(findings), findings, wall, loss=probe.get("loss"),
+    return Result(name, family, variant, verdict_of(findings), findings, wall, probe.get("duration_s"),
+                  loss=probe.get("loss"),
                   max_norm=probe.get("recommended_max_norm"), grad_norms=probe.get("total_grad_norms", []))
 
 
@@ -138,10 +140,11 @@ def table(results: list[Result]) -> str:
 
     rows = [[r.model, r.family, r.variant, r.verdict + (" (FALSE ALARM)" if r.false_alarm else "")
              + (" (MISSED)" if r.missed else ""), short(r.findings) if not r.error else r.error[:80],
-             f"{r.wall_s:.1f}", (r.loss or "")[:40], "" if r.max_norm is None else f"{r.max_norm:g}"]
+             f"{r.wall_s:.1f}", "" if r.probe_s is None else f"{r.probe_s:.1f}",
+             (r.loss or "").replace("default: ", "")[:36], "" if r.max_norm is None else f"{r.max_norm:g}"]
             for r in results]
     return tabulate(rows, headers=["model", "family", "loss run", "verdict", "findings (code:severity@module)",
-                                   "wall s", "loss", "max_norm"], tablefmt="github")
+                                   "wall s", "probe s", "loss", "max_norm"], tablefmt="github")
 
 
 def summary(results: list[Result]) -> dict[str, Any]:
@@ -157,6 +160,21 @@ def summary(results: list[Result]) -> dict[str, Any]:
         "true_positives_missed": sorted({r.model for r in default if r.missed}),
         "failed": sorted({f"{r.model}/{r.variant}" for r in results if r.verdict == "failed"}),
     }
+
+
+def write(results: list[Result], out: Path) -> dict[str, Any]:
+    import torch
+    import transformers
+
+    stats = summary(results)
+    meta = {"torch": torch.__version__, "transformers": transformers.__version__, "python": sys.version.split()[0]}
+    out.write_text(json.dumps({"meta": meta, "summary": stats,
+                               "results": [dict(dataclasses.asdict(r), false_alarm=r.false_alarm)
+                                           for r in results]}, indent=1) + "\n")
+    out.with_suffix(".md").write_text(
+        f"Zoo results ({', '.join(f'{k} {v}' for k, v in meta.items())}); written by benchmarks/zoo.py.\n\n"
+        + table(results) + "\n\n" + "\n".join(f"- {k}: {v}" for k, v in stats.items()) + "\n")
+    return stats
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -180,18 +198,17 @@ def main(argv: Optional[list[str]] = None) -> int:
             parser.error(f"unknown family {', '.join(sorted(families - set(FAMILIES)))}; known: {', '.join(FAMILIES)}")
         names = [n for n in names if SPECS[n].family in families]
     variants = VARIANTS if args.variant == "both" else (args.variant,)
-    results = []
+    results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="gradhealth-zoo-") as tmp:
-        for name in names:
-            for variant in variants:
+        for variant in variants:  # every default-loss scan first: the false-alarm count rests on them
+            for name in names:
                 result = scan(name, variant, Path(tmp))
                 results.append(result)
                 print(f"{name:16s} {variant:8s} {result.verdict:8s} {result.wall_s:6.1f}s  "
                       f"{short(result.findings) if not result.error else result.error[:120]}",
                       file=sys.stderr, flush=True)
-    text = table(results)
-    stats = summary(results)
-    print(text)
+                stats = write(results, args.out)  # after each scan, so an interrupted run keeps its rows
+    print(table(results))
     print()
     print(f"models: {stats['models']} ({', '.join(f'{k} {v}' for k, v in sorted(stats['per_family'].items()))})")
     print(f"false alarms at default init (default loss): {len(stats['false_alarms_default_init'])} "
@@ -200,16 +217,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f"known true positives missed: {stats['true_positives_missed']}")
     if stats["failed"]:
         print(f"failed scans: {stats['failed']}")
-    import torch
-    import transformers
-
-    meta = {"torch": torch.__version__, "transformers": transformers.__version__, "python": sys.version.split()[0]}
-    args.out.write_text(json.dumps({"meta": meta, "summary": stats,
-                                    "results": [dict(dataclasses.asdict(r), false_alarm=r.false_alarm)
-                                                for r in results]}, indent=1) + "\n")
-    args.out.with_suffix(".md").write_text(
-        f"Zoo results ({', '.join(f'{k} {v}' for k, v in meta.items())}); written by benchmarks/zoo.py.\n\n"
-        + text + "\n\n" + "\n".join(f"- {k}: {v}" for k, v in stats.items()) + "\n")
     return 1 if stats["false_alarms_default_init"] or stats["true_positives_missed"] or stats["failed"] else 0
 
 
