@@ -58,13 +58,14 @@ def test_gh112_unused_parameter_is_information_a_cut_one_a_warning():
     from gradcheck_tool.rules import examples
     from gradcheck_tool.rules.parameters import GradientFreeParameters
 
-    def severity(used):
-        record = examples.with_params(examples.mlp(), ParamStats("aux.weight", "aux", (8, 8), 1.0, None, used=used))
+    def severity(use):
+        record = examples.with_params(examples.mlp(), ParamStats("aux.weight", "aux", (8, 8), 1.0, None, use=use))
         (finding,) = GradientFreeParameters().check(record)
         return finding.severity, finding.evidence["gradient"]
 
-    assert severity(False) == (Severity.INFO, "unused")
-    assert severity(True) == (Severity.WARNING, "cut")
+    assert severity("unused") == (Severity.INFO, "unused")
+    assert severity("used") == (Severity.INFO, "unused")  # it ran, but its output does not reach the loss
+    assert severity("cut") == (Severity.WARNING, "cut")
     assert severity(None) == (Severity.WARNING, "cut")  # not recorded: the cautious reading
 
 

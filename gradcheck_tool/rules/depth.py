@@ -125,12 +125,30 @@ class _DepthRule(RuntimeRule):
 class ExplodingGradients(_DepthRule):
     """The backward signal grows from the output toward the input.
 
-    What it does: measures ||d loss / d output|| of every layer, in forward order, and
-    fits its per-layer growth in log space (Theil-Sen, robust to single outliers and to
-    the repeating pattern of transformer blocks).  Fires when the gradient grows by
-    two orders of magnitude or more across the chain (error from four).  Also fires
-    when some layer's output gradient exceeds the gradient at the model output by
-    three orders of magnitude.
+    What it does: measures ||d loss / d output|| of every layer and fits its per-layer
+    growth in log space over each stack of the model's structure (Theil-Sen, robust to
+    single outliers and to the repeating pattern of transformer blocks; see
+    ``rules/signals.py``).  Fires when the gradient grows by two orders of magnitude or
+    more across a stack (error from four).  Also fires when some layer's output gradient
+    exceeds the gradient at the model output by three orders of magnitude *and* its
+    gradient x activation norm exceeds the median layer's by as much: a layer whose
+    activations are small by design (RWKV's tiny embeddings feeding a LayerNorm) has a
+    large gradient in proportion, and its weights' relative step is ordinary.  When a
+    normalisation layer follows the peak it is named: LayerNorm of a (nearly) constant row,
+    e.g. a zero-initialised class token (transformers' DeiT), has a gain of 1/sqrt(eps).
+
+    Residual BatchNorm nets: BatchNorm makes the weights before it scale-invariant, so
+    what they learn depends on their gradient relative to their norm (the effective
+    learning rate, van Laarhoven 2017; Arora et al. 2019).  With each residual branch's
+    last BatchNorm at γ = 1 (PyTorch's default) every block adds a unit-variance signal to
+    the stream, and the gradient toward the stem grows with depth (ResNet-50: ~100-270x).
+    The field trains these nets every day from that init, with a warmup or with the last
+    γ of each branch at zero (Goyal et al. 2017; torchvision's ``zero_init_residual``), so
+    without more evidence this is information with that remedy; it is a warning when the
+    file's own optimizer, run for a few steps at its lr, diverges (GH140).  A plain
+    BatchNorm stack without residual connections is not absolved: its gradients explode
+    at init by ~1.21x per layer whatever the weights' scale (Yang et al. 2019, a mean
+    field theory of batch normalization).
 
     Why it matters: every layer multiplies the backward signal by its Jacobian gain.
     A gain above 1 compounds geometrically (Bengio et al. 1994; Pascanu et al. 2013):
@@ -217,9 +235,16 @@ class ExplodingGradients(_DepthRule):
 class VanishingGradients(_DepthRule):
     """The backward signal shrinks from the output toward the input.
 
-    What it does: the same per-layer fit of ||d loss / d output|| as GH101; fires when the
-    gradient reaching the first layers is two or more orders of magnitude below what the
-    last layers get (error from four).
+    What it does: the same per-stack fit of ||d loss / d output|| as GH101; fires when the
+    gradient reaching the first layers of a stack is two or more orders of magnitude below
+    what its last layers get (error from four), and the product ||gradient|| x
+    ||activation|| shrinks by at least one order of magnitude too.  In a positively
+    homogeneous network (ReLU, no normalisation) ``<dL/dz, z>`` is the same at every layer,
+    so a uniform rescaling of the weights (AlexNet at PyTorch's default init) shrinks the
+    activations toward the output exactly as it grows the gradients: each layer's relative
+    step is unchanged, nothing vanishes, and the product stays flat.  The activations'
+    collapse, where it is large, is GH106's finding.  An encoder fed only through
+    cross-attention is its own stack: the step between encoder and decoder is no trend.
 
     Why it matters: early layers then learn orders of magnitude more slowly than late
     ones (Hochreiter 1991; Glorot & Bengio 2010).  Sigmoid's slope is at most 1/4, so a
