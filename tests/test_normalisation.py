@@ -63,20 +63,24 @@ def test_parameters_the_forward_consumed_are_told_from_unused_ones():
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
-            self.fc, self.detached, self.stopped, self.unused = (nn.Linear(4, 4) for _ in range(4))
+            self.fc, self.detached, self.stopped, self.pooler, self.unused, self.numpy = (
+                nn.Linear(4, 4) for _ in range(6))
 
         def forward(self, x):
             h = self.fc(x)
             with torch.no_grad():
                 g = self.stopped(h)
-            return h + self.detached(h).detach() + g + self.fc.weight.data.sum()
+            self.pooler(h)  # computed, then dropped: nothing it makes reaches the loss
+            n = torch.as_tensor(self.numpy(h).detach().numpy())  # a numpy round trip
+            return h + self.detached(h).detach() + g + n + self.fc.weight.data.sum()
 
     record = run_probe(Net(), lambda: torch.randn(3, 4), probes=2)
-    used = {p.name: p.used for p in record.parameters}
-    assert used == {"fc.weight": True, "fc.bias": True, "detached.weight": True, "detached.bias": True,
-                    "stopped.weight": True, "stopped.bias": True, "unused.weight": False, "unused.bias": False}
-    assert {p.name for p in record.parameters if p.grad_norm is None} == {
-        "detached.weight", "detached.bias", "stopped.weight", "stopped.bias", "unused.weight", "unused.bias"}
+    use = {p.name: p.use for p in record.parameters if p.name.endswith(".weight")}
+    assert use == {"fc.weight": "cut",  # fc.weight.data: that op is cut, though fc's other use trains it
+                   "detached.weight": "cut", "stopped.weight": "cut", "pooler.weight": "used",
+                   "unused.weight": "unused", "numpy.weight": "cut"}
+    assert {p.name.partition(".")[0] for p in record.parameters if p.grad_norm is None} == {
+        "detached", "stopped", "pooler", "unused", "numpy"}
 
 
 def test_inferred_inputs_give_batchnorm_a_usable_batch():

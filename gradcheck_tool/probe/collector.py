@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from gradcheck_tool.probe import kinds
-from gradcheck_tool.probe.functional import FunctionalActivations
+from gradcheck_tool.probe.functional import FunctionalActivations, ParamUse
 from gradcheck_tool.probe.outputs import first_float_tensor
 
 # The flat tails: where the derivative is below 10% of its maximum.
@@ -94,7 +94,7 @@ class Collector:
         self._leaf_depth = 0
         self._passes = 0
         self._tracking = False  # functional_mode is on: keep the bookkeeping it reads
-        self.consumed: Optional[set[int]] = None  # ids of the parameters the first pass's ops took
+        self.uses: Optional[ParamUse] = None  # what the first pass's ops did with the parameters
 
     def attach(self) -> list:
         handles = []
@@ -120,9 +120,9 @@ class Collector:
         if not self._tracking:
             return contextlib.nullcontext()
         if first:
-            self.consumed = set()
+            self.uses = ParamUse()
         return FunctionalActivations(self._functional_call, self._producer, lambda: self._last_name,
-                                     lambda: self._leaf_depth > 0, self.consumed if first else None)
+                                     lambda: self._leaf_depth > 0, self.uses if first else None)
 
     def _enter_leaf(self, module: nn.Module, inputs) -> None:
         if self._tracking:
@@ -150,6 +150,14 @@ class Collector:
         return hook
 
     def _record(self, acc: LayerAccumulator, output) -> None:
+        if not self._tracking:
+            return self._take(acc, output)
+        # The probe's own reductions (a detach, a norm) are not the model's ops: keep them out
+        # of the functional mode's bookkeeping (and its cost).
+        with torch._C.DisableTorchFunction():
+            self._take(acc, output)
+
+    def _take(self, acc: LayerAccumulator, output) -> None:
         acc.calls += 1
         tensor = first_float_tensor(output)
         if acc.owns_params:

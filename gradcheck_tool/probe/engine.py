@@ -20,6 +20,7 @@ from torch import nn
 from gradcheck_tool.errors import GradhealthError
 from gradcheck_tool.probe import kinds
 from gradcheck_tool.probe.collector import SATURATED_SAMPLE_SHARE, Collector, LayerAccumulator, l2
+from gradcheck_tool.probe.functional import ParamUse
 from gradcheck_tool.probe.graph import residual_norm_ends
 from gradcheck_tool.probe.init_scheme import classify
 from gradcheck_tool.probe.outputs import DEFAULT_LOSS, compute_loss, describe_default_loss, floating_outputs
@@ -159,11 +160,8 @@ def run_probe(
     duration = time.perf_counter() - start
 
     layers = _layer_stats(collector.layers, probes, norm_ends)
-    consumed = collector.consumed
-    params = tuple(
-        _param_stats(name, p, per_param.get(name), None if consumed is None else id(p) in consumed)
-        for name, p in named_params
-    )
+    params = tuple(_param_stats(name, p, per_param.get(name), _use(name, p, collector.uses))
+                   for name, p in named_params)
     return ProbeRecord(
         model=model_name or type(model).__name__,
         device=str(next(p.device for _, p in named_params)),
@@ -201,7 +199,15 @@ def _input_rms(inputs: Any) -> Optional[float]:
     return _finite(math.sqrt(sq / max(n, 1)))
 
 
-def _param_stats(name: str, p: nn.Parameter, norms: Optional[list[float]], used: Optional[bool]) -> ParamStats:
+def _use(name: str, p: nn.Parameter, uses: Optional[ParamUse]) -> Optional[str]:
+    if uses is None:
+        return None
+    if id(p) in uses.cut or name.rpartition(".")[0] in uses.cut_modules:
+        return "cut"
+    return "used" if id(p) in uses.consumed else "unused"
+
+
+def _param_stats(name: str, p: nn.Parameter, norms: Optional[list[float]], use: Optional[str]) -> ParamStats:
     finite = [n for n in (norms or []) if math.isfinite(n)]
     return ParamStats(
         name=name,
@@ -212,7 +218,7 @@ def _param_stats(name: str, p: nn.Parameter, norms: Optional[list[float]], used:
         grad_norms=tuple(finite),
         grad_nonfinite=len(finite) != len(norms or []),
         requires_grad=p.requires_grad,
-        used=used,
+        use=use,
     )
 
 

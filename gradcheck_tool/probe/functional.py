@@ -10,13 +10,16 @@ after the module whose output it was applied to: ``F.relu(self.fc1(x))`` is ``fc
 output (``F.relu(out + identity)``), after the module that ran last.  Its stand-in module is
 an instance of the matching activation class, so everything downstream treats it as one.
 
-The same mode notes every ``nn.Parameter`` an op takes and that yields a tensor (``F.linear``,
-``p.detach()``, ``p.data``; not ``p.dtype``): a parameter the forward consumed but that got no
-gradient was cut off from the loss (``.detach()``, ``.data``, ``torch.no_grad()``, a numpy round
-trip), one it never consumed is simply unused in this mode (GH112).
+The same mode notes how the forward uses each ``nn.Parameter`` (``ParamUse``, read by GH112): every
+parameter an op takes and that yields a tensor (``F.linear``, ``p.data``; not ``p.dtype``); the ones
+whose op yields a tensor cut from autograd (``p.detach()``, ``p.data``, any op under
+``torch.no_grad()``); and the modules whose output is detached or leaves torch (``.detach()``,
+``.numpy()``, ``.tolist()``, ``.item()``).  A parameter the forward never took is unused in this
+mode, one whose gradient was cut is a bug.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import torch
@@ -47,6 +50,36 @@ for _funcs, _cls in (
         _TABLE[_func] = _cls
 
 
+# Ops whose result leaves autograd: a module output passed to one is cut from the loss.
+_CUTTERS = frozenset({torch.Tensor.detach, torch.detach, torch.Tensor.numpy, torch.Tensor.tolist, torch.Tensor.item})
+
+
+@dataclass
+class ParamUse:
+    """What one forward did with the parameters, by ``id``, and which modules' outputs it cut."""
+
+    consumed: set[int] = field(default_factory=set)
+    cut: set[int] = field(default_factory=set)
+    cut_modules: set[str] = field(default_factory=set)
+
+    def note(self, func, args, kwargs, result, producer: Callable[[torch.Tensor], Optional[str]]) -> None:
+        if func in _CUTTERS and args and isinstance(args[0], torch.Tensor):
+            owner = producer(args[0])
+            if owner is not None:
+                self.cut_modules.add(owner)
+        if not isinstance(result, torch.Tensor):
+            return
+        params = [a for a in args if isinstance(a, nn.Parameter)]
+        for arg in args:
+            if isinstance(arg, (list, tuple)):
+                params += [a for a in arg if isinstance(a, nn.Parameter)]
+        if kwargs:
+            params += [a for a in kwargs.values() if isinstance(a, nn.Parameter)]
+        self.consumed.update(id(p) for p in params)
+        if params and result.is_floating_point() and not result.requires_grad:
+            self.cut.update(id(p) for p in params if p.requires_grad)
+
+
 class FunctionalActivations(TorchFunctionMode):
     """Hands each functional activation's output to ``record(name, stand_in_class, output)``.
 
@@ -56,21 +89,15 @@ class FunctionalActivations(TorchFunctionMode):
 
     def __init__(self, record: Callable[[str, type, torch.Tensor], None],
                  producer: Callable[[torch.Tensor], Optional[str]], last: Callable[[], str],
-                 inside: Callable[[], bool], consumed: Optional[set[int]] = None):
+                 inside: Callable[[], bool], uses: Optional[ParamUse] = None):
         super().__init__()
         self._record, self._producer, self._last, self._inside = record, producer, last, inside
-        self._consumed = consumed
+        self._uses = uses
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         result = func(*args, **(kwargs or {}))
-        if self._consumed is not None and isinstance(result, torch.Tensor):
-            for arg in args:
-                if isinstance(arg, nn.Parameter):
-                    self._consumed.add(id(arg))
-                elif isinstance(arg, (list, tuple)):
-                    self._consumed.update(id(a) for a in arg if isinstance(a, nn.Parameter))
-            if kwargs:
-                self._consumed.update(id(a) for a in kwargs.values() if isinstance(a, nn.Parameter))
+        if self._uses is not None:
+            self._uses.note(func, args, kwargs, result, self._producer)
         cls = _TABLE.get(func)
         if cls is None or self._inside() or not isinstance(result, torch.Tensor) or not args:
             return result

@@ -69,7 +69,9 @@ class ParamStats:
     grad_norms: tuple[float, ...] = ()  # one per probe batch
     grad_nonfinite: bool = False
     requires_grad: bool = True
-    used: Optional[bool] = None  # an op of the first probe forward took it (None: not recorded)
+    # What the first probe forward did with it: "unused" (no op took it), "used", or "cut" (an op
+    # took it with autograd off, or its module's output was detached); None: not recorded.
+    use: Optional[str] = None
 
 
 @dataclass(frozen=True)

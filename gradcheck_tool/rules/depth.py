@@ -1,6 +1,7 @@
 """The backward signal across depth: GH101, GH102 (the forward signal: rules/activations.py)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from statistics import median
 from typing import Iterator, Optional
@@ -36,6 +37,24 @@ def live_residual_bn(record: ProbeRecord, trend: Trend) -> list[str]:
             sums.setdefault(layer.residual_sum, []).append(layer.name)
     return [members[-1] for members in sums.values()
             if all(norms.get(f"{name}.weight", 1.0) > 0 for name in members)]
+
+
+# Weights followed by normalisation tune their own rate: a large gradient grows their norm,
+# which lowers their effective learning rate lr / ||W||^2 (Arora et al. 2019), so a normalised
+# stack tolerates a steeper gradient profile: one level lower below 4 decades (MobileNetV1,
+# a plain depthwise BatchNorm stack the field trains daily: ~2.5), a warning from 4.
+NORMALISED_SHIFT = 2.0
+
+
+def scale_invariant(record: ProbeRecord, trend: Trend) -> bool:
+    """Most weight layers of the trend's stack are followed by a normalisation layer."""
+    weights = weight_layers(record, trend.layers)
+    return bool(weights) and 2 * sum(layer.normalised for layer in weights) > len(weights)
+
+
+def _normalised_severity(decades: float) -> Severity:
+    size = abs(decades) - NORMALISED_SHIFT
+    return Severity.INFO if size < WARN_DECADES else _severity(size)
 
 
 def _unstable_steps(record: ProbeRecord) -> bool:
@@ -137,12 +156,34 @@ class _DepthRule(RuntimeRule):
 class ExplodingGradients(_DepthRule):
     """The backward signal grows from the output toward the input.
 
-    What it does: measures ||d loss / d output|| of every layer, in forward order, and
-    fits its per-layer growth in log space (Theil-Sen, robust to single outliers and to
-    the repeating pattern of transformer blocks).  Fires when the gradient grows by
-    two orders of magnitude or more across the chain (error from four).  Also fires
-    when some layer's output gradient exceeds the gradient at the model output by
-    three orders of magnitude.
+    What it does: measures ||d loss / d output|| of every layer and fits its per-layer
+    growth in log space over each stack of the model's structure (Theil-Sen, robust to
+    single outliers and to the repeating pattern of transformer blocks; see
+    ``rules/signals.py``).  Fires when the gradient grows by two orders of magnitude or
+    more across a stack (error from four).  Also fires when some layer's output gradient
+    exceeds the gradient at the model output by three orders of magnitude *and* its
+    gradient x activation norm exceeds the median layer's by as much: a layer whose
+    activations are small by design (RWKV's tiny embeddings feeding a LayerNorm) has a
+    large gradient in proportion, and its weights' relative step is ordinary.  When a
+    normalisation layer follows the peak it is named: LayerNorm of a (nearly) constant row,
+    e.g. a zero-initialised class token (transformers' DeiT), has a gain of 1/sqrt(eps).
+
+    Residual BatchNorm nets: BatchNorm makes the weights before it scale-invariant, so
+    what they learn depends on their gradient relative to their norm (the effective
+    learning rate, van Laarhoven 2017; Arora et al. 2019).  With each residual branch's
+    last BatchNorm at γ = 1 (PyTorch's default) every block adds a unit-variance signal to
+    the stream, and the gradient toward the stem grows with depth (ResNet-50: ~100-270x).
+    The field trains these nets every day from that init, with a warmup or with the last
+    γ of each branch at zero (Goyal et al. 2017; torchvision's ``zero_init_residual``), so
+    without more evidence this is information with that remedy; it is a warning when the
+    file's own optimizer, run for a few steps at its lr, diverges (GH140).  A plain
+    BatchNorm stack without residual connections is not absolved: its gradients explode
+    at init by ~1.21x per layer whatever the weights' scale (Yang et al. 2019, a mean
+    field theory of batch normalization).  Normalised weights tune their own rate (a large
+    gradient grows ||W||, which lowers lr / ||W||^2: Arora et al. 2019), so in a stack whose
+    weights are mostly normalised the verdict is one level lower: information below four
+    decades (MobileNetV1's 27 layers: ~2.5), a warning from four (64 Conv-BN-ReLU layers:
+    ``fixtures/exploding_bn_stack.py``), an error from six.
 
     Why it matters: every layer multiplies the backward signal by its Jacobian gain.
     A gain above 1 compounds geometrically (Bengio et al. 1994; Pascanu et al. 2013):
@@ -179,7 +220,10 @@ class ExplodingGradients(_DepthRule):
                        f"{fmt(10 ** -trend.total)}x from {trend.last} back to {trend.first}")
             branches = live_residual_bn(record, trend)
             if not branches:
-                yield self._drift(record, trend, message, 1)
+                finding = self._drift(record, trend, message, 1)
+                if scale_invariant(record, trend):
+                    finding = dataclasses.replace(finding, severity=_normalised_severity(trend.total))
+                yield finding
                 return
             # A residual BatchNorm net at its library's init: the growth is real, but the field
             # trains these nets every day; only the file's own steps can show it hurts.
@@ -229,9 +273,16 @@ class ExplodingGradients(_DepthRule):
 class VanishingGradients(_DepthRule):
     """The backward signal shrinks from the output toward the input.
 
-    What it does: the same per-layer fit of ||d loss / d output|| as GH101; fires when the
-    gradient reaching the first layers is two or more orders of magnitude below what the
-    last layers get (error from four).
+    What it does: the same per-stack fit of ||d loss / d output|| as GH101; fires when the
+    gradient reaching the first layers of a stack is two or more orders of magnitude below
+    what its last layers get (error from four), and the product ||gradient|| x
+    ||activation|| shrinks by at least one order of magnitude too.  In a positively
+    homogeneous network (ReLU, no normalisation) ``<dL/dz, z>`` is the same at every layer,
+    so a uniform rescaling of the weights (AlexNet at PyTorch's default init) shrinks the
+    activations toward the output exactly as it grows the gradients: each layer's relative
+    step is unchanged, nothing vanishes, and the product stays flat.  The activations'
+    collapse, where it is large, is GH106's finding.  An encoder fed only through
+    cross-attention is its own stack: the step between encoder and decoder is no trend.
 
     Why it matters: early layers then learn orders of magnitude more slowly than late
     ones (Hochreiter 1991; Glorot & Bengio 2010).  Sigmoid's slope is at most 1/4, so a

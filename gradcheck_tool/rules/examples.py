@@ -80,6 +80,15 @@ def dip(depth: int = 16, floor: float = 1e-5) -> ProbeRecord:
     return dataclasses.replace(base, layers=layers)
 
 
+def gate(dead: float = 0.9) -> ProbeRecord:
+    """A squeeze-excitation gate: Linear, ReLU (``dead`` of its units silent), Linear, Sigmoid."""
+    base = mlp(depth=2, dead=dead)
+    reduce, relu, expand, last = base.layers
+    expand = dataclasses.replace(expand, next_activation="sigmoid")
+    last = dataclasses.replace(last, type="Sigmoid", activation="sigmoid", dead_fraction=None)
+    return dataclasses.replace(base, layers=(reduce, relu, expand, last))
+
+
 def normalised(base: ProbeRecord) -> ProbeRecord:
     """``base`` with a normalisation layer after every weight layer: their scale is normalised away."""
     return dataclasses.replace(base, layers=tuple(

@@ -33,13 +33,14 @@ class GradientFreeParameters(RuntimeRule):
 
     What it does: after each probe backward pass, reads every parameter with
     ``requires_grad=True``; reports, per module, parameters whose gradient was None on all
-    batches, or exactly zero on all batches.  For a None gradient it tells two cases apart by
-    what the first probe forward's ops consumed (``probe/functional.py`` notes every parameter
-    an op takes): a parameter the forward *used* while no gradient came back was cut off from
-    the loss (``.detach()``, ``.data``, a numpy round trip, ``torch.no_grad()`` inside forward):
-    a warning.  One the forward never touched is unused in this mode, which is often by design
-    (an optional head, a mask token or segment embedding used only with other inputs, a pooler
-    the task head skips): information.
+    batches, or exactly zero on all batches.  For a None gradient it tells the cases apart by
+    what the first probe forward's ops did (``probe/functional.py``): a parameter whose gradient
+    the forward *cut* (an op took it under ``torch.no_grad()``, through ``.data`` or
+    ``.detach()``, or its module's output was detached or turned into numpy) is a warning.  One
+    the forward never took is unused in this mode, and one whose module ran but whose output
+    never reaches the loss (a pooler the task head skips) does not serve this loss; both are
+    often by design (an optional head, a mask token or segment embedding used only with other
+    inputs): information.
 
     Why it matters: the optimizer will never move these weights (weight decay aside, which
     only shrinks them).  A gradient that is cut off is almost always a bug: the layer runs, its
@@ -60,8 +61,8 @@ class GradientFreeParameters(RuntimeRule):
     NAME = "gradient-free-parameters"
     SEVERITY = Severity.WARNING
     GOOD = (examples.mlp(),)
-    BAD = (examples.with_params(examples.mlp(), ParamStats("aux.weight", "aux", (8, 8), 1.0, None, used=True)),
-           examples.with_params(examples.mlp(), ParamStats("unused.weight", "unused", (8, 8), 1.0, None, used=False)))
+    BAD = (examples.with_params(examples.mlp(), ParamStats("aux.weight", "aux", (8, 8), 1.0, None, use="cut")),
+           examples.with_params(examples.mlp(), ParamStats("unused.weight", "unused", (8, 8), 1.0, None, use="unused")))
 
     def check(self, record: ProbeRecord) -> Iterator[Finding]:
         if any(p.grad_nonfinite for p in record.parameters):
@@ -74,14 +75,17 @@ class GradientFreeParameters(RuntimeRule):
         for module, params in by_module.items():
             none = all(p.grad_norm is None for p in params)
             names = ", ".join(p.name for p in params)
-            cut = none and any(p.used is not False for p in params)  # unrecorded use counts as used
+            uses = {p.use for p in params}
+            cut = none and bool(uses & {"cut", None})  # not recorded: the cautious reading
             if cut:
                 what, severity = ("are used by the forward but receive no gradient: their path to the loss is "
                                   "cut (.detach(), .data, torch.no_grad() or a numpy round trip)"), Severity.WARNING
                 fix = ("If they should learn, remove the detach / .data / no_grad on their path; if not, freeze "
                        "them with requires_grad_(False).")
             elif none:
-                what, severity = "are not used by this forward, so they receive no gradient", Severity.INFO
+                what = ("are used by the forward, but nothing they compute reaches the loss" if "used" in uses
+                        else "are not used by this forward, so they receive no gradient")
+                severity = Severity.INFO
                 fix = (f"Nothing to do if {module or 'the parameter'} serves another mode or input (an optional "
                        "head, a mask token); otherwise remove it or freeze it with requires_grad_(False).")
             else:
@@ -91,7 +95,8 @@ class GradientFreeParameters(RuntimeRule):
             yield self.finding(
                 f"{names} {what}", module=module or None,
                 evidence={"parameters": [p.name for p in params],
-                          "gradient": "zero" if not none else "cut" if cut else "unused"},
+                          "gradient": "zero" if not none else "cut" if cut else "unused",
+                          "use": sorted(u or "unknown" for u in uses)},
                 fix=fix, severity=severity)
 
 
@@ -105,7 +110,13 @@ class InitScaleMismatch(RuntimeRule):
     magnitude across depth (forward or backward) and the layers' init is off by more than
     1.5x in that direction, so a shallow network that trains fine with any init is left
     alone.  Sigmoid layers are not reported: no init fixes a slope of 1/4.  Embeddings are
-    not weight layers here (their input is one-hot).
+    not weight layers here (their input is one-hot).  Nor are layers whose output is
+    normalised (a BatchNorm/LayerNorm/GroupNorm/RMSNorm follows before any activation): the
+    norm divides their scale away, so any init scale is valid there, He fan-out before
+    BatchNorm included (van Laarhoven 2017).  Nor are layers that only feed a sigmoid gate
+    (squeeze-excitation).  And since a normalisation resets the scale, mismatches compound
+    only between two of them: a segment whose mismatches move the signal by less than 10x
+    (a post-LN feed-forward layer at std 0.02) is not reported.
 
     Why it matters: a mismatch by a factor c per layer compounds to c^(depth/2) in the
     signal.  Glorot init before ReLU loses sqrt(2) per layer; N(0, 1) weights gain

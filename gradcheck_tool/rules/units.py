@@ -17,6 +17,15 @@ MOST = 0.5
 MIN_SAMPLES_PER_UNIT = 16
 
 
+def _in_gate(record: ProbeRecord, layer: LayerStats) -> bool:
+    """The next weight layer after ``layer`` feeds a sigmoid: a squeeze-excitation gate's hidden
+    units.  Their input is one pooled descriptor per image whose post-ReLU features share a
+    positive mean, so at init a unit's sign is mostly that of its weights' sum, the same for
+    every image: half of them are silent by construction, and the gate works regardless."""
+    after = next((l for l in record.layers if l.order > layer.order and l.weight_init is not None), None)
+    return after is not None and after.next_activation == "sigmoid"
+
+
 def _feeding_layer(record: ProbeRecord, layer: LayerStats) -> str:
     before = [l for l in record.layers if l.order < layer.order and l.weight_init is not None]
     return before[-1].name if before else layer.name
@@ -38,7 +47,10 @@ class DeadUnits(RuntimeRule):
     samples (batch rows over all probe batches; the positions of one image or sequence are
     one sample) behind each unit's verdict: a live unit that fires on a quarter of its inputs
     is silent on all 16 with probability 1%.  A layer seen on fewer (a squeeze layer probed
-    at batch 2) is not evidence either way.
+    at batch 2) is not evidence either way.  The hidden units of a squeeze-excitation gate
+    (the next weight layer feeds a sigmoid) are not judged: their input is one pooled,
+    positive-mean descriptor per image, so half of them are silent on every image at init
+    by construction (RegNetY), and the gate does its job regardless.
 
     Why it matters: a ReLU unit that is never positive has zero gradient for every input, so
     nothing can revive it: its weights and bias stop learning for good.  Usual causes are a
@@ -56,12 +68,14 @@ class DeadUnits(RuntimeRule):
     SEVERITY = Severity.WARNING
     METRIC = "dead fraction"
     measure = classmethod(lambda cls, record, module: _worst(record, module, "dead_fraction"))
-    GOOD = (examples.mlp(), examples.mlp(dead=0.3), examples.mlp(dead=0.9, samples=6))  # 2 images x 3 batches
+    GOOD = (examples.mlp(), examples.mlp(dead=0.3), examples.mlp(dead=0.9, samples=6),  # 2 images x 3 batches
+            examples.gate())
     BAD = (examples.mlp(dead=0.9),)
 
     def check(self, record: ProbeRecord) -> Iterator[Finding]:
         for layer in record.layers:
-            if layer.dead_fraction is None or (layer.samples_per_unit or 0) < MIN_SAMPLES_PER_UNIT:
+            if layer.dead_fraction is None or (layer.samples_per_unit or 0) < MIN_SAMPLES_PER_UNIT \
+                    or _in_gate(record, layer):
                 continue
             if layer.dead_fraction >= MOST:
                 feeder = _feeding_layer(record, layer)
