@@ -46,6 +46,7 @@ class ScanOptions:
     timeout: Optional[float] = 120.0  # seconds per file when isolated; None: no limit
     max_memory: Optional[int] = None  # bytes for the isolated child; None: 80% of physical memory
     verbose: bool = False
+    curvature: bool = False  # measure the stability bound before the optimizer steps (GH144, GH140's advice)
 
     def enabled(self, path: Path) -> frozenset[str]:
         try:
@@ -221,11 +222,13 @@ def scan(
     select: Optional[Iterable[str]] = None,
     optimizer: Optional[Callable[[Any], Any]] = None,
     train_steps: int = 10,
+    curvature: bool = False,
 ) -> Report:
     """Probe an in-memory model on ``inputs`` (a tensor, tuple or dict, or a zero-argument
     callable returning one) and return the Report.  ``optimizer`` builds the training
     optimizer from the parameters (``lambda params: torch.optim.Adam(params, lr=3e-3)``):
-    it is run for ``train_steps`` steps (GH140, GH143).  The model is handed back exactly as it
+    it is run for ``train_steps`` steps (GH140-GH143), after measuring the stability bound at
+    initialisation when ``curvature`` (GH144).  The model is handed back exactly as it
     was: mode, parameters, gradients, buffers and RNG state are restored.  ``select`` takes
     codes, prefixes or names, as ``--select`` does."""
     from gradcheck_tool.probe.engine import run_probe
@@ -237,7 +240,7 @@ def scan(
     if optimizer is not None and train_steps > 0:
         with parameters_kept(model):
             built = optimizer([p for p in model.parameters() if p.requires_grad])
-            steps = measure_steps(model, make, loss_fn, built, steps=train_steps, seed=seed)
+            steps = measure_steps(model, make, loss_fn, built, steps=train_steps, seed=seed, curvature=curvature)
         record = dataclasses.replace(record, steps=steps)
     codes = registry.resolve(select) if select is not None else None
     findings = tuple(sorted(run_rules(record, codes), key=lambda f: f.sort_key))

@@ -29,7 +29,7 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _options(cfg, model_expr, probes, train_steps, seed, device, input_shape, input_dtype, static_only,
-             select, extend_select, ignore, timeout, max_memory, verbose):
+             select, extend_select, ignore, timeout, max_memory, verbose, curvature=False):
     from gradcheck_tool import registry
     from gradcheck_tool.api import ScanOptions
 
@@ -59,7 +59,7 @@ def _options(cfg, model_expr, probes, train_steps, seed, device, input_shape, in
         input_dtype=input_dtype, static_only=static_only, select=frozenset(codes), per_file_ignores=per_file,
         root=cfg.root or Path.cwd(), isolate=True, verbose=verbose,
         timeout=_positive(timeout if timeout is not None else cfg.timeout, 120.0, "--timeout"),
-        max_memory=_gib(max_memory if max_memory is not None else cfg.max_memory),
+        max_memory=_gib(max_memory if max_memory is not None else cfg.max_memory), curvature=curvature,
     )
 
 
@@ -90,6 +90,9 @@ _SCAN_OPTIONS = [
     click.option("--probes", type=click.IntRange(*LIMITS["probes"]), help="Probe batches to run.  [default: 3]"),
     click.option("--train-steps", type=click.IntRange(*LIMITS["train-steps"]), metavar="N",
                  help="Steps of the file's own optimizer to run (GH140, GH143); 0: none.  [default: 10]"),
+    click.option("--curvature", is_flag=True,
+                 help="Also measure the loss's sharpness at init and the lr the file's optimizer is stable at "
+                      "(GH144, GH140's advice; ~10-20 Hessian-vector products, needs loss_fn)."),
     click.option("--seed", type=click.IntRange(*LIMITS["seed"]), help="Seed for the model's init, inputs, dropout and the default loss.  [default: 0]"),
     click.option("--device", help="cpu, cuda, cuda:N or auto.  [default: cpu]"),
     click.option("--input-shape", metavar="N,C,...", help="Shape of random inputs when the file has no example_inputs()."),
@@ -156,14 +159,14 @@ def fix(**kwargs) -> None:
 
 def _run(paths, static_only, model_expr, probes, train_steps, seed, device, input_shape, input_dtype, select, extend_select,
          ignore, exclude, extend_exclude, force_exclude, fmt, output, fail_on, timeout, max_memory, unsafe_fixes,
-         diff, fix_level, verbose, fix) -> None:
+         diff, fix_level, verbose, fix, curvature=False) -> None:
     from gradcheck_tool import api, config, files
     from gradcheck_tool.report import RENDERERS
 
     try:
         cfg = config.load(Path(paths[0]) if paths else Path.cwd())
         options = _options(cfg, model_expr, probes, train_steps, seed, device, input_shape, input_dtype, static_only,
-                           select, extend_select, ignore, timeout, max_memory, verbose)
+                           select, extend_select, ignore, timeout, max_memory, verbose, curvature)
         patterns = (_split(exclude) or cfg.exclude or files.DEFAULT_EXCLUDE) + _split(extend_exclude) + cfg.extend_exclude
         targets = files.python_files(paths, options.root, patterns, force_exclude)
         threshold = Severity(fail_on or cfg.fail_on or "warning")

@@ -62,13 +62,13 @@ def probe_spec(spec: loader.ModelSpec, probes: int, seed: int, progress: Optiona
 
 
 def train_spec(spec: loader.ModelSpec, optimizer: OptimizerCall, steps: int, seed: int,
-               progress: Optional[Progress] = None) -> Optional[StepStats]:
+               progress: Optional[Progress] = None, curvature: bool = False) -> Optional[StepStats]:
     """A few steps of the file's own optimizer on its model (this trains the model); None when
     the optimizer's steps would not mean anything under the default loss (SGD's scale with it)."""
     built = build_optimizer(optimizer.name, dict(optimizer.kwargs), spec.model)
     try:
         stats = measure_steps(spec.model, spec.make_inputs, spec.loss_fn, built, steps=steps, seed=seed,
-                              progress=progress)
+                              progress=progress, curvature=curvature)
     except GradhealthError:
         raise
     except Exception as err:
@@ -91,7 +91,7 @@ def scan_path(path: Path, options, progress: Optional[Progress] = None, display_
                                "no model found: define build_model() or pass --model to probe it")
     record = probe_spec(spec, options.probes, options.seed, progress)
     if optimizer is not None and options.train_steps > 0:
-        stats = train_spec(spec, optimizer, options.train_steps, options.seed, progress)
+        stats = train_spec(spec, optimizer, options.train_steps, options.seed, progress, options.curvature)
         record = dataclasses.replace(record, steps=stats)
     findings = [_locate(f, spec.sites, filename, optimizer) for f in run_rules(record)]
     return findings, ProbeResult(filename, ProbeStatus.OK, record=record)

@@ -39,7 +39,8 @@ def test_codes_and_names_match_design():
         "GH104": "non-finite-activations", "GH105": "exploding-activations", "GH106": "collapsing-activations",
         "GH110": "dead-units", "GH111": "saturated-activations", "GH112": "gradient-free-parameters",
         "GH120": "init-scale-mismatch", "GH130": "exploding-through-time", "GH131": "vanishing-through-time",
-        "GH140": "loss-divergence", "GH143": "weight-norm-growth",
+        "GH140": "loss-divergence", "GH141": "update-ratio-too-large", "GH142": "update-ratio-too-small",
+        "GH143": "weight-norm-growth", "GH144": "lr-above-edge-of-stability",
     }
     assert {c: r.NAME for c, r in RULES.items()} == expected
 

@@ -96,6 +96,20 @@ class WeightGrowth:
     name: str
     module: str
     norms: tuple[float, ...]  # steps + 1 values
+    updates: tuple[float, ...] = ()  # ||w_t+1 - w_t|| at each step
+    tangential: tuple[float, ...] = ()  # the part of that update orthogonal to w_t (the effective step)
+
+
+@dataclass(frozen=True)
+class Curvature:
+    """The sharpness at initialisation and the largest stable lr of the optimizer (probe/curvature.py)."""
+
+    sharpness: Optional[float]  # lambda_max of the Hessian, or of P^-1 H for Adam; None: not measured
+    bound: Optional[float]  # the edge of stability: the largest lr at which the first steps are stable
+    formula: str  # how the bound follows from the sharpness, "2/λ_max"
+    preconditioned: bool
+    hvps: int  # Hessian-vector products used
+    note: str = ""  # why it was not measured
 
 
 @dataclass(frozen=True)
@@ -109,6 +123,7 @@ class StepStats:
     losses: tuple[float, ...]  # the loss at each step, before that step's update
     weights: tuple[WeightGrowth, ...]
     warmup: bool = False  # the file's schedule can start below lr: these steps ran at its peak
+    curvature: Optional[Curvature] = None  # None: not measured (--curvature off, or no bound for the optimizer)
 
 
 @dataclass(frozen=True)
@@ -152,8 +167,10 @@ class ProbeRecord:
         def steps(d: Optional[dict]) -> Optional[StepStats]:
             if d is None:
                 return None
-            weights = tuple(WeightGrowth(**dict(w, norms=tuple(w["norms"]))) for w in d["weights"])
-            return StepStats(**dict(d, losses=tuple(d["losses"]), weights=weights))
+            weights = tuple(WeightGrowth(**dict(w, **{k: tuple(w.get(k, ())) for k in ("norms", "updates", "tangential")}))
+                            for w in d["weights"])
+            curvature = Curvature(**d["curvature"]) if d.get("curvature") else None
+            return StepStats(**dict(d, losses=tuple(d["losses"]), weights=weights, curvature=curvature))
 
         return cls(
             **dict(

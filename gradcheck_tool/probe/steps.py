@@ -1,11 +1,13 @@
-"""A few steps of the file's own optimizer: whether the loss diverges (GH140) and how fast the
-weights' norms grow (GH143).
+"""A few steps of the file's own optimizer: whether the loss diverges (GH140), how fast the
+weights' norms grow (GH143), how large each step is against its weight (GH141/GH142), and, when
+asked, the stability bound at initialisation (probe/curvature.py, GH144).
 
 Step ``t`` is a plain training step on probe batch ``t``: ``torch.manual_seed(seed + t)``;
 ``inputs = make_inputs()``; the loss (``loss_fn`` or the default, seeded ``seed + t``);
 ``zero_grad``; ``backward``; ``step``.  The L2 norm of every trainable weight with two or
 more dimensions is read before the first step and after each one, with one host sync per
-step.  This trains the model: the CLI's child process discards the model afterwards, and
+step, and so is each step's update ``||w_t+1 - w_t||`` and its part orthogonal to ``w_t`` (a copy
+of the matrices is held for it).  This trains the model: the CLI's child process discards the model afterwards, and
 the Python API wraps the run in ``parameters_kept``.
 """
 from __future__ import annotations
@@ -19,6 +21,7 @@ from torch import nn
 
 from gradcheck_tool.errors import GradhealthError
 from gradcheck_tool.probe.collector import l2
+from gradcheck_tool.probe.curvature import measure_curvature
 from gradcheck_tool.probe.engine import Progress, call_model
 from gradcheck_tool.probe.outputs import compute_loss
 from gradcheck_tool.probe.record import StepStats, WeightGrowth
@@ -60,16 +63,21 @@ def parameters_kept(model: nn.Module) -> Iterator[None]:
 
 def measure_steps(model: nn.Module, make_inputs: Callable[[], Any], loss_fn: Optional[Callable],
                   optimizer: torch.optim.Optimizer, *, steps: int, seed: int,
-                  progress: Optional[Progress] = None) -> Optional[StepStats]:
+                  progress: Optional[Progress] = None, curvature: bool = False) -> Optional[StepStats]:
     """None when the steps would not mean anything: SGD's scale with the loss, and the default
-    loss's scale is arbitrary, so SGD (and any optimizer not in SCALE_FREE) needs ``loss_fn``."""
+    loss's scale is arbitrary, so SGD (and any optimizer not in SCALE_FREE) needs ``loss_fn``.
+    ``curvature``: measure the stability bound first, at the initial weights."""
     if loss_fn is None and type(optimizer).__name__ not in SCALE_FREE:
         return None
+    sharpness = measure_curvature(model, make_inputs, loss_fn, optimizer, seed=seed) if curvature else None
     names = [(n, p) for n, p in model.named_parameters() if p.requires_grad and p.dim() >= 2]
     weights = [p for _, p in names]
     model.train()
     with torch.no_grad():
-        history = [torch.stack([l2(w.detach()) for w in weights]).tolist()] if weights else [[]]
+        previous = [w.detach().clone() for w in weights]
+        history = [torch.stack([l2(w) for w in previous]).tolist()] if weights else [[]]
+    updates: list[list[float]] = []
+    tangential: list[list[float]] = []
     losses: list[float] = []
     for step in range(steps):
         torch.manual_seed(seed + step)
@@ -79,10 +87,15 @@ def measure_steps(model: nn.Module, make_inputs: Callable[[], Any], loss_fn: Opt
         loss.backward()
         optimizer.step()
         with torch.no_grad():
-            values = torch.stack([loss.detach().float().reshape(()), *(l2(w.detach()) for w in weights)]).tolist()
+            moved = [_update(w.detach(), before) for w, before in zip(weights, previous)]
+            values = torch.stack([loss.detach().float().reshape(()), *(l2(w.detach()) for w in weights),
+                                  *(x for pair in moved for x in pair)]).tolist()
         del loss, inputs
+        n = len(weights)
         losses.append(values[0])
-        history.append(values[1:])
+        history.append(values[1:n + 1])
+        updates.append(values[n + 1::2])
+        tangential.append(values[n + 2::2])
         if progress is not None:
             progress(step + 1, steps, "optimizer step")
         if not all(math.isfinite(v) for v in values):
@@ -96,6 +109,17 @@ def measure_steps(model: nn.Module, make_inputs: Callable[[], Any], loss_fn: Opt
         weight_decay=float(group.get("weight_decay", 0.0) or 0.0),
         decoupled=name == "AdamW" or bool(group.get("decoupled_weight_decay", False)),
         losses=tuple(losses),
-        weights=tuple(WeightGrowth(n, n.rpartition(".")[0], tuple(h[i] for h in history))
+        weights=tuple(WeightGrowth(n, n.rpartition(".")[0], tuple(h[i] for h in history),
+                                   tuple(u[i] for u in updates), tuple(t[i] for t in tangential))
                       for i, (n, _) in enumerate(names)),
+        curvature=sharpness,
     )
+
+
+def _update(weight: torch.Tensor, before: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """||w - before|| and its part orthogonal to ``before``; ``before`` becomes ``w`` (no new copy)."""
+    delta = weight.float() - before.float()
+    norm = l2(delta)
+    radial = (delta * before.float()).sum() / l2(before.float()).clamp_min(1e-30)
+    before.copy_(weight)
+    return norm, (norm.square() - radial.square()).clamp_min(0).sqrt()

@@ -13,14 +13,18 @@ from gradcheck_tool.rules.depth import ExplodingGradients, VanishingGradients
 from gradcheck_tool.rules.nonfinite import NonFiniteActivations, NonFiniteGradients
 from gradcheck_tool.rules.parameters import GradientFreeParameters, InitScaleMismatch
 from gradcheck_tool.rules.recurrent import ExplodingThroughTime, VanishingThroughTime
+from gradcheck_tool.rules.stability import LrAboveEdgeOfStability
 from gradcheck_tool.rules.units import DeadUnits, SaturatedActivations
+from gradcheck_tool.rules.updates import UpdateRatioTooLarge, UpdateRatioTooSmall
 
 RULES: dict[str, type[RuntimeRule]] = {
     rule.CODE: rule
     for rule in sorted(
         [ExplodingGradients, VanishingGradients, NonFiniteGradients, NonFiniteActivations, ExplodingActivations,
          CollapsingActivations, DeadUnits, SaturatedActivations, GradientFreeParameters, InitScaleMismatch,
-         ExplodingThroughTime, VanishingThroughTime, LossDivergence, WeightNormGrowth],
+         ExplodingThroughTime, VanishingThroughTime, LossDivergence, WeightNormGrowth]
+        + [LrAboveEdgeOfStability]
+        + [UpdateRatioTooLarge, UpdateRatioTooSmall],
         key=lambda r: r.CODE,
     )
 }

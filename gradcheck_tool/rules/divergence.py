@@ -3,15 +3,38 @@ from __future__ import annotations
 
 import math
 from statistics import median
-from typing import Iterator
+from typing import Iterator, Optional
 
 from gradcheck_tool.findings import Finding, Severity
-from gradcheck_tool.probe.record import ProbeRecord
+from gradcheck_tool.probe.record import ProbeRecord, StepStats
 from gradcheck_tool.rules import examples
 from gradcheck_tool.rules.base import RuntimeRule
 from gradcheck_tool.rules.signals import finite
 
 RISE = 10.0  # the loss at the end of the run, as a multiple of its first value
+SAFETY = 0.8  # the recommended lr, as a fraction of the bound: inside it, with room for the sharpness to rise
+
+
+def stability_ratio(stats: Optional[StepStats]) -> Optional[float]:
+    """lr / bound, where the bound was measured."""
+    curvature = stats.curvature if stats is not None else None
+    if curvature is None or curvature.bound is None or not finite(curvature.bound) or curvature.bound <= 0:
+        return None
+    return stats.lr / curvature.bound
+
+
+def stability_advice(stats: StepStats) -> Optional[str]:
+    """"lr is 1.21x the edge of stability 2/λ_max = 0.0182; ..." with the lr computed from the bound."""
+    ratio = stability_ratio(stats)
+    if ratio is None:
+        return None
+    bound = stats.curvature.bound
+    return (f"lr is {ratio:.3g}x the edge of stability {stats.curvature.formula} = {bound:.3g} at initialisation: "
+            f"try lr={recommended_lr(bound):.2g} ({SAFETY:g}x the bound)")
+
+
+def recommended_lr(bound: float) -> float:
+    return float(f"{SAFETY * bound:.2g}")
 
 
 class LossDivergence(RuntimeRule):
@@ -34,7 +57,9 @@ class LossDivergence(RuntimeRule):
 
     Example: ``torch.optim.SGD(model.parameters(), lr=10.0)`` on an MSE loss.
 
-    Fix: lower the learning rate (by 10x, then tune), clip gradients (``gradhealth`` quotes
+    Fix: lower the learning rate: with ``--curvature`` the probe measures the edge of stability
+    at initialisation and the advice is 0.8x of it ("lr is 1.21x the edge of stability 2/λ_max
+    = 0.0182: try lr=0.015"), without it 10x lower, then tune; clip gradients (``gradhealth`` quotes
     a ``max_norm`` measured by the probe), or warm the rate up over the first steps.
     """
 
@@ -64,7 +89,10 @@ class LossDivergence(RuntimeRule):
         # Run at the peak rate: a warmup schedule starts lower, so the verdict is a warning there.
         severity = Severity.WARNING if stats.warmup else Severity.ERROR
         peak = " (at the peak lr: the file's warmup schedule starts lower and may avoid this)" if stats.warmup else ""
-        advice = (f"Lower the learning rate (try lr={stats.lr / 10:g}), clip gradients"
+        ratio = stability_ratio(stats)
+        bound = stability_advice(stats) if ratio is not None and ratio > 1 else None
+        lower = f"{bound}" if bound else f"Lower the learning rate (try lr={stats.lr / 10:g})"
+        advice = (lower + ", clip gradients"
                   + (f" at max_norm={record.recommended_max_norm:g}" if record.recommended_max_norm else "")
                   + ", or warm the rate up over the first steps.")
         for step, loss in enumerate(stats.losses):

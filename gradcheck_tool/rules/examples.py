@@ -10,6 +10,7 @@ import dataclasses
 from typing import Optional, Sequence
 
 from gradcheck_tool.probe.record import (
+    Curvature,
     InitStats,
     LayerStats,
     ParamStats,
@@ -148,14 +149,23 @@ def rnn(per_step: float, steps: int = 32, radius: float = 0.6) -> ProbeRecord:
 
 def trained(optimizer: str = "Adam", lr: float = 1e-3, growth: float = 5e-4, *, weight_decay: float = 0.0,
             steps: int = 10, matrices: int = 4,
-            losses: Optional[Sequence[float]] = None, loss: str = "default") -> ProbeRecord:
+            losses: Optional[Sequence[float]] = None, loss: str = "default",
+            sharpness: Optional[float] = None, step_ratio: Optional[float] = None) -> ProbeRecord:
     """An MLP record plus a short optimizer run whose weight matrices' squared norms grow by
     ``2 * growth`` of their initial value per step (the random-walk growth GH143 measures),
-    with ``losses`` (default: 1.0 at every step) under ``loss`` ("loss_fn" or the default)."""
-    weights = tuple(
-        WeightGrowth(f"body.{2 * i}.weight", f"body.{2 * i}", tuple(8.0 * (1 + 2 * growth * t) ** 0.5
-                                                                     for t in range(steps + 1)))
-        for i in range(matrices))
+    with ``losses`` (default: 1.0 at every step) under ``loss`` ("loss_fn" or the default), and
+    the curvature measured at ``sharpness`` (plain SGD's bound 2/λ_max, Adam's 2/λ_max(P⁻¹H)), and
+    each step moving every matrix by ``step_ratio`` of its norm (GH141/GH142; default: not recorded)."""
+    weights = []
+    for i in range(matrices):
+        norms = tuple(8.0 * (1 + 2 * growth * t) ** 0.5 for t in range(steps + 1))
+        moved = tuple(step_ratio * n for n in norms[:-1]) if step_ratio is not None else ()
+        weights.append(WeightGrowth(f"body.{2 * i}.weight", f"body.{2 * i}", norms, moved, moved))
+    curvature = None
+    if sharpness is not None:
+        constant, formula = (2.0, "2/λ_max") if optimizer == "SGD" else (2.0, "2/λ_max(P⁻¹H)")
+        curvature = Curvature(sharpness, constant / sharpness, formula, optimizer != "SGD", 12)
     stats = StepStats(optimizer, lr, weight_decay, optimizer == "AdamW",
-                      tuple(losses) if losses is not None else tuple(1.0 for _ in range(steps)), weights)
+                      tuple(losses) if losses is not None else tuple(1.0 for _ in range(steps)), tuple(weights),
+                      curvature=curvature)
     return dataclasses.replace(mlp(), steps=stats, loss=loss)
