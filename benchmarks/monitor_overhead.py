@@ -13,7 +13,9 @@ an order that rotates between repeats, so drift in the machine's load hits every
 
 The time per step of an arm is the median over repeats; the ratios printed are each arm's
 time over bare's, as the median of the per-repeat ratios.  On CUDA the clock stops after a
-torch.cuda.synchronize(), so queued work is counted.  On CPU every op runs synchronously, so
+torch.cuda.synchronize(), so queued work is counted.  On CPU the clock is the process's CPU time
+(``time.process_time``; use ``--threads 1`` so that it equals the step's work), which time spent
+preempted by other processes does not inflate.  On CPU every op runs synchronously, so
 the time spent inside the monitor's own calls is its cost exactly; the script prints that too
 (``own``), because on a loaded machine the step-time noise is larger than the overhead.
 """
@@ -56,6 +58,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    # Each arm's run starts a fresh monitor, which measures its first step: a run must span whole
+    # periods of `every` steps, or every=10 would be timed measuring one step in two.
+    args.steps = max(args.steps, args.every) // args.every * args.every
     cuda = args.device.startswith("cuda")
     model = build(args)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1)
@@ -84,13 +89,17 @@ def main() -> None:
     findings = {name: 0 for name in monitors}
     inside = {name: 0.0 for name in monitors}  # seconds spent in the monitor's own calls
 
+    # On CPU the clock is this process's CPU time: on a shared machine, time spent preempted by other
+    # processes would otherwise swamp a few-percent difference.  On CUDA it is wall time.
+    clock = time.perf_counter if cuda else time.process_time
+
     def timed(name: str, fn):
         def wrapper(*a, **k):
-            start = time.perf_counter()
+            start = clock()
             try:
                 return fn(*a, **k)
             finally:
-                inside[name] += time.perf_counter() - start
+                inside[name] += clock() - start
         return wrapper
 
     def run(name: str) -> float:
@@ -100,12 +109,12 @@ def main() -> None:
                 setattr(monitor, method, timed(name, getattr(monitor, method)))
         if cuda:
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        start = clock()
         for i in range(args.steps):
             step(i, monitor)
         if cuda:
             torch.cuda.synchronize()
-        elapsed = (time.perf_counter() - start) / args.steps
+        elapsed = (clock() - start) / args.steps
         if monitor is not None:  # reading the last queued step and unhooking happen outside the timed loop
             findings[name] += len(monitor.findings)
             monitor.close()

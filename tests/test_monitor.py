@@ -103,7 +103,7 @@ def test_update_ratios_match_the_weights_change():
     model = mlp()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     expected = []
-    with GradMonitor(model, optimizer=optimizer) as monitor:
+    with GradMonitor(model, optimizer=optimizer, updates_every=1) as monitor:
         for step in range(3):
             model(batch(step)).pow(2).mean().backward()
             before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -123,6 +123,12 @@ def test_update_ratios_match_the_weights_change():
             assert record.layers[layer] == pytest.approx(grads[layer], rel=1e-5)
             assert record.update_ratios[layer] == pytest.approx(ratios[layer], rel=1e-4)
     assert not optimizer._optimizer_step_pre_hooks  # hooks removed on close
+
+
+def test_update_ratios_every_tenth_measured_step_by_default():
+    monitor = train(25)
+    assert [r.step for r in monitor.history if r.update_ratios] == [0, 10, 20]
+    assert all(r.layers for r in monitor.history)  # the gradients are measured on every step
 
 
 def train(steps: int, scale=lambda step: 1.0, lr: float = 0.05, log=None, seed: int = 0) -> GradMonitor:
