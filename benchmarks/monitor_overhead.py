@@ -9,7 +9,8 @@ an order that rotates between repeats, so drift in the machine's load hits every
 
   bare      no monitor
   grads     GradMonitor(model, every=E): per-layer and global gradient norms, clip labelled, spikes, NaN/Inf
-  updates   GradMonitor(model, every=E, optimizer=opt): the same plus per-layer update ratios
+  updates   GradMonitor(model, every=E, optimizer=opt, updates_every=U): the same plus per-layer update
+            ratios on one measured step in U (default 10, GradMonitor's default)
 
 The time per step of an arm is the median over repeats; the ratios printed are each arm's
 time over bare's, as the median of the per-repeat ratios.  On CUDA the clock stops after a
@@ -51,16 +52,18 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=8192)
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=5, help="steps per arm per repeat")
-    parser.add_argument("--repeats", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=10, help="steps per arm per repeat (rounded to whole periods)")
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--every", type=int, default=1)
+    parser.add_argument("--updates-every", type=int, default=10, help="GradMonitor's updates_every in the updates arm")
     parser.add_argument("--threads", type=int, default=0, help="torch threads on CPU (0: torch's default)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    # Each arm's run starts a fresh monitor, which measures its first step: a run must span whole
-    # periods of `every` steps, or every=10 would be timed measuring one step in two.
-    args.steps = max(args.steps, args.every) // args.every * args.every
+    # Each arm's run starts a fresh monitor, which measures its first step (and its update ratios): a
+    # run must span whole periods, or every=10 would be timed measuring one step in two.
+    period = args.every * (1 if args.updates_every == 1 else args.updates_every)
+    args.steps = max(args.steps, period) // period * period
     cuda = args.device.startswith("cuda")
     model = build(args)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1)
@@ -69,7 +72,8 @@ def main() -> None:
     params = sum(p.numel() for p in model.parameters())
     print(f"GPT-2 style: {args.layers} layers x {args.width}, vocab {args.vocab}, {params / 1e6:.1f}M parameters, "
           f"batch {args.batch} x {args.seq} tokens, on {args.device}; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; every={args.every}, {args.steps} steps x {args.repeats} repeats per arm")
+          f"{torch.get_num_threads()} threads; every={args.every}, updates_every={args.updates_every}, "
+          f"{args.steps} steps x {args.repeats} repeats per arm")
 
     def step(i: int, monitor=None) -> None:
         ids = tokens[i % len(tokens)]
@@ -85,7 +89,8 @@ def main() -> None:
 
     monitors = {"bare": lambda: None,
                 "grads": lambda: GradMonitor(model, every=args.every),
-                "updates": lambda: GradMonitor(model, every=args.every, optimizer=optimizer)}
+                "updates": lambda: GradMonitor(model, every=args.every, optimizer=optimizer,
+                                               updates_every=args.updates_every)}
     findings = {name: 0 for name in monitors}
     inside = {name: 0.0 for name in monitors}  # seconds spent in the monitor's own calls
 
