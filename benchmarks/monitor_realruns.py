@@ -100,7 +100,7 @@ def run(name: str, built, steps: int) -> None:
     model, optimizer, step = built
     start = time.perf_counter()
     losses = []
-    with GradMonitor(model, optimizer=optimizer) as monitor:
+    with GradMonitor(model, optimizer=optimizer, updates_every=1) as monitor:  # every step: judge GH141/GH142 early
         for i in range(steps):
             loss, clip = step(i)
             loss.backward()
