@@ -1,7 +1,7 @@
 """Does GradMonitor cry wolf on real training recipes?  Each run trains a real model with the
 optimizer, learning-rate schedule and clipping its repository uses, on CPU-sized configs, and
 prints every finding the monitor raised and the statistics its verdicts rest on.  Healthy recipes
-must raise nothing; the last run breaks one on purpose (30x the learning rate) to show it fires.
+must raise nothing; the last run stresses one (30x the learning rate).
 
     python benchmarks/monitor_realruns.py --corpus /work/corpus [--steps 300]
 
@@ -136,7 +136,7 @@ def main() -> None:
         "nanogpt": ("nanoGPT (shakespeare_char recipe)", lambda: nanogpt(args.corpus, args.steps)),
         "vit": ("vit-pytorch ViT (Adam 3e-4)", lambda: vit(args.corpus, args.steps)),
         "bert": ("transformers BERT MLM (AdamW 5e-5)", lambda: bert(args.steps)),
-        "broken": ("nanoGPT at 30x its learning rate (broken on purpose)",
+        "broken": ("nanoGPT at 30x its learning rate (a stress run)",
                    lambda: nanogpt(args.corpus, args.steps, lr_scale=30)),
     }
     for key in args.only or runs:
