@@ -9,11 +9,14 @@ an order that rotates between repeats, so drift in the machine's load hits every
 
   bare      no monitor
   grads     GradMonitor(model, every=E): per-layer and global gradient norms, clip labelled, spikes, NaN/Inf
-  updates   GradMonitor(model, every=E, optimizer=opt): the same plus per-layer update ratios
+  updates   GradMonitor(model, every=E, optimizer=opt, updates_every=U): the same plus per-layer update
+            ratios on one measured step in U (default 10, GradMonitor's default)
 
 The time per step of an arm is the median over repeats; the ratios printed are each arm's
 time over bare's, as the median of the per-repeat ratios.  On CUDA the clock stops after a
-torch.cuda.synchronize(), so queued work is counted.  On CPU every op runs synchronously, so
+torch.cuda.synchronize(), so queued work is counted.  On CPU the clock is the process's CPU time
+(``time.process_time``; use ``--threads 1`` so that it equals the step's work), which time spent
+preempted by other processes does not inflate.  On CPU every op runs synchronously, so
 the time spent inside the monitor's own calls is its cost exactly; the script prints that too
 (``own``), because on a loaded machine the step-time noise is larger than the overhead.
 """
@@ -49,13 +52,18 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=8192)
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=5, help="steps per arm per repeat")
-    parser.add_argument("--repeats", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=10, help="steps per arm per repeat (rounded to whole periods)")
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--every", type=int, default=1)
+    parser.add_argument("--updates-every", type=int, default=10, help="GradMonitor's updates_every in the updates arm")
     parser.add_argument("--threads", type=int, default=0, help="torch threads on CPU (0: torch's default)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    # Each arm's run starts a fresh monitor, which measures its first step (and its update ratios): a
+    # run must span whole periods, or every=10 would be timed measuring one step in two.
+    period = args.every * (1 if args.updates_every == 1 else args.updates_every)
+    args.steps = max(args.steps, period) // period * period
     cuda = args.device.startswith("cuda")
     model = build(args)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1)
@@ -64,7 +72,8 @@ def main() -> None:
     params = sum(p.numel() for p in model.parameters())
     print(f"GPT-2 style: {args.layers} layers x {args.width}, vocab {args.vocab}, {params / 1e6:.1f}M parameters, "
           f"batch {args.batch} x {args.seq} tokens, on {args.device}; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; every={args.every}, {args.steps} steps x {args.repeats} repeats per arm")
+          f"{torch.get_num_threads()} threads; every={args.every}, updates_every={args.updates_every}, "
+          f"{args.steps} steps x {args.repeats} repeats per arm")
 
     def step(i: int, monitor=None) -> None:
         ids = tokens[i % len(tokens)]
@@ -80,17 +89,22 @@ def main() -> None:
 
     monitors = {"bare": lambda: None,
                 "grads": lambda: GradMonitor(model, every=args.every),
-                "updates": lambda: GradMonitor(model, every=args.every, optimizer=optimizer)}
+                "updates": lambda: GradMonitor(model, every=args.every, optimizer=optimizer,
+                                               updates_every=args.updates_every)}
     findings = {name: 0 for name in monitors}
     inside = {name: 0.0 for name in monitors}  # seconds spent in the monitor's own calls
 
+    # On CPU the clock is this process's CPU time: on a shared machine, time spent preempted by other
+    # processes would otherwise swamp a few-percent difference.  On CUDA it is wall time.
+    clock = time.perf_counter if cuda else time.process_time
+
     def timed(name: str, fn):
         def wrapper(*a, **k):
-            start = time.perf_counter()
+            start = clock()
             try:
                 return fn(*a, **k)
             finally:
-                inside[name] += time.perf_counter() - start
+                inside[name] += clock() - start
         return wrapper
 
     def run(name: str) -> float:
@@ -100,12 +114,12 @@ def main() -> None:
                 setattr(monitor, method, timed(name, getattr(monitor, method)))
         if cuda:
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        start = clock()
         for i in range(args.steps):
             step(i, monitor)
         if cuda:
             torch.cuda.synchronize()
-        elapsed = (time.perf_counter() - start) / args.steps
+        elapsed = (clock() - start) / args.steps
         if monitor is not None:  # reading the last queued step and unhooking happen outside the timed loop
             findings[name] += len(monitor.findings)
             monitor.close()

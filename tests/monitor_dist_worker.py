@@ -34,7 +34,7 @@ def full(t: torch.Tensor) -> torch.Tensor:
 def train(model: nn.Module, named, rank: int, log: str) -> dict:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
     oracle = []
-    with GradMonitor(model, optimizer=optimizer, log=log) as monitor:
+    with GradMonitor(model, optimizer=optimizer, log=log, updates_every=1) as monitor:
         for step in range(STEPS):
             model(batch(rank, step)).pow(2).mean().backward()
             # Plain autograd: each parameter's whole gradient, assembled from the shards where sharded.

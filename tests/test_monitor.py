@@ -103,7 +103,7 @@ def test_update_ratios_match_the_weights_change():
     model = mlp()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     expected = []
-    with GradMonitor(model, optimizer=optimizer) as monitor:
+    with GradMonitor(model, optimizer=optimizer, updates_every=1) as monitor:
         for step in range(3):
             model(batch(step)).pow(2).mean().backward()
             before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -123,6 +123,12 @@ def test_update_ratios_match_the_weights_change():
             assert record.layers[layer] == pytest.approx(grads[layer], rel=1e-5)
             assert record.update_ratios[layer] == pytest.approx(ratios[layer], rel=1e-4)
     assert not optimizer._optimizer_step_pre_hooks  # hooks removed on close
+
+
+def test_update_ratios_every_tenth_measured_step_by_default():
+    monitor = train(25)
+    assert [r.step for r in monitor.history if r.update_ratios] == [0, 10, 20]
+    assert all(r.layers for r in monitor.history)  # the gradients are measured on every step
 
 
 def train(steps: int, scale=lambda step: 1.0, lr: float = 0.05, log=None, seed: int = 0) -> GradMonitor:
@@ -251,3 +257,30 @@ def test_cuda_step_does_not_synchronise():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert len(monitor.flush()) == 4
+
+
+def judged(ratio, lrs) -> list:
+    """Synthetic steps through the Judge alone: one layer's update ratio and the lr per step."""
+    from gradcheck_tool.monitor.judge import Judge, StepRecord
+
+    judge, found = Judge(), []
+    for step, lr in enumerate(lrs):
+        record = StepRecord(step=step, grad_norm=1.0, update_ratios={"fc": ratio(step)}, lr=lr)
+        found.extend(judge(record, None, 2))
+    return found
+
+
+def test_update_ratio_rules_good_and_bad():
+    # BAD: a layer rewriting a fifth of itself per step, past the warmup and a full window: GH141 once.
+    [large] = judged(lambda s: 0.2, [1e-2] * 100)
+    assert (large.code, large.module, large.evidence["step"]) == ("GH141", "fc", 39)  # 20 warmup + 20 window
+    # GOOD: a zero-initialised layer growing from nothing (ratio ~1/t) is not judged in the warmup.
+    assert judged(lambda s: 1.0 / (s + 1), [1e-2] * 100) == []
+    # BAD: a layer that barely moves at a constant (peak) learning rate: GH142, as info.
+    [small] = judged(lambda s: 1e-7, [1e-3] * 60)
+    assert small.code == "GH142" and small.severity.value == "info"
+    # GOOD: the same tiny ratios while the schedule decays (the end of a cosine run) or warms up.
+    assert judged(lambda s: 1e-7, [1e-3 * (1 - s / 100) for s in range(60)]) == []
+    assert judged(lambda s: 1e-7, [1e-3 * (s + 1) / 60 for s in range(60)]) == []
+    # GOOD: the ~1e-3 rule of thumb.
+    assert judged(lambda s: 1e-3, [1e-3] * 100) == []

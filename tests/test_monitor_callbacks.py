@@ -28,7 +28,7 @@ def test_transformers_trainer_callback(tmp_path):
     config = transformers.GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=64, n_positions=16)
     model = transformers.GPT2LMHeadModel(config)
     data = [{"input_ids": ids, "labels": ids} for ids in torch.randint(0, 64, (32, 16)).unbind()]
-    callback = GradhealthTrainerCallback(log=str(tmp_path / "grads.jsonl"))
+    callback = GradhealthTrainerCallback(log=str(tmp_path / "grads.jsonl"), updates_every=1)
     args = transformers.TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=8, max_steps=4,
                                           max_grad_norm=2.0, report_to=[], use_cpu=True, save_strategy="no",
                                           disable_tqdm=True)
@@ -75,7 +75,7 @@ def test_lightning_callback_reads_gradients_before_lightning_clips(tmp_path):
 
     torch.manual_seed(0)
     data = torch.utils.data.TensorDataset(torch.randn(64, 8), torch.randn(64, 1) * 10)
-    callback = GradhealthCallback(log=tmp_path / "grads.jsonl")
+    callback = GradhealthCallback(log=tmp_path / "grads.jsonl", updates_every=1)
     trainer = L.Trainer(max_steps=5, callbacks=[callback, Oracle()], gradient_clip_val=0.5, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         accelerator="cpu", default_root_dir=tmp_path)

@@ -29,7 +29,7 @@ def run_script(name, tmp_path, monkeypatch, capsys) -> str:
 @pytest.mark.slow
 def test_monitor_example(tmp_path, monkeypatch, capsys):
     out = run_script("train_monitored.py", tmp_path, monkeypatch, capsys)
-    assert out.startswith("step 99: grad norm ")
+    assert out.startswith("step 99: grad norm ") and "step 90 update ratios: {'0': " in out
     assert "GH" not in out  # a healthy regression run raises no finding
     assert len((tmp_path / "grads.jsonl").read_text().splitlines()) == 100
 

@@ -79,19 +79,21 @@ class GradMonitor:
     """Watch a model's gradients while it trains.
 
     ``every``: measure one step in ``every``.  ``optimizer``: measure at its ``step()`` (hooks),
-    and add per-layer update ratios.  ``clip_max_norm``: a trainer clips the gradients to this
-    norm before the monitor sees them (Trainer's ``max_grad_norm``, Lightning's
-    ``gradient_clip_val``): a step measured at it is labelled clipped, its raw norm unknown.  ``log``: a path or text stream for JSON lines, one per
-    measured step.  ``spike_z``, ``spike_ratio``, ``warmup``, ``window``: see monitor.judge.
-    ``keep``: how many StepRecords stay in ``history``."""
+    and add per-layer update ratios on one measured step in ``updates_every`` (10: they change
+    slowly, and each costs a copy of the weights kept across the step).  ``log``: a
+    path or text stream for JSON lines, one per measured step.  ``clip_max_norm``: a trainer clips
+    the gradients to this norm (Trainer's ``max_grad_norm``, Lightning's ``gradient_clip_val``),
+    so steps are labelled clipped by it.  ``spike_z``, ``spike_ratio``, ``warmup``, ``window``:
+    see monitor.judge.  ``keep``: how many StepRecords stay in ``history``."""
 
     def __init__(self, model: nn.Module, every: int = 1, *, optimizer: Optional[torch.optim.Optimizer] = None,
                  log: Union[str, Path, IO[str], None] = None, spike_z: float = 6.0, spike_ratio: float = 2.0,
-                 warmup: int = 20, window: int = 20, keep: int = 10_000, clip_max_norm: Optional[float] = None):
-        if every < 1:
-            raise ValueError(f"every must be >= 1, got {every}")
+                 warmup: int = 20, window: int = 20, keep: int = 10_000, clip_max_norm: Optional[float] = None,
+                 updates_every: int = 10):
+        if every < 1 or updates_every < 1:
+            raise ValueError(f"every and updates_every must be >= 1, got {every} and {updates_every}")
         self.tracked = norms.track(model)
-        self.every, self.optimizer, self.clip_max_norm = every, optimizer, clip_max_norm
+        self.every, self.optimizer, self.clip_max_norm, self.updates_every = every, optimizer, clip_max_norm, updates_every
         declared = sorted(range(len(self.tracked)), key=self.tracked.declared.__getitem__)
         self.layers = tuple(dict.fromkeys(_layer(self.tracked.names[i]) for i in declared))  # modules, declared order
         self._layer_of = [self.layers.index(_layer(n)) for n in self.tracked.names]
@@ -104,6 +106,7 @@ class GradMonitor:
         self._pre_clip: Optional[torch.Tensor] = None
         self._grads = None  # this step's gradient squares, measured before the optimizer step
         self._before_clip = False
+        self._measured, self._snapped = 0, False  # measured steps; whether this one's weights were copied
         self._writes = _rank() == 0
         self._log, self._owns_log = None, False
         if log is not None and self._writes:
@@ -154,16 +157,19 @@ class GradMonitor:
         if self._due():
             if self._grads is None:
                 self._grads = norms.grad_squares(self.tracked, self._index_cache)
-            self._updates.snapshot()
+            self._snapped = self._measured % self.updates_every == 0
+            if self._snapped:
+                self._updates.snapshot()
 
     def _after_update(self) -> None:
         if self._grads is not None:
             squares, missing = self._grads
-            delta, weight = self._updates.squares()
+            columns = squares[:, None]
+            if self._snapped:
+                columns = torch.stack([squares, *self._updates.squares()], dim=1)
             lr = self.optimizer.param_groups[0].get("lr")
-            self._launch(torch.stack([squares, delta, weight], dim=1), missing,
-                         lr=float(lr) if isinstance(lr, (int, float)) else None)
-            self._grads = None
+            self._launch(columns, missing, lr=float(lr) if isinstance(lr, (int, float)) else None)
+            self._grads, self._snapped = None, False
         self._next()
 
     def _launch(self, columns: torch.Tensor, missing, lr) -> None:
@@ -173,6 +179,7 @@ class GradMonitor:
         if pre is not None:
             values = torch.cat([values, pre.to(values.device, torch.float32).reshape(1)])
         self._drain(block=len(self._pending) >= MAX_PENDING)
+        self._measured += 1
         self._pending.append(_Pending(self._steps, values, works, columns.shape[1], missing, lr, pre is not None,
                                       self._before_clip))
 

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import torch
 
-from gradcheck_tool.findings import Report
+from gradcheck_tool.findings import Finding, Report
 
 logger = logging.getLogger("gradhealth")
 
@@ -39,13 +39,11 @@ def scan_at_start(model: torch.nn.Module, batch: Any, loss_fn: Optional[Callable
         report = assert_trainable(model, batch, loss_fn, fail_on=fail_on, **scan_options)
     else:
         report = scan(model, batch, loss_fn, **scan_options)
-    for f in report.findings:
-        logger.warning("gradhealth %s[%s] %s%s: %s", f.severity.value, f.code, f.name,
-                       f" ({f.module})" if f.module else "", f.message)
+    log_findings(report.findings)
     return report
 
 
-def log_findings(findings) -> None:
+def log_findings(findings: Sequence[Finding]) -> None:
     for f in findings:
         logger.warning("gradhealth %s[%s] %s%s: %s", f.severity.value, f.code, f.name,
                        f" ({f.module})" if f.module else "", f.message)

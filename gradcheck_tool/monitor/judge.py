@@ -156,13 +156,13 @@ class Judge:
                 self.reported.add(("GH141", layer))
                 out.append(finding(
                     "GH141", f"step {step.step}: {layer} changes by {median:.2g} of its norm per step (median of "
-                    f"{len(values)} steps; ~1e-3 is typical)", "lower the learning rate for this layer (a parameter "
+                    f"{len(values)} measured steps; ~1e-3 is typical)", "lower the learning rate for this layer (a parameter "
                     "group) or overall", module=layer, step=step.step, update_ratio=median, lr=step.lr))
             elif 0 < median <= RATIO_SMALL and at_peak and ("GH142", layer) not in self.reported:
                 self.reported.add(("GH142", layer))
                 out.append(finding(
                     "GH142", f"step {step.step}: {layer} changes by only {median:.2g} of its norm per step at the "
-                    f"peak learning rate (median of {len(values)} steps; ~1e-3 is typical)",
+                    f"peak learning rate (median of {len(values)} measured steps; ~1e-3 is typical)",
                     "raise the learning rate for this layer (a parameter group), or check its weight scale",
                     module=layer, step=step.step, update_ratio=median, lr=step.lr))
         return out
