@@ -149,10 +149,13 @@ def fix(**kwargs) -> None:
     """Apply the fixes for the findings in PATHS, verified by scanning (and probing) again.
 
     Safe fixes keep meaning; --unsafe-fixes also applies those that change training
-    (inserting clipping, changing init or the learning rate, adding weight decay).
-    Runtime fixes are verified by probing the patched
-    file before it is written, and taken back when its numbers do not improve.  Exits 0 when
-    nothing at --fail-on remains (with --diff: 1 when there is something to change).
+    (inserting clipping, changing init or the learning rate, adding weight decay).  Only
+    findings at or above --fix-level (default: --fail-on) are fixed.  A fix whose new code
+    cannot be proven to run where it lands (a name not bound there, a method its receiver's
+    type lacks) is withheld with the reason.  Runtime fixes are verified by probing the patched
+    file before it is written, and taken back when its numbers do not improve.  The run ends
+    with one line: fixed, no automatic fix, withheld.  Exits 0 when nothing at --fail-on
+    remains (with --diff: 1 when there is something to change; 2 when a probe could not run).
     """
     _run(fix=True, **kwargs)
 

@@ -113,7 +113,7 @@ def _lint(path: Path, text: Optional[str], options: api.ScanOptions, display: st
     return api.lint_file(path, options, display_name=display, text=text)
 
 
-def _named(message: str, path: Path, display: str) -> str:
+def _named(message: str, path: Path) -> str:
     """The probe's error naming the user's file, never the hidden sibling the engine probed."""
     hidden = re.compile(re.escape(f".{path.stem}.gradhealth-") + r"\w+\.py")
     return hidden.sub(path.name, message)
@@ -134,7 +134,7 @@ def fix_file(path: Path, options: api.ScanOptions, *, unsafe: bool = False,
     try:
         result = _lint(path, None, options, display)
     except GradhealthError as err:
-        probe_error = _named(str(err), path, display)
+        probe_error = _named(str(err), path)
         options = dataclasses.replace(options, static_only=True)
         result = _lint(path, None, options, display)
     applied: list[Finding] = []
@@ -150,11 +150,12 @@ def fix_file(path: Path, options: api.ScanOptions, *, unsafe: bool = False,
             if text_edits.overlaps(text, chosen_edits, fix_edits):
                 continue
             alone = text_edits.apply(text, fix_edits)
-            problems = safety.problems(text, alone) if _parses(alone) else ["the patched file would not parse"]
-            if problems:
+            parses = _parses(alone)
+            problems = safety.problems(text, alone) if parses else []
+            if problems or not parses:
                 withdrawn.add(_key(finding))
-                reason = "; ".join(problems)
-                rejected.append((finding, reason if not _parses(alone) else "unsafe: " + reason))
+                rejected.append((finding, "unsafe: " + "; ".join(problems) if parses
+                                 else "the patched file would not parse"))
                 continue
             chosen.append(finding)
             chosen_edits.extend(fix_edits)
@@ -172,7 +173,7 @@ def fix_file(path: Path, options: api.ScanOptions, *, unsafe: bool = False,
             after = _lint(path, patched, options, display)
         except GradhealthError as err:
             after = None
-            failure = f"the patched file could not be probed: {_named(str(err), path, display)}"
+            failure = f"the patched file could not be probed: {_named(str(err), path)}"
         except OSError as err:  # the re-probe imports a hidden sibling: a read-only directory
             raise GradhealthError(f"{display}: cannot probe the patched file beside it "
                                   f"({err.strerror}): the directory is read-only") from err
