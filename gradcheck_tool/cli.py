@@ -90,7 +90,8 @@ _SCAN_OPTIONS = [
     click.option("--probes", type=click.IntRange(*LIMITS["probes"]), help="Probe batches to run.  [default: 3]"),
     click.option("--train-steps", type=click.IntRange(*LIMITS["train-steps"]), metavar="N",
                  help="Steps of the file's own optimizer to run (GH140, GH143); 0: none.  [default: 10]"),
-    click.option("--seed", type=click.IntRange(*LIMITS["seed"]), help="Seed for the model's init, inputs, dropout and the default loss.  [default: 0]"),
+    click.option("--seed", type=click.IntRange(*LIMITS["seed"]),
+                 help="Seed for the model's init, inputs, dropout and the default loss.  [default: 0]"),
     click.option("--device", help="cpu, cuda, cuda:N or auto.  [default: cpu]"),
     click.option("--input-shape", metavar="N,C,...", help="Shape of random inputs when the file has no example_inputs()."),
     click.option("--input-dtype", metavar="DTYPE", help="dtype for --input-shape (float32, int64, ...)."),
@@ -230,7 +231,8 @@ def _fix_one(path: Path, options, unsafe: bool, diff: bool):
         else:
             engine.write_atomic(path, outcome.fixed)
         verb = "Would fix" if diff else "Fixed"
-        _say(f"{path}: {verb} {len(outcome.applied)} finding(s): {', '.join(sorted({f.code for f in outcome.applied}))}")
+        codes = ", ".join(sorted({f.code for f in outcome.applied}))
+        _say(f"{path}: {verb} {len(outcome.applied)} finding(s): {codes}")
     held = sum(1 for f in outcome.remaining
                if f.fix and f.fix.edits and f.fix.applicability.value == "unsafe" and not unsafe)
     if held:
