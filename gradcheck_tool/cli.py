@@ -93,7 +93,8 @@ _SCAN_OPTIONS = [
     click.option("--curvature", is_flag=True,
                  help="Also measure the loss's sharpness at init and the lr the file's optimizer is stable at "
                       "(GH144, GH140's advice; ~10-20 Hessian-vector products, needs loss_fn)."),
-    click.option("--seed", type=click.IntRange(*LIMITS["seed"]), help="Seed for the model's init, inputs, dropout and the default loss.  [default: 0]"),
+    click.option("--seed", type=click.IntRange(*LIMITS["seed"]),
+                 help="Seed for the model's init, inputs, dropout and the default loss.  [default: 0]"),
     click.option("--device", help="cpu, cuda, cuda:N or auto.  [default: cpu]"),
     click.option("--input-shape", metavar="N,C,...", help="Shape of random inputs when the file has no example_inputs()."),
     click.option("--input-dtype", metavar="DTYPE", help="dtype for --input-shape (float32, int64, ...)."),
@@ -247,7 +248,8 @@ def _fix_one(path: Path, options, unsafe: bool, diff: bool, level: Severity):
         else:
             engine.write_atomic(path, outcome.fixed)
         verb = "Would fix" if diff else "Fixed"
-        _say(f"{path}: {verb} {len(outcome.applied)} finding(s): {', '.join(sorted({f.code for f in outcome.applied}))}")
+        codes = ", ".join(sorted({f.code for f in outcome.applied}))
+        _say(f"{path}: {verb} {len(outcome.applied)} finding(s): {codes}")
     return outcome
 
 

@@ -104,41 +104,45 @@ def _code(model: nn.Module, layer: Optional[nn.Module]) -> str:
 
 
 class _Reached(BaseException):
-    """Raised by the trial's hook at the first layer the forward reaches (a BaseException, so a
-    forward's own ``except Exception`` cannot swallow it)."""
-
-    def __init__(self, name: str, layer: nn.Module):
-        super().__init__(name)
-        self.name, self.layer = name, layer
+    """Raised by the trial's hook at the layer that takes the model's input itself (a BaseException,
+    so a forward's own ``except Exception`` cannot swallow it)."""
 
 
-def _reached_first(model: nn.Module, layers: list[tuple[str, nn.Module]], inputs: Any) -> Optional[tuple[str, nn.Module]]:
-    """The first of ``layers`` a forward on ``inputs`` calls, stopped right there (so it costs
-    nothing beyond it); None when the forward raises or returns before reaching one.  The model is
-    left as found: eval mode for the trial (BatchNorm statistics untouched), no grad, RNG restored."""
+def _reached_first(model: nn.Module, layers: list[tuple[str, nn.Module]],
+                   make: MakeInputs) -> Optional[tuple[str, nn.Module]]:
+    """The first of ``layers`` that a forward on ``make()`` feeds the input tensor itself, the forward
+    stopped right there (so it costs nothing beyond it); else the first of them it ran at all (a
+    positional embedding before the token one), else None (it raised or returned before any).  The
+    model is left as found: eval mode for the trial (BatchNorm statistics untouched), no grad, RNG
+    restored."""
     from gradcheck_tool.probe.engine import call_model
 
-    def stop(name: str):
+    reached: list[tuple[str, nn.Module]] = []
+
+    def watch(name: str):
         def hook(layer, args):
-            raise _Reached(name, layer)
+            reached.append((name, layer))
+            if args and args[0] is inputs:
+                raise _Reached()
         return hook
 
-    handles = [layer.register_forward_pre_hook(stop(name)) for name, layer in layers]
+    handles = [layer.register_forward_pre_hook(watch(name)) for name, layer in layers]
     modes = [(m, m.training) for m in model.modules()]
     try:
         model.eval()
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            inputs = make()
             call_model(model, inputs)
-    except _Reached as reached:
-        return reached.name, reached.layer
-    except Exception:  # noqa: BLE001 - a failed trial only means this guess is not the one
-        return None
+    except _Reached:
+        return reached[-1]
+    except Exception:  # noqa: BLE001 - a failed trial says only which layer ran first, if any
+        pass
     finally:
         for handle in handles:
             handle.remove()
         for module, training in modes:
             module.training = training
-    return None
+    return reached[0] if reached else None
 
 
 def first_layer(model: nn.Module, device: torch.device = torch.device("cpu")) -> Optional[tuple[str, nn.Module]]:
@@ -152,9 +156,9 @@ def first_layer(model: nn.Module, device: torch.device = torch.device("cpu")) ->
     guess, tried = layers[0], []
     while len(tried) < len(layers):
         tried.append(_shape_of(guess[1]))
-        reached = _reached_first(model, layers, from_shape(model, *tried[-1], device)())
+        reached = _reached_first(model, layers, from_shape(model, *tried[-1], device))
         if reached is not None and _shape_of(reached[1]) == tried[-1]:
-            return guess  # the inputs fit the layer the forward runs first
+            return reached  # the inputs fit the layer the forward runs first
         if reached is not None and _shape_of(reached[1]) not in tried:
             guess = reached
             continue

@@ -75,6 +75,9 @@ class Gradhealth(click.Group):
             code = err.exit_code
         except click.ClickException as err:
             ctx = getattr(err, "ctx", None)
+            if type(err).__name__ == "NoArgsIsHelpError" and ctx is not None:  # bare `gradhealth`: the help
+                click.echo(ctx.get_help())
+                sys.exit(0)
             hint = f"; see '{ctx.command_path} --help'" if ctx is not None else ""
             fail(f"{err.format_message().rstrip('.')}{hint}")
         except BaseException as err:  # noqa: BLE001 - the one place every other failure becomes one line

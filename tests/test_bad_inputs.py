@@ -492,7 +492,8 @@ MATRIX = [
         cause=("no such file",), name="missing.py", remedy=("give a Python file",), fast=True),
     # Exit 2: the path the user named holds nothing to scan, a bad argument like a missing file.
     row("directory-with-no-python", {"notes/README.txt": "no code here\n"}, ("notes",), 2, "error",
-        cause=("no Python files",), name="notes", remedy=("give a Python file", "pass a Python file", ".py"), fast=True),
+        cause=("no Python files",), name="notes", remedy=("give a Python file", "pass a Python file", ".py"),
+        fast=True),
     # Exit 1: a file that does not parse is a GH001 finding (README: "the rest of the scan goes on"),
     # not a tool failure; the probe is skipped with a note.
     row("syntax-error", {"broken.py": SYNTAX_ERROR}, ("broken.py",), 1, "finding",
