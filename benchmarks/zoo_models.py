@@ -15,7 +15,7 @@ or error on any other model at default init is a false alarm.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
