@@ -3,7 +3,8 @@
 For every model in ``zoo_models.SPECS`` (transformers configs at small sizes, random init, no
 downloads; an LSTM LM; a model with optional unused parameters) this writes a model file into a
 temporary directory (``build_model()``, ``example_inputs()``) and scans it through the real CLI,
-``python -m gradcheck_tool scan FILE --format json`` with default options, twice:
+``python -m gradcheck_tool scan FILE --format json`` with default options (but ``--timeout 900``,
+so a loaded machine does not fail a slow probe), twice:
 
 * ``default``: no ``loss_fn``, so the probe's default loss is what is measured;
 * ``task``: a ``loss_fn(output, inputs)`` with the realistic task loss (the model's own ``labels``
@@ -15,6 +16,7 @@ a known true positive (``KNOWN_TRUE_POSITIVES``: HF DeiT, HF MobileViT), which m
     python benchmarks/zoo.py                       # everything (~10-15 min on 2 CPU cores)
     python benchmarks/zoo.py --only resnet-50,bert --variant default
     python benchmarks/zoo.py --family seq2seq --out /tmp/zoo.json
+    python benchmarks/zoo.py --only resnet-50 --update  # rescan one model, keep the file's other rows
 
 It prints a table (model, family, verdict, findings with codes and severity, wall time, loss,
 max_norm) and the false-alarm count, and writes ``benchmarks/zoo_results.json`` and
@@ -107,11 +109,14 @@ def verdict_of(findings: list[dict]) -> str:
     return next((s for s in ("error", "warning", "info") if s in severities), "clean")
 
 
-def scan(name: str, variant: str, directory: Path, timeout: float = 600) -> Result:
+def scan(name: str, variant: str, directory: Path, timeout: float = 900) -> Result:
     path = write_model_file(directory, name, variant)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "gradcheck_tool", "scan", str(path), "--format", "json"],
-                          cwd=directory, capture_output=True, text=True, timeout=timeout,
+    # Default options, but for the wall-clock limit: a loaded CPU must not turn a slow probe into a
+    # "failed" row (--timeout bounds the child process; it changes nothing the probe measures).
+    proc = subprocess.run([sys.executable, "-m", "gradcheck_tool", "scan", str(path), "--format", "json",
+                           "--timeout", str(int(timeout))],
+                          cwd=directory, capture_output=True, text=True, timeout=timeout + 120,
                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
     wall = time.perf_counter() - start
     family = SPECS[name].family
@@ -162,10 +167,15 @@ def summary(results: list[Result]) -> dict[str, Any]:
     }
 
 
+def ordered(results: list[Result]) -> list[Result]:
+    return sorted(results, key=lambda r: (VARIANTS.index(r.variant), list(SPECS).index(r.model)))
+
+
 def write(results: list[Result], out: Path) -> dict[str, Any]:
     import torch
     import transformers
 
+    results = ordered(results)
     stats = summary(results)
     meta = {"torch": torch.__version__, "transformers": transformers.__version__, "python": sys.version.split()[0]}
     out.write_text(json.dumps({"meta": meta, "summary": stats,
@@ -184,6 +194,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--variant", choices=(*VARIANTS, "both"), default="both")
     parser.add_argument("--out", type=Path, default=HERE / "zoo_results.json",
                         help="JSON results (a .md table is written beside it)")
+    parser.add_argument("--update", action="store_true",
+                        help="keep --out's other rows: replace only the (model, loss run) pairs scanned now")
     args = parser.parse_args(argv)
     names = list(SPECS)
     if args.only:
@@ -198,6 +210,12 @@ def main(argv: Optional[list[str]] = None) -> int:
             parser.error(f"unknown family {', '.join(sorted(families - set(FAMILIES)))}; known: {', '.join(FAMILIES)}")
         names = [n for n in names if SPECS[n].family in families]
     variants = VARIANTS if args.variant == "both" else (args.variant,)
+    kept = []
+    if args.update and args.out.exists():
+        fields = {f.name for f in dataclasses.fields(Result)}
+        kept = [Result(**{k: v for k, v in row.items() if k in fields})
+                for row in json.loads(args.out.read_text())["results"]
+                if not (row["model"] in names and row["variant"] in variants)]
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="gradhealth-zoo-") as tmp:
         for variant in variants:  # every default-loss scan first: the false-alarm count rests on them
@@ -207,7 +225,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 print(f"{name:16s} {variant:8s} {result.verdict:8s} {result.wall_s:6.1f}s  "
                       f"{short(result.findings) if not result.error else result.error[:120]}",
                       file=sys.stderr, flush=True)
-                stats = write(results, args.out)  # after each scan, so an interrupted run keeps its rows
+                stats = write(kept + results, args.out)  # after each scan: an interrupted run keeps its rows
+    results = ordered(kept + results)
     print(table(results))
     print()
     print(f"models: {stats['models']} ({', '.join(f'{k} {v}' for k, v in sorted(stats['per_family'].items()))})")

@@ -181,3 +181,27 @@ def test_quoted_max_norm_matches_the_real_loss_gradient_norm(name, build, make, 
     print(f"{name}: probe median {probe_median:.3g}, real median {real:.3g}, max_norm {record.recommended_max_norm}")
     assert 1 / 1.5 <= probe_median / real <= 1.5, (probe_median, real)
     assert 1.0 <= record.recommended_max_norm / real <= 3.0, (record.recommended_max_norm, real)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cls", ["BertForMaskedLM", "BertForSequenceClassification"])
+def test_on_a_transformers_model_the_default_is_its_own_labels_loss(cls):
+    """Without labels in the inputs, cross-entropy on the logits against random labels is exactly
+    what the model's own ``labels`` loss computes with those labels: same gradients, to 1e-5."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=64, num_labels=3)
+    torch.manual_seed(0)
+    model = getattr(transformers, cls)(config)
+    make = lambda: {"input_ids": torch.randint(0, 100, (4, 10))}  # noqa: E731
+    record = run_probe(model, make, probes=1, seed=5)
+    assert "cross-entropy of logits" in record.loss
+    torch.manual_seed(5)
+    inputs = make()
+    classes = 100 if cls.endswith("MaskedLM") else 3
+    shape = (4, 10) if cls.endswith("MaskedLM") else (4,)
+    model(**inputs, labels=_labels(shape, classes, 5)).loss.backward()
+    for stats in record.parameters:
+        grad = dict(model.named_parameters())[stats.name].grad
+        if grad is not None:
+            assert stats.grad_norm == pytest.approx(grad.norm().item(), rel=1e-5, abs=1e-12), stats.name

@@ -12,14 +12,16 @@ training script would most likely put on that output, so that absolute gradient 
 2. **Cross-entropy against uniformly random labels** when the output is classifier- or LM-shaped:
    the first floating output that is ``logits`` of a mapping output, or a tensor whose last
    dimension (> 1) comes straight from a matrix product (``nn.Linear``, a tied embedding head:
-   ``addmm``/``mm`` through reshapes only) or from ``log_softmax`` (then it equals ``nll_loss``).
-   That last dimension is the class/vocab axis; the labels have the other dimensions' shape.  At
-   init the predictions carry no information about the labels, so the gradient statistics are
-   those of real labels.  For a transformers model this is what its own ``labels`` loss computes
-   (a causal LM's one-position shift aside).  Ambiguous on purpose toward the safe side: a
-   ``Linear`` head with several outputs *is* read as a classifier (a multi-output regression head
-   looks the same: define ``loss_fn``), but anything after the head (an activation, a residual add,
-   a conv or pooling head) keeps MSE, as does a single output column (``num_labels=1`` regression).
+   ``addmm``/``mm``, through a bias add and reshapes that keep the last axis) or from
+   ``log_softmax`` (then it equals ``nll_loss``).  That last dimension is the class/vocab axis;
+   the labels have the other dimensions' shape.  At init the predictions carry no information
+   about the labels, so the gradient statistics are those of real labels.  For a transformers
+   model this is what its own ``labels`` loss computes (a causal LM's one-position shift aside).
+   Where the shape cannot tell, the rule is structural: a ``Linear`` head with several outputs is
+   read as a classifier (a multi-output regression head looks the same: define ``loss_fn``);
+   anything after the head (an activation, a residual add, a flatten folding an axis into the last
+   one) or a head that is not a matrix product (conv, pooling) keeps MSE, as does a single output
+   column (``num_labels=1`` regression).
 3. **Mean-squared error against N(0, 1) targets** over every floating output otherwise.
 4. **A unit-norm random cotangent** (``sum_i <y_i, v_i> / sqrt(N)``, ``v ~ N(0, 1)``) only where no
    target makes sense: complex outputs, or only 0-dim outputs (a model that returns its own scalar).
@@ -28,8 +30,8 @@ Labels and targets come from a generator on the output's device seeded per batch
 ``target_seed(seed + batch)``, independent of the global RNG.  Not with ``seed + batch`` itself:
 the probe seeds the global RNG with that before ``example_inputs()``, so random token inputs and
 labels (or inputs and MSE targets) of one shape would be the same numbers, an identity task
-whose gradients are not those of independent labels (1.5x too large on an LSTM LM).  ``describe_default_loss`` names the choice; the report's
-header and JSON ``loss`` field carry that name.  A ``max_norm`` is quoted from every loss but the
+whose gradients are not those of independent labels (1.5x too large on an LSTM LM).
+``describe_default_loss`` names the choice; the report's header and JSON ``loss`` field carry it.  A ``max_norm`` is quoted from every loss but the
 unit cotangent, whose gradient norm is a property of the random direction, not of training.
 """
 from __future__ import annotations
