@@ -60,12 +60,21 @@ class LayerAccumulator:
     owns_params: bool = False
     dead_capable: bool = False
     saturating: Optional[str] = None
+    weighted: bool = False  # a weight layer (a matrix or kernel: Linear, Conv, RNN, GPT-2's Conv1D)
+    family: Optional[str] = None  # its activation family, for activation modules
+    norm: Optional[str] = None  # its normalisation kind, for normalisation layers
+    # What ran after a weight layer's first call, before the next weight layer: the activation
+    # applied to it, and whether a normalisation came first (then its scale is normalised away).
+    next_activation: Optional[str] = None
+    normalised: bool = False
 
     @classmethod
     def of(cls, name: str, module: nn.Module) -> "LayerAccumulator":
         return cls(name, module, leaf=next(module.children(), None) is None,
                    owns_params=next(module.parameters(recurse=False), None) is not None,
-                   dead_capable=kinds.is_dead_capable(module), saturating=kinds.saturating_kind(module))
+                   dead_capable=kinds.is_dead_capable(module), saturating=kinds.saturating_kind(module),
+                   weighted=kinds.primary_weight(module) is not None, family=kinds.activation_family(module),
+                   norm=kinds.normalisation(module))
 
 
 @dataclass
@@ -87,6 +96,7 @@ class Collector:
         self._forward_count = 0
         self._backward_count = 0
         self._last_param_module: Optional[nn.Module] = None
+        self._pending: Optional[LayerAccumulator] = None  # the weight layer whose follow-up is being read
         self.output_sq = 0.0
         self._functional: dict[str, LayerAccumulator] = {}
         self._produced: dict[int, tuple[weakref.ref, str]] = {}  # id(output) -> (the tensor, module name)
@@ -107,6 +117,7 @@ class Collector:
     def start_pass(self) -> None:
         self._backward_count = 0
         self._last_param_module = None
+        self._pending = None
         self._produced.clear()
         self._last_name = ""
         self._leaf_depth = 0
@@ -157,8 +168,23 @@ class Collector:
         with torch._C.DisableTorchFunction():
             self._take(acc, output)
 
+    def _follow(self, acc: LayerAccumulator) -> None:
+        """Read the call sequence (not first-call order, which a module called in a loop, such
+        as one shared nn.ReLU, would scramble): what follows each weight layer's first call."""
+        pending = self._pending
+        if pending is not None and pending is not acc:
+            if acc.norm is not None and pending.next_activation is None:
+                pending.normalised = True
+            elif acc.family is not None:
+                pending.next_activation, self._pending = acc.family, None
+            elif acc.weighted:
+                self._pending = None
+        if acc.weighted and acc.calls == 1:
+            self._pending = acc
+
     def _take(self, acc: LayerAccumulator, output) -> None:
         acc.calls += 1
+        self._follow(acc)
         tensor = first_float_tensor(output)
         if acc.owns_params:
             self._last_param_module = acc.module

@@ -52,17 +52,6 @@ def _finite(x: float) -> Optional[float]:
     return x if math.isfinite(x) else None
 
 
-def _primary_weight(module: nn.Module) -> Optional[torch.Tensor]:
-    weight = getattr(module, "weight", None)
-    if isinstance(module, nn.RNNBase):
-        weight = getattr(module, "weight_ih_l0", None)
-    if not isinstance(weight, torch.Tensor) or weight.dim() < 2:
-        return None
-    if type(module).__name__ == "Conv1D" and hasattr(module, "nf"):
-        weight = weight.t()  # transformers' GPT-2 Conv1D stores a Linear weight as [in, out]
-    return weight
-
-
 def _recommended_max_norm(totals: list[float]) -> Optional[float]:
     """Twice the median global gradient norm, to two significant digits.
 
@@ -229,7 +218,7 @@ def _layer_stats(accumulators: list[LayerAccumulator], passes: int, norm_ends: d
         module = acc.module
         rms = math.sqrt(acc.out_sq / acc.out_numel) if acc.has_float_out and acc.out_numel else None
         grad = math.sqrt(acc.grad_sq / passes) if acc.grad_seen else None  # per-pass norm
-        weight = _primary_weight(module)
+        weight = kinds.primary_weight(module)
         dead = saturated = None
         samples = float(acc.unit_samples) if acc.units else None
         if acc.unit_alive is not None:
@@ -254,36 +243,11 @@ def _layer_stats(accumulators: list[LayerAccumulator], passes: int, norm_ends: d
                 units=acc.units,
                 samples_per_unit=samples,
                 weight_init=classify(weight) if weight is not None else None,
-                next_activation=_next_activation(called, index),
+                next_activation=acc.next_activation if weight is not None else None,
                 params=tuple(f"{acc.name}.{n}" for n, _ in module.named_parameters(recurse=False)),
                 normalisation=kinds.normalisation(module),
-                normalised=weight is not None and _normalised(called, index),
+                normalised=weight is not None and acc.normalised,
                 residual_sum=norm_ends.get(id(getattr(module, "weight", None))),
             )
         )
     return tuple(out)
-
-
-def _next_activation(called: list[LayerAccumulator], index: int) -> Optional[str]:
-    """The activation family applied after layer ``index``, before the next weight layer."""
-    if _primary_weight(called[index].module) is None:
-        return None
-    for acc in called[index + 1:]:
-        family = kinds.activation_family(acc.module)
-        if family is not None:
-            return family
-        if _primary_weight(acc.module) is not None:
-            return None
-    return None
-
-
-def _normalised(called: list[LayerAccumulator], index: int) -> bool:
-    """Whether a normalisation layer runs after layer ``index`` before any activation or weight
-    layer: then its output's scale is normalised away (dropout, pooling, reshapes and residual
-    sums in between do not change that)."""
-    for acc in called[index + 1:]:
-        if kinds.normalisation(acc.module) is not None:
-            return True
-        if kinds.activation_family(acc.module) is not None or _primary_weight(acc.module) is not None:
-            return False
-    return False

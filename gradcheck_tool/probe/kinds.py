@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+import torch
+
 from torch import nn
 
 # Activation family by class name.  "relu" is the only family whose units can die
@@ -67,3 +69,14 @@ def normalisation(module: nn.Module) -> Optional[str]:
         return "instance"
     name = type(module).__name__
     return next((kind for token, kind in _NORM_NAMES if name.endswith(token) or token + "Layer" in name), None)
+
+
+def primary_weight(module: nn.Module) -> Optional[torch.Tensor]:
+    weight = getattr(module, "weight", None)
+    if isinstance(module, nn.RNNBase):
+        weight = getattr(module, "weight_ih_l0", None)
+    if not isinstance(weight, torch.Tensor) or weight.dim() < 2:
+        return None
+    if type(module).__name__ == "Conv1D" and hasattr(module, "nf"):
+        weight = weight.t()  # transformers' GPT-2 Conv1D stores a Linear weight as [in, out]
+    return weight

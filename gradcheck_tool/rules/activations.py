@@ -1,17 +1,41 @@
 """The forward signal across depth: GH105, GH106."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from statistics import median
 from typing import Iterator
 
-from gradcheck_tool.findings import Finding, Severity
+from gradcheck_tool.findings import Applicability, Finding, Fix, Severity
 from gradcheck_tool.probe.record import ProbeRecord
 from gradcheck_tool.rules import examples
 from gradcheck_tool.rules.depth import _DepthRule, _nonfinite, _per_layer
 from gradcheck_tool.rules.signals import ERROR_DECADES, WARN_DECADES, finite, fmt, forward_trend
 
 SMALL_GAMMA = 0.1  # RMS of a normalisation layer's γ far below its default of 1
+
+
+WINDOW = 8  # layers: the running median ignores a single gate or layer-scale product
+
+
+def trough(record: ProbeRecord):
+    """(layers, running medians of their activation RMS, index of the lowest) when that median
+    falls two orders of magnitude below its value over the first layers, else None."""
+    layers = [layer for layer in record.layers if finite(layer.out_rms) and layer.out_rms > 0]
+    if len(layers) < 2 * WINDOW:
+        return None
+    medians = [median(layer.out_rms for layer in layers[i:i + WINDOW]) for i in range(len(layers) - WINDOW + 1)]
+    low = min(range(len(medians)), key=medians.__getitem__)
+    return (layers, medians, low) if math.log10(medians[0] / medians[low]) >= WARN_DECADES else None
+
+
+_GAMMA_FIX = ("Initialise the normalisation layers' γ to 1 (nn.init.ones_(m.weight)) and β to 0, so each "
+              "restores the signal's scale instead of shrinking it.")
+
+
+def _gamma_cause(gammas: dict[str, float]) -> str:
+    return (f"; {len(gammas)} normalisation layers on the way start with γ of RMS {fmt(median(gammas.values()))}, "
+            "so each multiplies the signal by about that")
 
 
 def _small_gammas(record: ProbeRecord, names: set[str]) -> dict[str, float]:
@@ -52,8 +76,8 @@ class ExplodingActivations(_DepthRule):
 
     def check(self, record: ProbeRecord) -> Iterator[Finding]:
         trend = forward_trend(record, 1)
-        if _nonfinite(record) or trend is None or trend.total < WARN_DECADES:
-            return
+        if _nonfinite(record) or trend is None or trend.total < WARN_DECADES or trough(record) is not None:
+            return  # a rise out of a collapse is the collapse's story (GH106)
         start, end = trend.fitted
         yield self._drift(
             record, trend,
@@ -95,30 +119,22 @@ class CollapsingActivations(_DepthRule):
     GOOD = (examples.mlp(), examples.mlp(depth=3, forward_gain=0.4), examples.dip(depth=3))
     BAD = (examples.mlp(depth=20, forward_gain=0.707, backward_gain=0.707, init="xavier"), examples.dip())
 
-    WINDOW = 8
-
     def _trough(self, record: ProbeRecord) -> Iterator[Finding]:
-        layers = [layer for layer in record.layers if finite(layer.out_rms) and layer.out_rms > 0]
-        if len(layers) < 2 * self.WINDOW:
+        found = trough(record)
+        if found is None:
             return
-        medians = [median(layer.out_rms for layer in layers[i:i + self.WINDOW])
-                   for i in range(len(layers) - self.WINDOW + 1)]
-        low = min(range(len(medians)), key=medians.__getitem__)
+        layers, medians, low = found
         decades = math.log10(medians[0] / medians[low])
-        if decades < WARN_DECADES:
-            return
-        where = layers[low + self.WINDOW // 2]
-        gammas = _small_gammas(record, {layer.name for layer in layers[:low + self.WINDOW]})
-        cause = (f"; {len(gammas)} normalisation layers on the way start with γ of RMS "
-                 f"{fmt(median(gammas.values()))}, so each multiplies the signal by about that" if gammas else "")
+        where = layers[low + WINDOW // 2]
+        gammas = _small_gammas(record, {layer.name for layer in layers[:low + WINDOW]})
+        cause = _gamma_cause(gammas) if gammas else ""
         yield self.finding(
             f"activations collapse: RMS ~{fmt(medians[0])} over the first layers down to ~{fmt(medians[low])} "
             f"around {where.name} ({fmt(10 ** -decades)}x){cause}",
             module=next(iter(gammas), None) or layers[0].name,
             evidence={"first_value": medians[0], "last_value": medians[low], "total_decades": -round(decades, 3),
                       "first_layer": layers[0].name, "last_layer": where.name, "small_gamma_layers": list(gammas)},
-            fix=("Initialise the normalisation layers' γ to 1 (nn.init.ones_(m.weight)) and β to 0, so each "
-                 "restores the signal's scale instead of shrinking it." if gammas else
+            fix=(_GAMMA_FIX if gammas else
                  "Find the layers where the RMS falls (init scale, a missing normalisation) and initialise them "
                  "for their activation."),
             severity=Severity.ERROR if decades >= ERROR_DECADES else Severity.WARNING)
@@ -131,9 +147,16 @@ class CollapsingActivations(_DepthRule):
             yield from self._trough(record)
             return
         start, end = trend.fitted
-        yield self._drift(
+        finding = self._drift(
             record, trend,
             f"activations shrink {_per_layer(record, trend, 1)}: RMS ~{fmt(start)} at "
             f"{trend.first} to ~{fmt(end)} at {trend.last}",
             -1,
         )
+        gammas = _small_gammas(record, set(trend.layers))
+        if gammas:  # the cause is the normalisation layers' γ, not the init of the layers between them
+            finding = dataclasses.replace(
+                finding, message=finding.message + _gamma_cause(gammas),
+                evidence=dict(finding.evidence, small_gamma_layers=list(gammas)),
+                fix=Fix(Applicability.DISPLAY_ONLY, _GAMMA_FIX))
+        yield finding

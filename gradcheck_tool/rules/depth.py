@@ -10,9 +10,11 @@ from gradcheck_tool.findings import Finding, Severity
 from gradcheck_tool.probe.record import LayerStats, ProbeRecord
 from gradcheck_tool.rules import examples
 from gradcheck_tool.rules.base import RuntimeRule
-from gradcheck_tool.rules.divergence import LossDivergence
+from gradcheck_tool.rules.normalised import (
+    RESIDUAL_BN_FIX, live_residual_bn, normalised_severity, scale_invariant, unstable_steps,
+)
 from gradcheck_tool.rules.signals import (
-    ERROR_DECADES, WARN_DECADES, Trend, backward_trend, clip_advice, fmt, forward_trend, init_call, init_mismatches,
+    ERROR_DECADES, WARN_DECADES, Trend, backward_trend, clip_advice, fmt, init_call, init_mismatches,
     product, product_trend, weight_layers,
 )
 
@@ -24,42 +26,6 @@ _STRUCTURAL = (
 
 def _severity(decades: float) -> Severity:
     return Severity.ERROR if abs(decades) >= ERROR_DECADES else Severity.WARNING
-
-
-def live_residual_bn(record: ProbeRecord, trend: Trend) -> list[str]:
-    """The last BatchNorm of each residual branch in the trend's stack whose sum has no
-    zero-initialised γ: each such branch adds a unit-variance signal to the stream at init."""
-    names = set(trend.layers)
-    norms = {p.name: p.norm for p in record.parameters}
-    sums: dict[int, list[str]] = {}
-    for layer in record.layers:
-        if layer.residual_sum is not None and layer.normalisation == "batch" and layer.name in names:
-            sums.setdefault(layer.residual_sum, []).append(layer.name)
-    return [members[-1] for members in sums.values()
-            if all(norms.get(f"{name}.weight", 1.0) > 0 for name in members)]
-
-
-# Weights followed by normalisation tune their own rate: a large gradient grows their norm,
-# which lowers their effective learning rate lr / ||W||^2 (Arora et al. 2019), so a normalised
-# stack tolerates a steeper gradient profile: one level lower below 4 decades (MobileNetV1,
-# a plain depthwise BatchNorm stack the field trains daily: ~2.5), a warning from 4.
-NORMALISED_SHIFT = 2.0
-
-
-def scale_invariant(record: ProbeRecord, trend: Trend) -> bool:
-    """Most weight layers of the trend's stack are followed by a normalisation layer."""
-    weights = weight_layers(record, trend.layers)
-    return bool(weights) and 2 * sum(layer.normalised for layer in weights) > len(weights)
-
-
-def _normalised_severity(decades: float) -> Severity:
-    size = abs(decades) - NORMALISED_SHIFT
-    return Severity.INFO if size < WARN_DECADES else _severity(size)
-
-
-def _unstable_steps(record: ProbeRecord) -> bool:
-    """The file's own optimizer, run for a few steps, diverged (GH140's verdict)."""
-    return any(True for _ in LossDivergence().check(record))
 
 
 def _next_layer(record: ProbeRecord, name: str) -> Optional[LayerStats]:
@@ -98,16 +64,6 @@ def _fix(record: ProbeRecord, trend: Trend, direction: int) -> str:
                 "the init: use ReLU/GELU with " + init_call("relu") + ", or normalisation or residual "
                 "connections between them.")
     return _STRUCTURAL + (clip_advice(record) if direction > 0 else "")
-
-
-_RESIDUAL_BN = (
-    "This is how residual BatchNorm nets start when each branch's last BatchNorm has γ = 1: every "
-    "branch adds a unit-variance signal to the residual stream, so the stream's scale, and the "
-    "gradient it carries back, compound with depth, and large early steps at a high learning rate can "
-    "destabilise it (Goyal et al. 2017). Zero-initialise the last BatchNorm γ of each residual branch "
-    "(nn.init.zeros_(block.bn3.weight), torchvision's zero_init_residual=True) so every block starts "
-    "as the identity, or warm the learning rate up over the first epochs."
-)
 
 
 def _per_layer(record: ProbeRecord, trend: Trend, sign: int) -> str:
@@ -222,18 +178,18 @@ class ExplodingGradients(_DepthRule):
             if not branches:
                 finding = self._drift(record, trend, message, 1)
                 if scale_invariant(record, trend):
-                    finding = dataclasses.replace(finding, severity=_normalised_severity(trend.total))
+                    finding = dataclasses.replace(finding, severity=normalised_severity(trend.total))
                 yield finding
                 return
             # A residual BatchNorm net at its library's init: the growth is real, but the field
             # trains these nets every day; only the file's own steps can show it hurts.
-            unstable = _unstable_steps(record)
+            unstable = unstable_steps(record)
             yield self.finding(
                 message + f", through {len(branches)} residual branches whose last BatchNorm starts at γ = 1"
                 + (" (and the file's optimizer diverged in its first steps: GH140)" if unstable else ""),
                 module=_anchor(record, trend),
                 evidence=dict(_evidence(trend, record), residual_bn_branches=branches, unstable_steps=unstable),
-                fix=_RESIDUAL_BN, severity=Severity.WARNING if unstable else Severity.INFO)
+                fix=RESIDUAL_BN_FIX, severity=Severity.WARNING if unstable else Severity.INFO)
         elif peak is not None:
             name, ratio = peak
             after = _next_layer(record, name)

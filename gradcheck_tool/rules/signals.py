@@ -9,9 +9,10 @@ pairwise slopes): it ignores single steps (a global average pool, one oddly scal
 projection) and the periodic pattern of repeated blocks (attention's small query/key
 gradients), and measures what "grows across depth" means: a consistent per-layer factor.
 ``total`` is that factor compounded over the chain, in decades (orders of magnitude).  A
-profile is a trend only when both halves of the stack carry it (a plateau, a step, a
-plateau is not one), and the values it reports are the fitted line's, so the direction a
-rule states always matches its numbers.
+profile is a trend only when one half of the stack carries a good part of it and the
+other does not go against it (a plateau, a step, a plateau is not one; nor is a fall and a
+recovery), and the values it reports are the fitted line's, so the direction a rule states
+always matches its numbers.
 """
 from __future__ import annotations
 
@@ -28,7 +29,10 @@ from gradcheck_tool.probe.record import LayerStats, ProbeRecord
 WARN_DECADES = 2.0
 ERROR_DECADES = 4.0
 MIN_CHAIN = 4
-# Each half of a stack must carry at least this share of the whole trend (a uniform trend: 1/2).
+# A trend: one half of the stack carries at least CARRY_SHARE of it (a steady trend: ~1/2 each; a
+# collapse onto a floor: most in one half; a single step between two plateaus: neither) and
+# neither half goes against it by more than HALF_SHARE.
+CARRY_SHARE = 0.4
 HALF_SHARE = 0.2
 
 # var(W) * fan_in that keeps the signal's scale through a layer followed by this activation
@@ -112,9 +116,9 @@ def _trend(pairs: list[tuple[LayerStats, float]]) -> Optional[Trend]:
     slope = theil_sen(logs)
     half = len(logs) // 2
     total = slope * (len(logs) - 1)
-    for part in (logs[:half + 1], logs[half:]):
-        if theil_sen(part) * (len(part) - 1) * total < HALF_SHARE * total * total:
-            slope = total = 0.0  # one half does not carry it: a step or a bump, not a trend
+    parts = [theil_sen(part) * (len(part) - 1) * (1 if total >= 0 else -1) for part in (logs[:half + 1], logs[half:])]
+    if max(parts) < CARRY_SHARE * abs(total) or min(parts) < -HALF_SHARE * abs(total):
+        slope = total = 0.0  # no half carries it (a step between plateaus), or one goes against it (a bump)
     intercept = median(v - slope * i for i, v in enumerate(logs))
     return Trend(slope=slope, total=total, layers=tuple(layer.name for layer, _ in pairs),
                  values=tuple(v for _, v in pairs), intercept=intercept)
