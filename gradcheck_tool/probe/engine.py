@@ -239,6 +239,9 @@ def _layer_stats(accumulators: list[LayerAccumulator], passes: int) -> tuple[Lay
                 weight_init=classify(weight) if weight is not None else None,
                 next_activation=_next_activation(called, index),
                 params=tuple(f"{acc.name}.{n}" for n, _ in module.named_parameters(recurse=False)),
+                out_max=acc.out_max if acc.has_float_out else None,
+                grad_max=acc.grad_max if acc.grad_seen else None,
+                grad_exponents=acc.exponent_counts(),
             )
         )
     return tuple(out)
