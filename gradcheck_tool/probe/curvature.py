@@ -36,6 +36,7 @@ Lewkowycz et al. 2020), which the rules read from the measured steps.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Callable, Optional, Sequence
 
@@ -103,6 +104,11 @@ def measure_curvature(model: nn.Module, make_inputs: Callable[[], Any], loss_fn:
     except RuntimeError as err:
         return Curvature(None, None, formula, preconditioned, 0, f"no double backward: {first_line(err)}")
     pairs = [(p, g) for p, g in zip(params, grads) if g is not None]
+    cut = Curvature(None, None, formula, preconditioned, 0,
+                    "no double backward: an op (a custom autograd Function, a fused kernel) cuts the gradient "
+                    "from the weights, so Hessian-vector products come back zero")
+    if not any(g.requires_grad for _, g in pairs):
+        return cut
     scale = _preconditioner([g.detach() for _, g in pairs], model, make_inputs, loss_fn, [p for p, _ in pairs],
                             float(group.get("eps", 0.0)), seed) if preconditioned else None
 
@@ -122,6 +128,8 @@ def measure_curvature(model: nn.Module, make_inputs: Callable[[], Any], loss_fn:
         return Curvature(None, None, formula, preconditioned, 0, f"no double backward: {first_line(err)}")
     finally:
         del grads, pairs, loss, output
+    if top == 0:  # a loss that is not linear in the output has curvature: the double graph was cut
+        return dataclasses.replace(cut, hvps=used)
     if not preconditioned:
         top += float(group.get("weight_decay", 0.0) or 0.0)  # coupled L2 decay adds to every eigenvalue
     bound = c / top if top > 0 else math.inf
