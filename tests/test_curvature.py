@@ -1,19 +1,12 @@
 """The stability bound at initialisation (probe/curvature.py, GH144, GH140's advice) against problems
 whose curvature is known exactly: a quadratic and least squares, where 2/L is the true edge, and
 against the real torch optimizers run on both sides of it."""
-import math
-
 import pytest
 import torch
 from torch import nn
 
 from gradcheck_tool.probe.curvature import measure_curvature
 from gradcheck_tool.probe.steps import build_optimizer, measure_steps
-from gradcheck_tool.rules import run_rules
-from gradcheck_tool.rules.divergence import recommended_lr
-from gradcheck_tool.rules import examples
-
-import dataclasses
 
 
 def _least_squares(top: float = 110.0, d: int = 12, m: int = 48, seed: int = 0):
@@ -190,3 +183,13 @@ def test_an_op_without_double_backward_falls_back_with_a_note():
     assert all(p.grad is None for p in model.parameters())
     assert measure_curvature(model, lambda: torch.randn(4, 8), lambda out, x: out.square().mean(),
                              build_optimizer("RMSprop", {"lr": 0.1}, model), seed=0) is None  # no bound known
+
+
+def test_batchnorm_statistics_are_left_as_they_were():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 2))
+    before = [b.clone() for b in model.buffers()]
+    curvature = measure_curvature(model, lambda: torch.randn(16, 8), lambda out, x: out.square().mean(),
+                                  build_optimizer("Adam", {"lr": 1e-3}, model), seed=0)
+    assert curvature.sharpness > 0 and curvature.hvps > 0
+    assert all(torch.equal(a, b) for a, b in zip(before, model.buffers()))

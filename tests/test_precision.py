@@ -3,7 +3,6 @@ of how a file trains (autocast, GradScaler, trainers), and the verdicts on overf
 healthy fixtures, through the real CLI."""
 import dataclasses
 import json
-import math
 import subprocess
 import sys
 import textwrap

@@ -52,7 +52,6 @@ ITERATIONS = 20
 TOL = 1e-3
 ADAM_BATCHES = 3
 ADAM_LIKE = frozenset({"Adam", "AdamW"})
-SAFETY = 0.8  # the recommended lr, as a fraction of the bound
 
 
 def stability_constant(optimizer: torch.optim.Optimizer) -> Optional[tuple[float, str, bool]]:
@@ -80,10 +79,21 @@ def measure_curvature(model: nn.Module, make_inputs: Callable[[], Any], loss_fn:
                       iterations: int = ITERATIONS) -> Optional[Curvature]:
     """λ_max (of ``H``, or of ``P^-1 H`` for Adam) and the bound on lr, at the model's current
     weights.  None when the optimizer has no known bound; a Curvature with ``sharpness=None`` and a
-    ``note`` when it could not be measured.  Leaves no gradient behind."""
+    ``note`` when it could not be measured.  Leaves no gradient behind, and the buffers (BatchNorm's
+    running statistics) as they were, so the optimizer steps after it start from the same state."""
     constant = stability_constant(optimizer)
     if constant is None:
         return None
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    try:
+        return _measure(model, make_inputs, loss_fn, optimizer, constant, seed, iterations)
+    finally:
+        with torch.no_grad():
+            for b, saved in buffers:
+                b.copy_(saved)
+
+
+def _measure(model, make_inputs, loss_fn, optimizer, constant, seed: int, iterations: int) -> Curvature:
     c, formula, preconditioned = constant
     params = [p for p in model.parameters() if p.requires_grad]
     group = optimizer.param_groups[0]
