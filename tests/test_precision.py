@@ -63,9 +63,21 @@ def test_magnitudes_equal_plain_autograd():
     ("acc = Accelerator(mixed_precision='fp16')", Precision("fp16", True)),
     ("with torch.autocast('cuda', enabled=False):\n    pass\nscaler = GradScaler(enabled=False)", Precision(None, False)),
     ("x = 1", Precision(None, False)),
+    # nanoGPT's train.py: the dtype is chosen at run time (bf16 where supported): no claim either way
+    ("ctx = torch.amp.autocast(device_type=device_type, dtype=ptdtype)\n"
+     "scaler = torch.cuda.amp.GradScaler(enabled=(dtype == 'float16'))", Precision(None, False)),
 ])
 def test_how_the_file_trains_is_read_from_its_source(source, expected):
-    assert read_precision(source) == expected
+    assert dataclasses.replace(read_precision(source), trains=True) == expected
+
+
+@pytest.mark.parametrize("source,trains", [
+    ("model = Net().half()\nout = model(x)", False),  # fp16 inference: only the forward range matters
+    ("model = Net().half()\nloss.backward()", True),
+    ("trainer = L.Trainer(precision='16-mixed')", True),
+])
+def test_a_backward_pass_tells_training_from_inference(source, trains):
+    assert read_precision(source).trains is trains
 
 
 def _overflowing():
@@ -99,10 +111,11 @@ def test_underflow_without_loss_scaling():
     tiny = lambda out, x: out.square().mean() * 1e-5  # noqa: E731  (gradients ~2^-29, a tail to 2^-34)
     unscaled = _verdicts(model, tiny, Precision("fp16", False))
     assert {(c, s) for c, s, _ in unscaled} == {("GH151", "error")}
-    assert _verdicts(model, tiny, Precision("fp16", True, 2.0**16)) == set()  # 2^-36 x 2^16 = 2^-20: fits
+    assert _verdicts(model, tiny, Precision("fp16", True, 2.0**16)) == set()  # x 2^16: fits
     assert {(c, s) for c, s, _ in _verdicts(model, tiny, Precision("fp16", True, 1.0))} == {("GH151", "warning")}
     assert _verdicts(model, tiny, Precision("bf16", False)) == set()
     assert _verdicts(model, tiny, Precision(None, False)) == set()  # a default GradScaler would save them
+    assert _verdicts(model, tiny, Precision("fp16", False, trains=False)) == set()  # fp16 inference: no gradients
 
 
 def _gpt2():
@@ -180,6 +193,6 @@ def test_cli_reports_underflow_where_the_file_trains_in_fp16(tmp_path):
     assert finding["module"] == "fc1" and finding["location"]["row"] == 9  # all flush: the first module
     assert finding["evidence"]["flushed"] > 0.9 and "GradScaler" in finding["fix"]["message"]
     precision = {p["filename"]: p["precision"] for p in report["probes"]}
-    assert precision == {"model.py": {"dtype": "fp16", "scaler": False, "init_scale": 65536.0},
-                         "scaled.py": {"dtype": "fp16", "scaler": True, "init_scale": 65536.0}}
+    assert precision == {"model.py": {"dtype": "fp16", "scaler": False, "init_scale": 65536.0, "trains": True},
+                         "scaled.py": {"dtype": "fp16", "scaler": True, "init_scale": 65536.0, "trains": True}}
     assert result.returncode == 1

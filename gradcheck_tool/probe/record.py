@@ -126,6 +126,7 @@ class Precision:
     dtype: Optional[str]  # "fp16", "bf16", or None: fp32 as far as the source says
     scaler: bool  # gradients are loss-scaled (GradScaler, or a trainer that scales fp16 itself)
     init_scale: float = 2.0**16  # the scale the scaler starts at (torch's default 2^16)
+    trains: bool = True  # the file runs a backward pass (or a trainer): fp16 gradients exist, not only inference
 
 
 @dataclass(frozen=True)

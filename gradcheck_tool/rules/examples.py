@@ -118,7 +118,8 @@ def trained(optimizer: str = "Adam", lr: float = 1e-3, growth: float = 5e-4, *, 
 
 
 def half(out_max: float = 10.0, grad_max: float = 1e-3, exponents: Sequence[tuple[int, int]] = ((-12, 100),),
-         dtype: Optional[str] = None, scaler: bool = False, init_scale: float = 2.0**16) -> ProbeRecord:
+         dtype: Optional[str] = None, scaler: bool = False, init_scale: float = 2.0**16,
+         trains: bool = True) -> ProbeRecord:
     """An MLP record whose middle Linear outputs values up to ``out_max``, receives output gradients up to
     ``grad_max`` spread over powers of two as ``exponents`` ((floor(log2 |g|), count), ...), in a file
     that trains in ``dtype`` ("fp16", "bf16" or None for fp32), with or without a GradScaler."""
@@ -127,4 +128,4 @@ def half(out_max: float = 10.0, grad_max: float = 1e-3, exponents: Sequence[tupl
                                        grad_max=grad_max if layer.name == "body.2" else 1e-3,
                                        grad_exponents=tuple(exponents) if layer.name == "body.2" else ((-12, 100),))
                    for layer in base.layers)
-    return dataclasses.replace(base, layers=layers, precision=Precision(dtype, scaler, init_scale))
+    return dataclasses.replace(base, layers=layers, precision=Precision(dtype, scaler, init_scale, trains))

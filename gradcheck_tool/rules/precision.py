@@ -18,8 +18,13 @@ FLUSHED = 0.01  # share of a module's nonzero gradient entries lost to zero that
 FP32_OUTPUTS = frozenset({"LayerNorm", "GroupNorm", "Softmax", "LogSoftmax", "Embedding", "EmbeddingBag"})
 
 
-def _precision(record: ProbeRecord) -> Precision:
-    return record.precision or Precision(None, False)
+def _precision(record: ProbeRecord, backward: bool = False) -> Precision:
+    """How the file trains; for the gradients (``backward``), a file that runs fp16 only for
+    inference (no backward pass in it) counts as fp32."""
+    precision = record.precision or Precision(None, False)
+    if backward and precision.dtype == "fp16" and not precision.trains:
+        return Precision(None, False)
+    return precision
 
 
 def _half(record: ProbeRecord) -> list[LayerStats]:
@@ -92,8 +97,10 @@ class Fp16OverflowRisk(RuntimeRule):
                           "modules": [l.name for l in over]},
                 fix=advice.format(name=first.name).capitalize() + ".")
             return
-        if precision.scaler:
+        precision = _precision(record, backward=True)
+        if precision.scaler or precision.dtype == "bf16":
             return
+        when = "" if precision.dtype == "fp16" else " if you train it in fp16"
         grads = sorted((l for l in layers if l.grad_max is not None and l.grad_max > FP16_MAX),
                        key=lambda l: l.backward_order if l.backward_order is not None else math.inf)
         if grads:
@@ -149,6 +156,7 @@ class Fp16UnderflowRisk(RuntimeRule):
         examples.half(exponents=((-30, 90), (-20, 10)), dtype="fp16", scaler=True),
         examples.half(exponents=((-30, 90), (-20, 10)), dtype="bf16"),
         examples.half(exponents=((-30, 90), (-20, 10))),  # fp32 file: the default scaler would save them
+        examples.half(exponents=((-30, 90), (-20, 10)), dtype="fp16", trains=False),  # fp16 inference only
     )
     BAD = (
         examples.half(exponents=((-30, 90), (-20, 10)), dtype="fp16"),
@@ -157,7 +165,7 @@ class Fp16UnderflowRisk(RuntimeRule):
     )
 
     def check(self, record: ProbeRecord) -> Iterator[Finding]:
-        precision = _precision(record)
+        precision = _precision(record, backward=True)
         if precision.dtype == "bf16":
             return
         scale = precision.init_scale if precision.scaler else (1.0 if precision.dtype == "fp16" else DEFAULT_SCALE)

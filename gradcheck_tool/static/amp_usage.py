@@ -17,24 +17,29 @@ DEFAULT_SCALE = 2.0**16  # torch.amp.GradScaler's init_scale
 
 
 def read_precision(source: str) -> Precision:
+    """``trains``: the file calls ``.backward()`` or configures a trainer; an fp16 file without one is
+    inference (a diffusers pipeline), where only the forward range matters."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
-        return Precision(None, False)
+        return Precision(None, False, trains=False)
     dtypes: list[str] = []
-    scaler, init_scale = False, DEFAULT_SCALE
+    scaler, init_scale, trains = False, DEFAULT_SCALE, False
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
         name = _name(node.func)
         leaf = name.rpartition(".")[2]
         kwargs = {k.arg: k.value for k in node.keywords if k.arg}
+        trains = trains or leaf == "backward"
         if leaf == "autocast":
             if _literal(kwargs.get("enabled")) is False:
                 continue
-            dtype = _dtype(kwargs.get("dtype"))
+            if "dtype" in kwargs:  # a dtype chosen at run time (nanoGPT's ptdtype) says nothing here
+                dtypes.extend([d for d in [_dtype(kwargs["dtype"])] if d])
+                continue
             device = _literal(kwargs.get("device_type", node.args[0] if node.args else None))
-            dtypes.append(dtype or ("bf16" if device == "cpu" or ".cpu." in f".{name}." else "fp16"))
+            dtypes.append("bf16" if device == "cpu" or ".cpu." in f".{name}." else "fp16")
         elif leaf == "GradScaler" and _literal(kwargs.get("enabled")) is not False:
             scaler = True
             value = _literal(kwargs.get("init_scale", node.args[1] if len(node.args) > 1 else None))
@@ -46,10 +51,12 @@ def read_precision(source: str) -> Precision:
             dtypes.append("fp16")
         elif leaf in ("Trainer", "Fabric"):  # Lightning
             value = str(_literal(kwargs.get("precision")) or "")
+            trains = True
             if value.startswith("16") or value.startswith("bf16"):
                 dtypes.append("bf16" if value.startswith("bf16") else "fp16")
                 scaler = scaler or value.startswith("16")
         elif leaf in ("TrainingArguments", "Seq2SeqTrainingArguments"):
+            trains = True
             for key, dtype in (("fp16", "fp16"), ("bf16", "bf16")):
                 if _literal(kwargs.get(key)) is True:
                     dtypes.append(dtype)
@@ -57,8 +64,9 @@ def read_precision(source: str) -> Precision:
         elif leaf == "Accelerator" and _literal(kwargs.get("mixed_precision")) in ("fp16", "bf16"):
             dtypes.append(_literal(kwargs["mixed_precision"]))
             scaler = scaler or dtypes[-1] == "fp16"
+            trains = True
     dtype = "fp16" if "fp16" in dtypes else ("bf16" if dtypes else None)
-    return Precision(dtype, scaler and dtype == "fp16", init_scale)
+    return Precision(dtype, scaler and dtype == "fp16", init_scale, trains)
 
 
 def _name(node: ast.AST) -> str:
