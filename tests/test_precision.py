@@ -63,6 +63,9 @@ def test_magnitudes_equal_plain_autograd():
     ("acc = Accelerator(mixed_precision='fp16')", Precision("fp16", True)),
     ("with torch.autocast('cuda', enabled=False):\n    pass\nscaler = GradScaler(enabled=False)", Precision(None, False)),
     ("x = 1", Precision(None, False)),
+    # diffusers' train_text_to_image.py: a run-time device, and accelerate scaling the loss itself
+    ("ctx = torch.autocast(accelerator.device.type)", Precision(None, False)),
+    ("with torch.autocast('cuda'):\n    pass\naccelerator.backward(loss)", Precision("fp16", True)),
     # nanoGPT's train.py: the dtype is chosen at run time (bf16 where supported): no claim either way
     ("ctx = torch.amp.autocast(device_type=device_type, dtype=ptdtype)\n"
      "scaler = torch.cuda.amp.GradScaler(enabled=(dtype == 'float16'))", Precision(None, False)),

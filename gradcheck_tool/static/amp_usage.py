@@ -32,6 +32,7 @@ def read_precision(source: str) -> Precision:
         leaf = name.rpartition(".")[2]
         kwargs = {k.arg: k.value for k in node.keywords if k.arg}
         trains = trains or leaf == "backward"
+        scaler = scaler or (leaf == "backward" and bool(node.args))  # accelerator.backward(loss) scales fp16 itself
         if leaf == "autocast":
             if _literal(kwargs.get("enabled")) is False:
                 continue
@@ -39,7 +40,10 @@ def read_precision(source: str) -> Precision:
                 dtypes.extend([d for d in [_dtype(kwargs["dtype"])] if d])
                 continue
             device = _literal(kwargs.get("device_type", node.args[0] if node.args else None))
-            dtypes.append("bf16" if device == "cpu" or ".cpu." in f".{name}." else "fp16")
+            if ".cpu." in f".{name}." or device == "cpu":
+                dtypes.append("bf16")
+            elif ".cuda." in f".{name}." or device == "cuda":  # a run-time device says nothing
+                dtypes.append("fp16")
         elif leaf == "GradScaler" and _literal(kwargs.get("enabled")) is not False:
             scaler = True
             value = _literal(kwargs.get("init_scale", node.args[1] if len(node.args) > 1 else None))
