@@ -48,7 +48,7 @@ def _magnitudes(t: torch.Tensor) -> torch.Tensor:
 def _exponents(g: torch.Tensor) -> torch.Tensor:
     """How many entries have each floor(log2 |g|) (zeros left out: log2(0) = -inf is out of range)."""
     low, high = EXPONENTS
-    return torch.histc(g.float().abs().log2(), bins=high - low, min=low, max=high)
+    return torch.histc(g.float().abs().log2_(), bins=high - low, min=low, max=high)  # one temporary, reused
 
 
 @dataclass
