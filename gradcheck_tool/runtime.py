@@ -20,6 +20,7 @@ from gradcheck_tool.probe.engine import Progress, run_probe
 from gradcheck_tool.probe.record import ProbeRecord, StepStats
 from gradcheck_tool.probe.steps import build_optimizer, measure_steps
 from gradcheck_tool.rules import OPTIMIZER_CODES, run_rules
+from gradcheck_tool.static.amp_usage import read_precision
 from gradcheck_tool.static.optim import OptimizerCall
 
 
@@ -93,5 +94,6 @@ def scan_path(path: Path, options, progress: Optional[Progress] = None, display_
     if optimizer is not None and options.train_steps > 0:
         stats = train_spec(spec, optimizer, options.train_steps, options.seed, progress, options.curvature)
         record = dataclasses.replace(record, steps=stats)
+    record = dataclasses.replace(record, precision=read_precision(path.read_text(encoding="utf-8-sig")))
     findings = [_locate(f, spec.sites, filename, optimizer) for f in run_rules(record)]
     return findings, ProbeResult(filename, ProbeStatus.OK, record=record)

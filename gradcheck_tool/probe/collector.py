@@ -36,6 +36,21 @@ def l2(t: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(t, dtype=torch.float32 if t.dtype in (torch.float16, torch.bfloat16) else None)
 
 
+EXPONENTS = (-150, 64)  # floor(log2 |g|) from fp32's smallest subnormal (2^-149) to 2^63, one bin each
+
+
+def _magnitudes(t: torch.Tensor) -> torch.Tensor:
+    """[L2 norm, max |t|]: two reductions, queued as one tensor (fp16/bf16 accumulated in fp32)."""
+    dtype = torch.float32 if t.dtype in (torch.float16, torch.bfloat16) else None
+    return torch.stack([torch.linalg.vector_norm(t, dtype=dtype), torch.linalg.vector_norm(t, math.inf, dtype=dtype)])
+
+
+def _exponents(g: torch.Tensor) -> torch.Tensor:
+    """How many entries have each floor(log2 |g|) (zeros left out: log2(0) = -inf is out of range)."""
+    low, high = EXPONENTS
+    return torch.histc(g.float().abs().log2_(), bins=high - low, min=low, max=high)  # one temporary, reused
+
+
 @dataclass
 class LayerAccumulator:
     name: str
@@ -54,6 +69,9 @@ class LayerAccumulator:
     unit_tail: Optional[np.ndarray] = None
     unit_samples: int = 0  # independent samples behind each unit's verdict (batch rows, summed over calls)
     unit_positions: int = 0  # values behind each unit's saturation share (batch x positions)
+    out_max: float = 0.0  # max |output| and max |d loss / d output| over every call (GH150)
+    grad_max: float = 0.0
+    grad_exponents: Optional[np.ndarray] = None  # nonzero gradient entries per floor(log2 |g|) (GH151)
     units: Optional[int] = None
     # What the module is, read once rather than on every call.
     leaf: bool = False
@@ -67,6 +85,12 @@ class LayerAccumulator:
     # applied to it, and whether a normalisation came first (then its scale is normalised away).
     next_activation: Optional[str] = None
     normalised: bool = False
+
+    def exponent_counts(self) -> tuple[tuple[int, int], ...]:
+        """(floor(log2 |g|), count) for every exponent the layer's output gradients reached."""
+        if self.grad_exponents is None:
+            return ()
+        return tuple((EXPONENTS[0] + int(i), int(self.grad_exponents[i])) for i in np.flatnonzero(self.grad_exponents))
 
     @classmethod
     def of(cls, name: str, module: nn.Module) -> "LayerAccumulator":
@@ -202,7 +226,7 @@ class Collector:
         acc.has_float_out = True
         t = tensor.detach()
         acc.out_numel += t.numel()
-        self._queue.put(l2(t), acc, "out")
+        self._queue.put(_magnitudes(t), acc, "out")
         self._unit_stats(acc, t)
         if tensor.requires_grad:
             tensor.register_hook(self._grad_hook(acc))
@@ -228,7 +252,8 @@ class Collector:
             if acc.backward_order is None:
                 acc.backward_order = self._backward_count
                 self._backward_count += 1
-            self._queue.put(l2(grad.detach()), acc, "grad")
+            g = grad.detach()
+            self._queue.put(torch.cat([_magnitudes(g).to(torch.float32), _exponents(g)]), acc, "grad")
 
         return hook
 
@@ -272,9 +297,13 @@ class Collector:
             acc: LayerAccumulator = target
             if kind == "out":
                 acc.out_sq += float(values[0]) ** 2
+                acc.out_max = max(acc.out_max, float(values[1]))
             elif kind == "grad":
                 acc.grad_sq += float(values[0]) ** 2
                 acc.grad_seen = True
+                acc.grad_max = max(acc.grad_max, float(values[1]))
+                counts = values[2:]
+                acc.grad_exponents = counts if acc.grad_exponents is None else acc.grad_exponents + counts
             elif kind == "alive":
                 alive = values > 0
                 acc.unit_alive = alive if acc.unit_alive is None or acc.unit_alive.shape != alive.shape else (acc.unit_alive | alive)

@@ -36,6 +36,7 @@ Lewkowycz et al. 2020), which the rules read from the measured steps.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Callable, Optional, Sequence
 
@@ -51,7 +52,6 @@ ITERATIONS = 20
 TOL = 1e-3
 ADAM_BATCHES = 3
 ADAM_LIKE = frozenset({"Adam", "AdamW"})
-SAFETY = 0.8  # the recommended lr, as a fraction of the bound
 
 
 def stability_constant(optimizer: torch.optim.Optimizer) -> Optional[tuple[float, str, bool]]:
@@ -79,10 +79,21 @@ def measure_curvature(model: nn.Module, make_inputs: Callable[[], Any], loss_fn:
                       iterations: int = ITERATIONS) -> Optional[Curvature]:
     """λ_max (of ``H``, or of ``P^-1 H`` for Adam) and the bound on lr, at the model's current
     weights.  None when the optimizer has no known bound; a Curvature with ``sharpness=None`` and a
-    ``note`` when it could not be measured.  Leaves no gradient behind."""
+    ``note`` when it could not be measured.  Leaves no gradient behind, and the buffers (BatchNorm's
+    running statistics) as they were, so the optimizer steps after it start from the same state."""
     constant = stability_constant(optimizer)
     if constant is None:
         return None
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    try:
+        return _measure(model, make_inputs, loss_fn, optimizer, constant, seed, iterations)
+    finally:
+        with torch.no_grad():
+            for b, saved in buffers:
+                b.copy_(saved)
+
+
+def _measure(model, make_inputs, loss_fn, optimizer, constant, seed: int, iterations: int) -> Curvature:
     c, formula, preconditioned = constant
     params = [p for p in model.parameters() if p.requires_grad]
     group = optimizer.param_groups[0]
@@ -103,6 +114,11 @@ def measure_curvature(model: nn.Module, make_inputs: Callable[[], Any], loss_fn:
     except RuntimeError as err:
         return Curvature(None, None, formula, preconditioned, 0, f"no double backward: {first_line(err)}")
     pairs = [(p, g) for p, g in zip(params, grads) if g is not None]
+    cut = Curvature(None, None, formula, preconditioned, 0,
+                    "no double backward: an op (a custom autograd Function, a fused kernel) cuts the gradient "
+                    "from the weights, so Hessian-vector products come back zero")
+    if not any(g.requires_grad for _, g in pairs):
+        return cut
     scale = _preconditioner([g.detach() for _, g in pairs], model, make_inputs, loss_fn, [p for p, _ in pairs],
                             float(group.get("eps", 0.0)), seed) if preconditioned else None
 
@@ -122,6 +138,8 @@ def measure_curvature(model: nn.Module, make_inputs: Callable[[], Any], loss_fn:
         return Curvature(None, None, formula, preconditioned, 0, f"no double backward: {first_line(err)}")
     finally:
         del grads, pairs, loss, output
+    if top == 0:  # a loss that is not linear in the output has curvature: the double graph was cut
+        return dataclasses.replace(cut, hvps=used)
     if not preconditioned:
         top += float(group.get("weight_decay", 0.0) or 0.0)  # coupled L2 decay adds to every eigenvalue
     bound = c / top if top > 0 else math.inf

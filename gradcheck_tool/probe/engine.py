@@ -248,6 +248,9 @@ def _layer_stats(accumulators: list[LayerAccumulator], passes: int, norm_ends: d
                 normalisation=kinds.normalisation(module),
                 normalised=weight is not None and acc.normalised,
                 residual_sum=norm_ends.get(id(getattr(module, "weight", None))),
+                out_max=acc.out_max if acc.has_float_out else None,
+                grad_max=acc.grad_max if acc.grad_seen else None,
+                grad_exponents=acc.exponent_counts(),
             )
         )
     return tuple(out)

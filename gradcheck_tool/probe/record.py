@@ -57,6 +57,9 @@ class LayerStats:
     # A normalisation layer whose output a residual sum adds (the last norm of a residual branch,
     # or a projection shortcut's): the sum's index, shared by the norms one sum adds.
     residual_sum: Optional[int] = None
+    out_max: Optional[float] = None  # max |output| over every call (GH150)
+    grad_max: Optional[float] = None  # max |d loss / d output| (GH150)
+    grad_exponents: tuple[tuple[int, int], ...] = ()  # (floor(log2 |g|), count) of the nonzero output gradients (GH151)
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,16 @@ class StepStats:
 
 
 @dataclass(frozen=True)
+class Precision:
+    """How the file trains, as its source says (static/amp_usage.py; GH150/GH151)."""
+
+    dtype: Optional[str]  # "fp16", "bf16", or None: fp32 as far as the source says
+    scaler: bool  # gradients are loss-scaled (GradScaler, or a trainer that scales fp16 itself)
+    init_scale: float = 2.0**16  # the scale the scaler starts at (torch's default 2^16)
+    trains: bool = True  # the file runs a backward pass (or a trainer): fp16 gradients exist, not only inference
+
+
+@dataclass(frozen=True)
 class ProbeRecord:
     model: str
     device: str
@@ -143,6 +156,7 @@ class ProbeRecord:
     duration_s: float = 0.0
     recommended_max_norm: Optional[float] = None
     steps: Optional[StepStats] = None  # None: no optimizer run (none found in the file, or --train-steps 0)
+    precision: Optional[Precision] = None  # None: not read (the Python API without a file)
 
     def layer(self, name: str) -> Optional[LayerStats]:
         return next((layer for layer in self.layers if layer.name == name), None)
@@ -153,7 +167,8 @@ class ProbeRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ProbeRecord":
         def layer(d: dict) -> LayerStats:
-            d = dict(d, out_shape=tuple(d["out_shape"]), params=tuple(d["params"]))
+            d = dict(d, out_shape=tuple(d["out_shape"]), params=tuple(d["params"]),
+                     grad_exponents=tuple(tuple(pair) for pair in d.get("grad_exponents", ())))
             if d.get("weight_init") is not None:
                 d["weight_init"] = InitStats(**d["weight_init"])
             return LayerStats(**d)
@@ -176,6 +191,7 @@ class ProbeRecord:
             **dict(
                 data,
                 steps=steps(data.get("steps")),
+                precision=Precision(**data["precision"]) if data.get("precision") else None,
                 layers=tuple(layer(d) for d in data["layers"]),
                 parameters=tuple(param(d) for d in data["parameters"]),
                 recurrent=tuple(recurrent(d) for d in data["recurrent"]),

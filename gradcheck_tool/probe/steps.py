@@ -117,9 +117,11 @@ def measure_steps(model: nn.Module, make_inputs: Callable[[], Any], loss_fn: Opt
 
 
 def _update(weight: torch.Tensor, before: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """||w - before|| and its part orthogonal to ``before``; ``before`` becomes ``w`` (no new copy)."""
-    delta = weight.float() - before.float()
-    norm = l2(delta)
-    radial = (delta * before.float()).sum() / l2(before.float()).clamp_min(1e-30)
+    """||w - before|| and its part orthogonal to ``before``; ``before`` becomes ``w``.  In place, with
+    no temporary the size of the weight: ``d = before - w``, and ``<w - before, before> = -<d, w> - |d|^2``."""
+    norm_before = l2(before).clamp_min(1e-30)
+    before.sub_(weight)
+    step = l2(before)
+    radial = -(torch.dot(before.reshape(-1), weight.reshape(-1)) + step.square()) / norm_before
     before.copy_(weight)
-    return norm, (norm.square() - radial.square()).clamp_min(0).sqrt()
+    return step, (step.square() - radial.square()).clamp_min(0).sqrt()

@@ -105,6 +105,7 @@ def _probe(p: ProbeResult) -> dict:
         "input_rms": None if r is None else plain(r.input_rms),
         "recommended_max_norm": None if r is None else plain(r.recommended_max_norm),
         "steps": None if r is None or r.steps is None else plain(dataclasses.asdict(r.steps)),
+        "precision": None if r is None or r.precision is None else plain(dataclasses.asdict(r.precision)),
     }
 
 

@@ -12,6 +12,7 @@ from gradcheck_tool.rules.activations import CollapsingActivations, ExplodingAct
 from gradcheck_tool.rules.depth import ExplodingGradients, VanishingGradients
 from gradcheck_tool.rules.nonfinite import NonFiniteActivations, NonFiniteGradients
 from gradcheck_tool.rules.parameters import GradientFreeParameters, InitScaleMismatch
+from gradcheck_tool.rules.precision import Fp16OverflowRisk, Fp16UnderflowRisk
 from gradcheck_tool.rules.recurrent import ExplodingThroughTime, VanishingThroughTime
 from gradcheck_tool.rules.stability import LrAboveEdgeOfStability
 from gradcheck_tool.rules.units import DeadUnits, SaturatedActivations
@@ -24,7 +25,8 @@ RULES: dict[str, type[RuntimeRule]] = {
          CollapsingActivations, DeadUnits, SaturatedActivations, GradientFreeParameters, InitScaleMismatch,
          ExplodingThroughTime, VanishingThroughTime, LossDivergence, WeightNormGrowth]
         + [LrAboveEdgeOfStability]
-        + [UpdateRatioTooLarge, UpdateRatioTooSmall],
+        + [UpdateRatioTooLarge, UpdateRatioTooSmall]
+        + [Fp16OverflowRisk, Fp16UnderflowRisk],
         key=lambda r: r.CODE,
     )
 }

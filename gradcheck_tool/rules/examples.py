@@ -14,6 +14,7 @@ from gradcheck_tool.probe.record import (
     InitStats,
     LayerStats,
     ParamStats,
+    Precision,
     ProbeRecord,
     RecurrentStats,
     StepStats,
@@ -169,3 +170,17 @@ def trained(optimizer: str = "Adam", lr: float = 1e-3, growth: float = 5e-4, *, 
                       tuple(losses) if losses is not None else tuple(1.0 for _ in range(steps)), tuple(weights),
                       curvature=curvature)
     return dataclasses.replace(mlp(), steps=stats, loss=loss)
+
+
+def half(out_max: float = 10.0, grad_max: float = 1e-3, exponents: Sequence[tuple[int, int]] = ((-12, 100),),
+         dtype: Optional[str] = None, scaler: bool = False, init_scale: float = 2.0**16,
+         trains: bool = True) -> ProbeRecord:
+    """An MLP record whose middle Linear outputs values up to ``out_max``, receives output gradients up to
+    ``grad_max`` spread over powers of two as ``exponents`` ((floor(log2 |g|), count), ...), in a file
+    that trains in ``dtype`` ("fp16", "bf16" or None for fp32), with or without a GradScaler."""
+    base = mlp(depth=2)
+    layers = tuple(dataclasses.replace(layer, out_max=out_max if layer.name == "body.2" else 1.0,
+                                       grad_max=grad_max if layer.name == "body.2" else 1e-3,
+                                       grad_exponents=tuple(exponents) if layer.name == "body.2" else ((-12, 100),))
+                   for layer in base.layers)
+    return dataclasses.replace(base, layers=layers, precision=Precision(dtype, scaler, init_scale, trains))

@@ -11,7 +11,7 @@ from gradcheck_tool.rules import examples
 from gradcheck_tool.rules.base import RuntimeRule
 from gradcheck_tool.rules.signals import finite
 
-HIGH = 0.3  # per step: even uncorrelated steps move the weight by its own norm in ten (sqrt(10) x 0.3 ~ 1)
+HIGH = 1.0  # per step: each step moves the weight by more than its own norm
 LOW = 1e-5  # per step: the weight needs ~1e5 steps to move by its own norm
 TARGET = 0.03  # what the recommended lr aims the largest ratio at (GH141): a decade inside the band
 TARGET_LOW = 1e-3  # ... and the median ratio at (GH142): the rule of thumb
@@ -23,7 +23,7 @@ SPARSE_ROWS = ("Embedding", "EmbeddingBag")
 class UpdateRatio:
     weight: str
     module: str
-    ratio: float  # median over the steps of ||Δw|| / ||w|| (its orthogonal part behind a normalisation)
+    ratio: float  # median over the steps of ||Δw|| / ||w_0|| (behind a normalisation: ||Δw_⊥|| / ||w_t||)
     normalised: bool
 
 
@@ -46,8 +46,12 @@ def update_ratios(record: ProbeRecord) -> list[UpdateRatio]:
 def _ratio(w: WeightGrowth, normalised: bool) -> Optional[float]:
     if not w.updates or not finite(w.norms[0]) or w.norms[0] <= 0:
         return None  # zero-initialised weights (a zero-init projection) are meant to grow from nothing
+    # Against the initial norm: a large Adam step grows the norm, which would hide the next steps' size.
+    # Behind a normalisation the current norm is the right scale: its growth is what slows the
+    # effective step (scale invariance), so the orthogonal part over the current norm is that step.
     moved = w.tangential if normalised else w.updates
-    ratios = [u / n for u, n in zip(moved, w.norms) if finite(u) and finite(n) and n > 0]
+    scales = w.norms if normalised else [w.norms[0]] * len(moved)
+    ratios = [u / n for u, n in zip(moved, scales) if finite(u) and finite(n) and n > 0]
     return median(ratios) if ratios else None
 
 
@@ -65,28 +69,31 @@ def _call(stats: StepStats) -> str:
 
 
 class UpdateRatioTooLarge(RuntimeRule):
-    """An optimizer step moves a weight matrix by more than 0.3 of its norm.
+    """An optimizer step moves a weight matrix by more than its own norm.
 
     What it does: over the probe's optimizer steps (``--train-steps``, the file's own optimizer),
-    takes each weight matrix's update ``||w_t+1 - w_t|| / ||w_t||`` per step and its median over the
-    steps, and fires when it is above 0.3 for any matrix.  A weight followed by a normalisation
-    layer (Conv -> BatchNorm) is scale-invariant, so only its effective step counts: the part of the
-    update orthogonal to ``w``.  Embedding matrices (rows move only where their tokens occur) and
-    zero-initialised weights are skipped.  A warning; information when the file warms the rate up
-    (the steps ran at its peak).
+    takes each weight matrix's update ``||w_t+1 - w_t|| / ||w_0||`` per step (against the initial
+    norm: a too-large step grows the norm, which would hide the next ones) and its median over the
+    steps, and fires when it is above 1 for any matrix.  A weight followed by a normalisation layer
+    (Conv -> BatchNorm) is scale-invariant, so only its effective step counts: the part of the
+    update orthogonal to ``w_t``, over ``||w_t||`` (the norm's growth is what slows it).  Embedding
+    matrices (rows move only where their tokens occur) and zero-initialised weights are skipped.
+    A warning; information when the file warms the rate up (the steps ran at its peak).
 
-    Why it matters: the usual rule of thumb is ~1e-3 per step (Karpathy, CS231n, "ratio of weights:
-    updates"), which the band here widens by more than two decades up and down.  Above 0.3, the
-    matrix moves by its own norm within ten steps even if the steps are uncorrelated (sqrt(10) x 0.3
-    ~ 1): what its initialisation guaranteed (signal propagation through depth) is gone
-    before the loss can guide it, and the loss spikes or diverges.  Adam's step is ~``lr`` per
-    element whatever the gradient (``|m/sqrt(v)| <= 1``, exactly 1 at the first step), so its
-    ratio is about ``lr / rms(w)``: 5e-3 to 5e-2 for transformers' init (std 0.02) at lr 1e-4 to
-    1e-3, and ~0.1 for a width-128 MLP at PyTorch's default init (rms 0.05) at lr 5e-3, inside the
-    band; SGD's is ``lr ||g|| / ||w||``, times ``1/(1-momentum)`` once momentum
-    builds up, and depends on the loss.
+    Why it matters: the usual rule of thumb is ~1e-3 per step (Karpathy, CS231n, "ratio of
+    weights: updates"), which the band here widens by two to three decades.  Above 1, every step
+    moves the matrix by more than its own norm: what its initialisation guaranteed (signal
+    propagation through depth) is gone after the first step, before the loss can guide it.  Adam's
+    step is ~``lr`` per element whatever the gradient (``|m/sqrt(v)| <= 1``, exactly 1 at the first
+    step), so its ratio is about ``lr / rms(w)``: measured 2e-3 to 4e-2 on GPT-2 and BERT configs
+    (init std 0.02) at AdamW 1e-4 to 1e-3, and ~0.1 for a width-128 MLP at PyTorch's default init
+    (rms 0.05) at lr 5e-3.  SGD's is ``lr ||g|| / ||w||``, times ``1/(1-momentum)`` once momentum
+    builds up, and depends on the loss.  The bound is 1 and not lower because by-the-book SGD (lr
+    0.1, momentum 0.9) on a BatchNorm ResNet moves its stem and its classifier by ~0.3 per step at
+    initialisation (measured on a transformers ResNetConfig) and trains fine; GPT-2 at AdamW 1e-1
+    moves every matrix by ~5 times its norm at the first step.
 
-    Example: ``AdamW(lr=1e-2)`` on GPT-2 (init std 0.02) moves every matrix by ~0.5 of its norm per step.
+    Example: ``AdamW(lr=1e-1)`` on GPT-2 (init std 0.02).
 
     Fix: the message computes an lr that brings the largest ratio to 0.03 (updates scale with lr),
     or warm up the rate, or give the outlier matrix its own parameter group.
@@ -100,11 +107,12 @@ class UpdateRatioTooLarge(RuntimeRule):
         examples.mlp(),
         examples.trained("AdamW", lr=1e-3, step_ratio=0.03),
         examples.trained("Adam", lr=5e-3, step_ratio=0.12),
+        examples.trained("SGD", lr=0.1, loss="loss_fn", step_ratio=0.3),  # a BN ResNet's stem at init
         examples.trained("SGD", lr=0.1, loss="loss_fn", step_ratio=2e-3),
     )
     BAD = (
-        examples.trained("AdamW", lr=1e-2, step_ratio=0.5),
-        examples.trained("SGD", lr=1.0, loss="loss_fn", step_ratio=0.8),
+        examples.trained("AdamW", lr=1e-1, step_ratio=5.0),
+        examples.trained("SGD", lr=1.0, loss="loss_fn", step_ratio=1.5),
     )
 
     def check(self, record: ProbeRecord) -> Iterator[Finding]:
