@@ -1,14 +1,13 @@
 """GH210: gradient accumulation over k backward() calls whose loss is never divided by k."""
 from __future__ import annotations
 
-import re
 from typing import Iterator, Optional
 
 import libcst as cst
 
 from gradcheck_tool.findings import Finding, Severity
 from gradcheck_tool.static.base import SourceContext, StaticRule, display, example
-from gradcheck_tool.static.events import Event, Iteration, Kind
+from gradcheck_tool.static.events import Event, Kind
 from gradcheck_tool.static.names import dotted, subtree
 
 _AVERAGES = frozenset({"mean", "div", "div_", "true_divide"})
@@ -36,17 +35,17 @@ def _divides(node: cst.CSTNode) -> bool:
     return False
 
 
-def _loss_of(backward: Event) -> Optional[cst.BaseExpression]:
+def _loss_of(backward: Event) -> cst.BaseExpression:
     """What ``backward`` differentiates: ``loss`` in ``loss.backward()``,
     ``scaler.scale(loss).backward()`` and ``accelerator.backward(loss)``."""
     node = backward.node
-    if node.args and backward.site.method == "backward" and not isinstance(node.func.value, cst.Call) \
-            and dotted(node.func.value) and not re.search(r"loss", dotted(node.func.value) or ""):
-        return node.args[0].value  # accelerator.backward(loss)
     receiver = node.func.value
     if isinstance(receiver, cst.Call) and isinstance(receiver.func, cst.Attribute) \
             and receiver.func.attr.value == "scale" and receiver.args:
         return receiver.args[0].value
+    positional = [a for a in node.args if a.keyword is None]
+    if positional and "loss" not in (dotted(receiver) or "loss"):
+        return positional[0].value  # a framework's backward(loss): accelerator, fabric
     return receiver
 
 
@@ -57,12 +56,12 @@ def _accelerate_divides(ctx: SourceContext) -> bool:
         for s in ctx.facts.calls)
 
 
-def _undivided(ctx: SourceContext, it: Iteration, backward: Event) -> Optional[str]:
+def _undivided(ctx: SourceContext, backward: Event) -> Optional[str]:
     """The loss's name when no expression that builds it in this scope divides it."""
     if backward.site.receiver and "accelerator" in backward.site.receiver.lower() and _accelerate_divides(ctx):
         return None
     loss = _loss_of(backward)
-    if loss is None or _divides(loss):
+    if _divides(loss):
         return None
     name = dotted(loss)
     if name is None:
@@ -205,7 +204,7 @@ class AccumulationWithoutAveraging(StaticRule):
             backward = [e for e in it.of(Kind.BACKWARD) if not e.via]
             if not steps or not backward or any(_every_kth(b) for b in backward):
                 continue
-            name = _undivided(ctx, it, backward[0])
+            name = _undivided(ctx, backward[0])
             if name is None:
                 continue
             step = steps[0]
