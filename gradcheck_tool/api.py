@@ -32,7 +32,7 @@ from gradcheck_tool.fixes.codemods import attach_runtime_fixes
 from gradcheck_tool.import_safety import training_at_import
 from gradcheck_tool.rules import OPTIMIZER_CODES
 from gradcheck_tool.static.clip_threshold import ClipThreshold, ClipThresholdTooLow
-from gradcheck_tool.static.engine import analyse
+from gradcheck_tool.static.engine import PROBE_CHECKED_RULES, analyse
 from gradcheck_tool.static.optim import OptimizerCall
 
 Progress = Callable[[int, int], None]
@@ -181,7 +181,8 @@ def lint_file(path: Path, options: ScanOptions, progress: Optional[Progress] = N
         found = [_not_utf8(filename, err, raw)]
         return FileResult(tuple(f for f in found if f.code in enabled),
                           ProbeResult(filename, ProbeStatus.SKIPPED, "not valid UTF-8"))
-    probing = not options.static_only and any(c.startswith("GH1") for c in enabled)
+    # GH212 compares the file's clip threshold with the probe's norms: it needs a probe too.
+    probing = not options.static_only and any(c.startswith("GH1") or c in PROBE_CHECKED_RULES for c in enabled)
     # The optimizer the probe runs (GH140, GH143): the file's only rebuildable torch.optim constructor.
     steps = probing and options.train_steps > 0 and bool(OPTIMIZER_CODES & enabled)
     analysis = analyse(source, filename, rules=any(c.startswith(STATIC_FAMILIES) for c in enabled),

@@ -159,3 +159,48 @@ def test_gh212_needs_a_probe_and_a_literal() -> None:
     assert analysis.clip_thresholds == ()
     static_only = analyse(CLIPPED.format(value="0.01"), "t.py")
     assert "GH212" not in [f.code for f in static_only.findings]
+
+
+MODEL_FILE = """\
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def train(model, loader):
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for x, y in loader:
+        opt.zero_grad()
+        nn.functional.mse_loss(model(x), y).backward()
+        nn.utils.clip_grad_norm_(model.parameters(), max_norm={value})
+        opt.step()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("value", "fires"), [("1e-4", True), ("1.0", False)])
+def test_gh212_through_the_cli_with_a_real_probe(tmp_path, value: str, fires: bool) -> None:
+    import json
+    import subprocess
+    import sys
+
+    path = tmp_path / "m.py"
+    path.write_text(MODEL_FILE.format(value=value))
+    done = subprocess.run([sys.executable, "-m", "gradcheck_tool", "scan", str(path), "--select", "GH212",
+                           "--format", "json"], capture_output=True, text=True, timeout=300)
+    report = json.loads(done.stdout)
+    assert report["probes"][0]["status"] == "ok", done.stderr
+    found = [f for f in report["findings"] if f["code"] == "GH212"]
+    assert bool(found) is fires and done.returncode == int(fires)
+    if fires:
+        norms = found[0]["evidence"]["probe_grad_norms"]
+        assert min(norms) / 1e-4 == pytest.approx(found[0]["evidence"]["ratio"], rel=1e-3)
+        assert found[0]["location"]["row"] == 19
