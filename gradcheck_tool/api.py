@@ -18,11 +18,21 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 
 from gradcheck_tool import registry, suppressions
 from gradcheck_tool.errors import GradhealthError
-from gradcheck_tool.findings import Finding, Position, ProbeResult, ProbeStatus, Report, Severity
+from gradcheck_tool.findings import (
+    Applicability,
+    Finding,
+    Fix,
+    Position,
+    ProbeResult,
+    ProbeStatus,
+    Report,
+    Severity,
+)
 from gradcheck_tool.fixes.codemods import attach_runtime_fixes
 from gradcheck_tool.import_safety import training_at_import
 from gradcheck_tool.rules import OPTIMIZER_CODES
-from gradcheck_tool.static.engine import analyse
+from gradcheck_tool.static.clip_threshold import ClipThreshold, ClipThresholdTooLow
+from gradcheck_tool.static.engine import PROBE_CHECKED_RULES, analyse
 from gradcheck_tool.static.optim import OptimizerCall
 
 Progress = Callable[[int, int], None]
@@ -85,12 +95,17 @@ def _not_utf8(filename: str, err: UnicodeDecodeError, raw: bytes) -> Finding:
                    filename, Position(row, column), Position(row, column + 1), evidence={"byte": err.start})
 
 
-def calibrate_clipping(static: list[Finding], runtime: list[Finding], probe: ProbeResult) -> list[Finding]:
+def calibrate_clipping(static: list[Finding], runtime: list[Finding], probe: ProbeResult,
+                       thresholds: Iterable[ClipThreshold] = ()) -> list[Finding]:
     """GH201 on a probed file quotes the measured max_norm, and is raised a level when the probe
     saw gradients that need clipping: an exploding finding, or a global gradient norm that
-    varies more than 2x between probe batches."""
+    varies more than 2x between probe batches.  A literal clip threshold more than 10x below
+    every measured global norm becomes GH212."""
     record = probe.record
-    if record is None or not any(f.code == "GH201" for f in static):
+    if record is None:
+        return static
+    static = static + _thresholds_too_low(thresholds, record, probe.filename)
+    if not any(f.code == "GH201" for f in static):
         return static
     exploding = sorted({f.code for f in runtime if f.code in ("GH101", "GH105", "GH130")})
     # Through time, clipping is the remedy (Pascanu et al. 2013); across depth the init is, and a
@@ -128,6 +143,28 @@ def calibrate_clipping(static: list[Finding], runtime: list[Finding], probe: Pro
     return out
 
 
+def _thresholds_too_low(thresholds: Iterable[ClipThreshold], record: Any, filename: str) -> list[Finding]:
+    norms = [n for n in record.total_grad_norms if n > 0]
+    if not norms:
+        return []
+    out = []
+    for clip in thresholds:
+        ratio = min(norms) / clip.value
+        if ratio <= ClipThresholdTooLow.RATIO:
+            continue
+        advice = f"max_norm={record.recommended_max_norm:g}" if record.recommended_max_norm else "a max_norm near it"
+        out.append(Finding(
+            ClipThresholdTooLow.CODE, ClipThresholdTooLow.NAME, ClipThresholdTooLow.SEVERITY,
+            f"`{clip.text}` clips at {clip.value:g}, {ratio:.3g}x below the smallest global gradient norm the "
+            f"probe measured ({min(norms):.3g}-{max(norms):.3g}): every step is shrunk, not just the spikes; "
+            f"clip at {advice}",
+            filename, clip.start, clip.end,
+            evidence={"max_norm": clip.value, "probe_grad_norms": list(record.total_grad_norms),
+                      "ratio": round(ratio, 3), "probe_max_norm": record.recommended_max_norm},
+            fix=Fix(Applicability.DISPLAY_ONLY, f"Clip at {advice} (twice the median measured norm).")))
+    return out
+
+
 def lint_file(path: Path, options: ScanOptions, progress: Optional[Progress] = None,
               display_name: Optional[str] = None, text: Optional[str] = None) -> FileResult:
     """Static and runtime findings for one file, filtered by selection and suppressions.
@@ -145,7 +182,8 @@ def lint_file(path: Path, options: ScanOptions, progress: Optional[Progress] = N
         found = [_not_utf8(filename, err, raw)]
         return FileResult(tuple(f for f in found if f.code in enabled),
                           ProbeResult(filename, ProbeStatus.SKIPPED, "not valid UTF-8"))
-    probing = not options.static_only and any(c.startswith("GH1") for c in enabled)
+    # GH212 compares the file's clip threshold with the probe's norms: it needs a probe too.
+    probing = not options.static_only and any(c.startswith("GH1") or c in PROBE_CHECKED_RULES for c in enabled)
     # The optimizer the probe runs (GH140, GH143): the file's only rebuildable torch.optim constructor.
     steps = probing and options.train_steps > 0 and bool(OPTIMIZER_CODES & enabled)
     analysis = analyse(source, filename, rules=any(c.startswith(STATIC_FAMILIES) for c in enabled),
@@ -166,7 +204,7 @@ def lint_file(path: Path, options: ScanOptions, progress: Optional[Progress] = N
             with _as_file(path, text) as target:
                 runtime, probe = _probe(target, options, progress, filename, optimizer)
             runtime = attach_runtime_fixes(source, runtime)
-            static = calibrate_clipping(static, runtime, probe)
+            static = calibrate_clipping(static, runtime, probe, analysis.clip_thresholds)
     silenced = suppressions.parse(source)
     kept = tuple(f for f in static + runtime if f.code in enabled and not silenced.covers(f, _lenient))
     return FileResult(kept, probe)

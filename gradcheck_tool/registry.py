@@ -13,7 +13,7 @@ from typing import Iterable
 from gradcheck_tool.errors import GradhealthError
 from gradcheck_tool.findings import Severity
 from gradcheck_tool.rules import RULES as RUNTIME_RULES
-from gradcheck_tool.static import STATIC_RULES
+from gradcheck_tool.static import PROBE_CHECKED_RULES, STATIC_RULES
 
 
 class SyntaxErrorRule:
@@ -38,7 +38,8 @@ class SyntaxErrorRule:
 SECTION = re.compile(r"^(What it does|Why it matters|Examples?|Fix):(?=\s|$)")  # a docstring's section labels
 
 META_RULES = {SyntaxErrorRule.CODE: SyntaxErrorRule}
-ALL_RULES: dict[str, type] = dict(sorted({**META_RULES, **RUNTIME_RULES, **STATIC_RULES}.items()))
+ALL_RULES: dict[str, type] = dict(sorted(
+    {**META_RULES, **RUNTIME_RULES, **STATIC_RULES, **PROBE_CHECKED_RULES}.items()))
 _BY_NAME = {rule.NAME: code for code, rule in ALL_RULES.items()}
 
 

@@ -18,7 +18,9 @@ from gradcheck_tool.static.events import CLIP_TRIGGER, Event, Iteration, Kind, c
 class ClipWithoutUnscale(StaticRule):
     """What it does:
     In an AMP loop (a ``GradScaler``: ``scaler.scale(loss).backward()``, ``scaler.step``),
-    finds clipping with no ``scaler.unscale_(optimizer)`` before it in the iteration.
+    finds clipping with no ``scaler.unscale_(optimizer)`` before it in the iteration. A clip
+    in the other arm of an ``if`` from every scaler call (``if use_amp: ... else: ...``)
+    acts on plain gradients and is left alone.
 
     Why it matters:
     Until ``unscale_`` runs, ``.grad`` holds gradients multiplied by the loss scale
@@ -59,6 +61,19 @@ class ClipWithoutUnscale(StaticRule):
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 opt.step()
                 opt.zero_grad()
+        """),
+        example("""
+            def step(self, loss):
+                if self.use_amp:
+                    self.scaler.scale(loss).backward()
+                    self.scaler.unscale_(self.optimizer)
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                else:
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+                    self.optimizer.step()
         """),
         example("""
             for batch in loader:
@@ -115,9 +130,12 @@ class ClipWithoutUnscale(StaticRule):
             for clip in it.placed_clips():
                 if not clips_raw_grads(clip):
                     continue  # accelerate/fabric clip through their own scaler
-                if any(e.kind is Kind.UNSCALE for e in it.events[:it.index(clip)]):
+                # `if use_amp: scaler...  else: loss.backward(); clip(...)`: the plain arm
+                # clips plain gradients.
+                scaled = [e for e in amp if not e.site.exclusive(clip.site)]
+                if not scaled or any(e.kind is Kind.UNSCALE for e in it.events[:it.index(clip)]):
                     continue
-                yield self._finding(ctx, it, clip, amp[0])
+                yield self._finding(ctx, it, clip, scaled[0])
 
     def _finding(self, ctx: SourceContext, it: Iteration, clip: Event, amp: Event) -> Finding:
         scaler_step = it.scaler_step()

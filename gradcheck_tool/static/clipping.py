@@ -14,7 +14,7 @@ from gradcheck_tool.fixes.clip_config import config_gaps
 from gradcheck_tool.fixes.clip_fix import insertion, propose
 from gradcheck_tool.static.events import Event, Iteration, Kind
 from gradcheck_tool.static.names import last
-from gradcheck_tool.static.risk import explosion_risk
+from gradcheck_tool.static.risk import Risk, explosion_risk
 
 
 def line_search(ctx: SourceContext, step: Event) -> bool:
@@ -44,12 +44,25 @@ class MissingGradientClipping(StaticRule):
     Why it matters:
     One outlier batch can produce a gradient orders of magnitude above the typical one;
     unclipped, that single step can throw the weights far enough to diverge (loss -> NaN).
-    Recurrent and attention models are the classic case (Pascanu et al., 2013), and a high
-    learning rate multiplies the damage. The finding is a warning when the file builds
-    RNN/LSTM/GRU/attention layers or a transformers model, or gives SGD a learning rate
-    GH208 warns about, and informational otherwise, so a small CNN is not nagged. (A high
-    Adam rate does not count: Adam moves each weight by ~lr whatever the gradient's size,
-    so clipping would not tame it.)
+    How likely that is depends on what the model is, read from the layers the file builds
+    and what its classes compute (never from their names):
+
+    - a warning for an ungated ``nn.RNN``: the backward signal is multiplied by the same
+      recurrent Jacobian at every time step, the exploding case clipping was made for
+      (Pascanu et al., 2013); for SGD at a rate GH208 warns about (a plain-gradient step
+      grows with the gradient; Adam's does not, so a high Adam rate does not count); and
+      for a file that takes a ``--clip``/``--max-grad-norm`` option it never reads;
+    - information for LSTM/GRU and attention models (``nn.MultiheadAttention``,
+      ``scaled_dot_product_attention``, a transformers model, a class of the file that
+      takes a softmax of a matrix product), which recipes clip by custom (GPT-2, BERT and
+      HF Trainer's default: 1.0), and for a loop whose model is built in another file;
+    - nothing for a feed-forward net (only Linear/Conv/norm/embedding layers, a
+      torchvision or timm model), and nothing where an engine clips inside its own step
+      (DeepSpeed's ``gradient_clipping``, Megatron's ``clip_grad``, accelerate with either
+      plugin).
+
+    With a probe (``gradhealth scan`` without ``--static-only``) the finding is raised a
+    level when the measured gradient norms vary more than 2x between batches or explode.
 
     Example:
         loss.backward()
@@ -286,13 +299,15 @@ class MissingGradientClipping(StaticRule):
     )
 
     def check(self, ctx: SourceContext) -> Iterator[Finding]:
-        risk: Optional[str] = None
+        risk: Optional[Risk] = None
         for gap in config_gaps(ctx):  # a framework's Trainer that clips only when configured
-            risk = explosion_risk(ctx) or "" if risk is None else risk
-            yield self.finding(ctx, gap.node, gap.message + (f"; {risk}" if risk else ""),
+            risk = explosion_risk(ctx) if risk is None else risk
+            if risk.severity is None:
+                break
+            yield self.finding(ctx, gap.node, f"{gap.message}; {risk.reason}",
                                fix=edit_or_display(f"{gap.advice}.", gap.edit),
-                               evidence={"trainer_line": ctx.line(gap.node), "severity_reason": risk or None},
-                               severity=Severity.WARNING if risk else Severity.INFO)
+                               evidence={"trainer_line": ctx.line(gap.node), "severity_reason": risk.reason},
+                               severity=risk.severity)
         for iteration in ctx.iterations:
             # This iteration and the helpers it calls, not the rest of the function: one
             # clipping loop says nothing about the loops beside it.
@@ -307,14 +322,15 @@ class MissingGradientClipping(StaticRule):
                     continue
                 targets.add(key)
                 if risk is None:
-                    risk = explosion_risk(ctx) or ""
+                    risk = explosion_risk(ctx)
+                if risk.severity is None:
+                    return
                 yield self._finding(ctx, iteration, step, risk)
 
-    def _finding(self, ctx: SourceContext, it: Iteration, step: Event, risk: str) -> Finding:
+    def _finding(self, ctx: SourceContext, it: Iteration, step: Event, risk: Risk) -> Finding:
         where = "loop" if it.is_loop else "function"
         message = (f"`{ctx.code(step.node)}` updates parameters with no gradient clipping in "
-                   f"this {where}: one outlier batch can blow the weights up")
-        message += f"; {risk}" if risk else " (informational: no recurrent/attention layers here)"
+                   f"this {where}: one outlier batch can blow the weights up; {risk.reason}")
         proposal = propose(ctx, it, step)
         fix_lines = []
         if step.amp and not it.of(Kind.UNSCALE) and step.site.receiver:
@@ -324,9 +340,9 @@ class MissingGradientClipping(StaticRule):
         advice = (f"Clip between backward() and {'the update' if step.manual else 'step()'}: `{proposal.call}`"
                   + (", after `scaler.unscale_(optimizer)`" if step.amp else ""))
         evidence = {"step_line": ctx.line(step.node), f"{where}_line": ctx.line(it.node),
-                    "severity_reason": risk or None, "amp": step.amp, "manual_update": step.manual}
+                    "severity_reason": risk.reason, "amp": step.amp, "manual_update": step.manual}
         if step.via:
             evidence["called_from_line"] = ctx.line(step.via[0])
         return self.finding(ctx, step.node, message, evidence=evidence,
                             fix=edit_or_display(advice, edit),
-                            severity=Severity.WARNING if risk else Severity.INFO)
+                            severity=risk.severity)

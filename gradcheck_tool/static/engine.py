@@ -14,21 +14,30 @@ from gradcheck_tool.static.amp import ClipWithoutUnscale
 from gradcheck_tool.static.architecture import DeepSaturatingStack
 from gradcheck_tool.static.base import SourceContext, StaticRule
 from gradcheck_tool.static.clip_order import ClipAfterStep, ClipBeforeBackward
+from gradcheck_tool.static.clip_threshold import ClipThreshold, ClipThresholdTooLow, literal_clip_thresholds
 from gradcheck_tool.static.clipping import MissingGradientClipping
 from gradcheck_tool.static.events import training_iterations
 from gradcheck_tool.static.facts import collect_facts
 from gradcheck_tool.static.init import UnscaledNormalInit
+from gradcheck_tool.static.accumulation import AccumulationWithoutAveraging
 from gradcheck_tool.static.loop import MissingZeroGrad
 from gradcheck_tool.static.optim import HighLearningRate, OptimizerCall, rebuildable_optimizers
+from gradcheck_tool.static.schedule import EpochSchedulerPerBatch
+from gradcheck_tool.static.zero_grad_order import ZeroGradBeforeStep
 
 STATIC_RULES: dict[str, type[StaticRule]] = {
     rule.CODE: rule
     for rule in sorted(
         (MissingGradientClipping, ClipAfterStep, ClipBeforeBackward, ClipWithoutUnscale,
-         MissingZeroGrad, UnscaledNormalInit, DeepSaturatingStack, HighLearningRate),
+         MissingZeroGrad, UnscaledNormalInit, DeepSaturatingStack, HighLearningRate,
+         ZeroGradBeforeStep, AccumulationWithoutAveraging, EpochSchedulerPerBatch),
         key=lambda rule: rule.CODE,
     )
 }
+
+# Rules whose source facts the static pass collects but which speak only with a probe's
+# numbers (api.calibrate_clipping): registered like any rule, with no GOOD/BAD of their own.
+PROBE_CHECKED_RULES: dict[str, type] = {ClipThresholdTooLow.CODE: ClipThresholdTooLow}
 
 _TRIGGER = re.compile("|".join(f"(?:{rule.TRIGGER})" for rule in STATIC_RULES.values()))
 # CPython refuses these before libcst would: libcst's native parser can overflow its
@@ -41,6 +50,7 @@ _OPTIM = re.compile(r"\boptim\b")  # every torch.optim spelling names the module
 class Analysis:
     findings: list[Finding]  # the static rules' findings (GH001 for a file that does not parse)
     optimizers: tuple[OptimizerCall, ...]  # torch.optim constructors the probe can rebuild
+    clip_thresholds: tuple[ClipThreshold, ...] = ()  # literal max_norms, for GH212 once a probe ran
 
 
 def python_error(source: str, filename: str) -> Optional[BaseException]:
@@ -90,7 +100,11 @@ def analyse(source: str, filename: str, *, rules: bool = True, optimizers: bool 
             continue
         for finding in results:
             unique.setdefault((finding.code, finding.location, finding.end_location), finding)
-    return Analysis(sorted(unique.values(), key=lambda f: f.sort_key), found)
+    try:
+        thresholds = tuple(literal_clip_thresholds(ctx)) if rules else ()
+    except RecursionError:
+        thresholds = ()
+    return Analysis(sorted(unique.values(), key=lambda f: f.sort_key), found, thresholds)
 
 
 def check_source(source: str, filename: str) -> list[Finding]:

@@ -56,10 +56,16 @@ class Event:
     managed: bool = False  # clipping configured by keyword; the callee decides when it runs
     via: tuple[cst.Call, ...] = ()  # helper calls this event was inlined through
     helpers: tuple[cst.FunctionDef, ...] = ()  # the functions those calls ran
+    outer_branches: tuple = ()  # the `if` arms of the calls it was inlined through
 
     @property
     def node(self) -> cst.CSTNode:
         return self.site.node
+
+    @property
+    def branches(self) -> tuple:
+        """Every ``if`` arm this event runs under, the callers' first: (If, in its body)."""
+        return self.outer_branches + self.site.branches
 
     @property
     def on_grad(self) -> bool:
@@ -285,7 +291,8 @@ class _Reader:
                 complete = complete and inner_complete
                 inlined = inlined or helper.name.value == site.method  # the callee itself
                 out.extend(replace(inner, loops=site.loops + inner.loops,
-                                   via=(site.node, *inner.via), helpers=(helper, *inner.helpers))
+                                   via=(site.node, *inner.via), helpers=(helper, *inner.helpers),
+                                   outer_branches=site.branches + inner.outer_branches)
                            for inner in inner_events)
             event = classify(site, self.facts, self.module)
             # A clipping-like name that is a helper of this file (`self.clip_gradients()`)

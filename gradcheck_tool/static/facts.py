@@ -41,6 +41,14 @@ class Site:
     in_lambda: bool = False
     embedding_branch: bool = False  # under `if isinstance(m, nn.Embedding):`
     in_optimizer_class: bool = False  # inside a class that implements an optimizer
+    # The `if` arms it runs under, scope-relative, outermost first: (If node, True for the
+    # body, False for the else/elif arm); tells `if amp: ... else: ...` branches apart.
+    branches: tuple[tuple[cst.If, bool], ...] = ()
+
+    def exclusive(self, other: "Site") -> bool:
+        """Whether this site and ``other`` sit in different arms of one ``if``: never both run."""
+        arms = dict(self.branches)
+        return any(node in arms and arms[node] != arm for node, arm in other.branches)
 
     @property
     def method(self) -> str:
@@ -120,6 +128,7 @@ class _Walk:
     lambdas: int = 0
     embedding: int = 0
     optimizer_class: int = 0
+    branches: tuple = ()
 
     def run(self) -> None:
         self.todo.append((self.module, None, None))
@@ -171,6 +180,7 @@ class _Walk:
         self.raw.append((
             node, self.scope, self.loops, self.statement, parent, grandparent,
             self.outer_call, self.lambdas > 0, self.embedding > 0, self.optimizer_class > 0,
+            self.branches,
         ))
 
     def bind(self, target: cst.CSTNode, value: Optional[cst.CSTNode]) -> None:
@@ -201,7 +211,7 @@ class _Walk:
                       params.star_arg, params.star_kwarg):
             if isinstance(param, cst.Param):  # a parameter is never a constant
                 self.bindings[param.name.value] = self.bindings.get(param.name.value, 0) + 2
-        enter, leave = self.setter(scope=node, loops=(), klass=None, outer_call=None)
+        enter, leave = self.setter(scope=node, loops=(), klass=None, outer_call=None, branches=())
         self.then(enter, *self.items(node, parent), leave)
 
     def _ClassDef(self, node: cst.ClassDef, parent, grandparent) -> None:
@@ -237,10 +247,12 @@ class _Walk:
 
     def _If(self, node: cst.If, parent, grandparent) -> None:
         guarded = any("Embedding" in name for name in identifiers(node.test))
-        enter, leave = self.setter(embedding=self.embedding + guarded)
+        enter, leave = self.setter(embedding=self.embedding + guarded,
+                                   branches=(*self.branches, (node, True)))
+        enter_else, leave_else = self.setter(branches=(*self.branches, (node, False)))
         self.then(*self.items(node, parent, names=("test",)), enter,
-                  *self.items(node, parent, names=("body",)), leave,
-                  *self.items(node, parent, names=("orelse",)))
+                  *self.items(node, parent, names=("body",)), leave, enter_else,
+                  *self.items(node, parent, names=("orelse",)), leave_else)
 
     def _SimpleStatementLine(self, node, parent, grandparent) -> None:
         enter, leave = self.setter(statement=node)
@@ -313,14 +325,14 @@ def collect_facts(module: cst.Module) -> FileFacts:
     state.run()
     imports = ImportMap(dict(state.aliases))
     sites = []
-    for node, scope, loops, statement, parent, grandparent, outer, in_lambda, emb, opt in state.raw:
+    for node, scope, loops, statement, parent, grandparent, outer, in_lambda, emb, opt, arms in state.raw:
         name = receiver = None
         if isinstance(node, cst.Call):
             name = imports.resolve(node.func)
             if isinstance(node.func, cst.Attribute):
                 receiver = imports.resolve(node.func.value)
         sites.append(Site(node, scope, loops, statement, parent, grandparent, outer, name,
-                          receiver, in_lambda, emb, opt))
+                          receiver, in_lambda, emb, opt, arms))
     constants, constant_nodes = {}, {}
     for name, value in state.values.items():
         literal = number(value) if state.bindings.get(name) == 1 and "." not in name else None

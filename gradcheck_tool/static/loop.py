@@ -23,13 +23,24 @@ def _accumulates(step: Event) -> bool:
                 and all(isinstance(t.target, cst.Name) for t in node.targets))
 
 
+def _per_context(ctx: SourceContext, step: Event, backward: Event) -> bool:
+    """Distributed autograd (``dist_autograd.backward(context_id, ...)``) keeps each
+    iteration's gradients in its own context, and ``DistributedOptimizer`` (which has no
+    ``zero_grad``) steps on one context's gradients: nothing accumulates across iterations."""
+    made = ctx.facts.constructed(step.target) or ""
+    return "distributed.autograd" in (backward.site.name or "") or (
+        made.endswith("DistributedOptimizer") and "distributed.optim" in made)
+
+
 class MissingZeroGrad(StaticRule):
     """What it does:
     Finds loops that call ``backward()`` and step the optimizer but never reset gradients
     in the loop body: no ``optimizer.zero_grad()`` / ``model.zero_grad()`` (with or without
     ``set_to_none``), no ``p.grad = None``, no ``p.grad.zero_()``. Helpers defined in the
     same file and called from the loop count; a ``zero_grad()`` inside an ``if`` (gradient
-    accumulation) counts too.
+    accumulation) counts too. Distributed autograd is exempt: ``dist_autograd.backward``
+    writes each iteration's gradients into that iteration's context, and
+    ``torch.distributed.optim.DistributedOptimizer`` (which has no ``zero_grad``) steps on them.
 
     Why it matters:
     ``backward()`` adds into ``.grad``. Without a reset, step *k* uses the sum of the
@@ -104,6 +115,17 @@ class MissingZeroGrad(StaticRule):
                 w = (w - 0.1 * w.grad).detach().requires_grad_()
         """),
         example("""
+            import torch.distributed.autograd as dist_autograd
+            from torch.distributed.optim import DistributedOptimizer as DO
+
+            opt = DO(torch.optim.SGD, param_rrefs, lr=0.05)
+            for x, y in loader:
+                with dist_autograd.context() as cid:
+                    loss = loss_fn(model(x), y)
+                    dist_autograd.backward(cid, [loss])
+                    opt.step(cid)
+        """),
+        example("""
             for batch in loader:
                 for opt in optimizers:
                     opt.zero_grad()
@@ -173,6 +195,8 @@ class MissingZeroGrad(StaticRule):
             if not it.is_loop or not steps or not backward or it.of(Kind.ZERO_GRAD):
                 continue
             step = steps[0]
+            if _per_context(ctx, step, backward[0]):
+                continue
             outside = next((e for e in it.scope_events if e.kind is Kind.ZERO_GRAD), None)
             message = (f"This loop calls `{ctx.code(backward[0].node)}` and "
                        f"`{ctx.code(step.node)}` but never resets gradients: every backward() "

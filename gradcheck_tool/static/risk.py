@@ -1,29 +1,60 @@
-"""Why a file's model is prone to gradient spikes: what decides GH201's severity."""
+"""What a file's model is, and whether something else clips for it: what decides whether
+GH201 speaks, and how loudly."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
+import libcst as cst
+
+from gradcheck_tool.findings import Severity
 from gradcheck_tool.static.base import SourceContext
-from gradcheck_tool.static.names import is_torch_nn, last
+from gradcheck_tool.static.names import dotted, is_torch_nn, last, subtree
 from gradcheck_tool.static.optim import high_learning_rates
 
-_SEQUENCE_LAYERS = (
-    "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "MultiheadAttention",
-    "Transformer", "TransformerEncoder", "TransformerDecoder", "TransformerEncoderLayer",
-    "TransformerDecoderLayer",
-)
-_SEQUENCE_CLASS = re.compile(r"Attention|Transformer|RNN|LSTM|GRU")
+_RECURRENT = ("RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell")
+_ATTENTION = ("MultiheadAttention", "Transformer", "TransformerEncoder", "TransformerDecoder",
+              "TransformerEncoderLayer", "TransformerDecoderLayer")
+# torch.nn layers with weights: a file building only these (and no recurrent or attention
+# layer) trains a feed-forward net, whose gradients have no product over time steps or
+# softmax logits to blow up through.
+_FEED_FORWARD = re.compile(r"^(Linear|Bilinear|LazyLinear|Conv\w*|LazyConv\w*|ConvTranspose\w*|Embedding\w*|"
+                           r"BatchNorm\w*|LayerNorm|GroupNorm|InstanceNorm\w*|RMSNorm|PReLU)$")
+_ZOO = ("torchvision.models.", "timm.create_model", "timm.models.")
+# Libraries whose layers say what they are: attention (x-transformers, PyG's attention
+# convolutions) or message passing without it (PyG's other convolutions and models).
+_LIBRARY_ATTENTION = re.compile(r"^(x_transformers\.\w+|torch_geometric\.nn\.(\w+\.)*"
+                                r"(GATConv|GATv2Conv|SuperGATConv|TransformerConv|GAT|AttentiveFP)\w*)$")
+_LIBRARY_FEED_FORWARD = re.compile(r"^torch_geometric\.nn\.(\w+\.)*[A-Z]\w*$")
 # transformers' model classes: AutoModel*, BertForSequenceClassification, GPT2Model (and
 # its attention modules). Its tokenizers, configs, collators, schedulers and utilities
 # (check_min_version, get_linear_schedule_with_warmup) build no layers.
 _MODEL_CLASS = re.compile(r"^(AutoModel\w*|\w+For[A-Z]\w*|\w*Model|\w*Attention)$")
 _NOT_A_MODEL = re.compile(r"Collator|Tokenizer|Processor|Config|Extractor|PreTrainedModel$")
 _BUILDERS = frozenset({"from_pretrained", "from_config"})
+_SOFTMAX = frozenset({"softmax", "Softmax", "log_softmax"})
+_MATMUL = frozenset({"matmul", "bmm", "einsum", "baddbmm"})
+# DeepSpeed and Megatron engines clip inside their own step (`gradient_clipping` in the
+# DeepSpeed config, `clip_grad` in Megatron's OptimizerConfig); accelerate hands the step to
+# them when their plugin is configured.
+ENGINE_CLIPS = re.compile(r"\b(deepspeed|DeepSpeed\w*|megatron|Megatron\w*)\b")
+# A clip threshold the file reads from its options: configured clipping a loop never applies.
+# (`--clip_value` is left out: WGAN scripts use it for clamping weights, not gradients.)
+_CLIP_OPTION = re.compile(
+    r"""add_argument\(\s*['"](--(?:clip|grad[-_]?clip\w*|clip[-_]?grad\w*|gradient[-_]clip\w*|"""
+    r"""clip[-_]norm|max[-_]grad[-_]norm))['"]""", re.IGNORECASE)
 # Only a plain-gradient step grows with the gradient: an adaptive optimizer (Adam,
 # RMSprop, Adagrad...) moves each weight by about lr whatever the gradient's size, so
 # clipping does nothing about its too-high rate.
 _SGD_FAMILY = frozenset({"SGD", "ASGD"})
+
+
+@dataclass(frozen=True)
+class Risk:
+    severity: Optional[Severity]  # None: nothing worth saying about this file's loops
+    reason: str
 
 
 def transformers_model(name: str) -> Optional[str]:
@@ -36,25 +67,109 @@ def transformers_model(name: str) -> Optional[str]:
     return klass if _MODEL_CLASS.match(klass) and not _NOT_A_MODEL.search(klass) else None
 
 
-def explosion_risk(ctx: SourceContext) -> Optional[str]:
-    """The first reason found (recurrent or attention layers, a GH208 learning rate for a
-    plain-gradient optimizer), or None for a plain feed-forward net."""
+def _computes_attention(klass: cst.ClassDef) -> bool:
+    """A class of the file whose code takes a softmax and a matrix product: attention
+    written by hand (``softmax(q @ k.transpose(-2, -1))``), whatever the class is called."""
+    softmax = matmul = False
+    for node in subtree(klass):
+        if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.MatrixMultiply):
+            matmul = True
+        elif isinstance(node, cst.Call):
+            func = node.func
+            leaf = func.attr.value if isinstance(func, cst.Attribute) else last(dotted(func) or "")
+            softmax = softmax or leaf in _SOFTMAX
+            matmul = matmul or leaf in _MATMUL
+        if softmax and matmul:
+            return True
+    return False
+
+
+def model_kind(ctx: SourceContext) -> tuple[str, str]:
+    """("recurrent" | "attention" | "feed-forward" | "unknown", why), from the layers the
+    file builds and the classes it defines: what the model is, not what it is called."""
+    feed_forward = None
     for site in ctx.facts.calls:
         name = site.name or ""
-        if is_torch_nn(name, *_SEQUENCE_LAYERS):
-            return f"the file builds nn.{last(name)} (line {ctx.line(site.node)})"
-        if transformers_model(name) or last(name) == "scaled_dot_product_attention":
-            return (f"the file builds an attention model (`{ctx.code(site.node.func)}(...)`, "
-                    f"line {ctx.line(site.node)})")
-    # `MODEL_CLASSES = {"bert": BertForSequenceClassification}` reached through a variable.
+        line = ctx.line(site.node)
+        if is_torch_nn(name, *_RECURRENT):
+            return "recurrent", f"the file builds nn.{last(name)} (line {line})"
+        if is_torch_nn(name, *_ATTENTION) or last(name) == "scaled_dot_product_attention":
+            return "attention", f"the file builds {ctx.code(site.node.func)} (line {line})"
+        if _LIBRARY_ATTENTION.match(name):
+            return "attention", f"the file builds {last(name)} (line {line})"
+        model = transformers_model(name)
+        if model:
+            how = "fine-tunes" if last(name) == "from_pretrained" else "builds"
+            return "attention", f"the file {how} the transformers model {model} (line {line})"
+        if feed_forward is None and ((is_torch_nn(name, last(name)) and _FEED_FORWARD.match(last(name)))
+                                     or name.startswith(_ZOO) or _LIBRARY_FEED_FORWARD.match(name)):
+            feed_forward = f"the file builds `{ctx.code(site.node.func)}` (line {line})"
     for local, target in ctx.facts.imports.aliases.items():
-        if transformers_model(target):
-            return f"the file imports the transformers model class {last(target)} ({local})"
+        if transformers_model(target):  # `MODEL_CLASSES = {"bert": BertForSequenceClassification}`
+            return "attention", f"the file imports the transformers model class {last(target)} ({local})"
     for klass in ctx.facts.classes:
-        if _SEQUENCE_CLASS.search(klass.name.value):
-            return f"the file defines {klass.name.value} (line {ctx.line(klass)})"
+        if _computes_attention(klass):
+            return "attention", f"{klass.name.value} (line {ctx.line(klass)}) computes attention"
+    if feed_forward:
+        return "feed-forward", feed_forward
+    return _sibling_kind(ctx) or ("unknown", "the model is built outside this file")
+
+
+_SIBLING_RECURRENT = re.compile(r"\bnn\.(RNN|LSTM|GRU)(Cell)?\(")
+_SIBLING_ATTENTION = re.compile(r"MultiheadAttention|scaled_dot_product_attention|\bnn\.Transformer\w*\(")
+_SIBLING_SOFTMAX = re.compile(r"softmax\(|Softmax\(")
+_SIBLING_MATMUL = re.compile(r" @ |matmul\(|einsum\(|bmm\(")
+_SIBLING_LAYERS = re.compile(r"\bnn\.(Linear|Conv\w*|ConvTranspose\w*)\(")
+
+
+def _sibling_kind(ctx: SourceContext) -> Optional[tuple[str, str]]:
+    """What the model is when a module next to the file builds it (``from models import *``,
+    ``from model import GPT``): read from that file's text, without parsing or importing it."""
+    here = Path(ctx.filename).parent
+    if not ctx.filename or not here.is_dir():
+        return None
+    kinds = []
+    for name in {t.split(".")[0] for t in ctx.facts.imports.aliases.values()} | set(
+            re.findall(r"^from\s+\.?(\w+)\s+import\s+\*", ctx.source, re.MULTILINE)):
+        path = next((p for p in (here / f"{name}.py", here / name / "__init__.py") if p.is_file()), None)
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace") if path else ""
+        except OSError:
+            continue
+        recurrent = _SIBLING_RECURRENT.search(text)
+        if recurrent:
+            kinds.append(("recurrent", f"{path.name} next to this file builds nn.{recurrent.group(1)}"))
+        elif _SIBLING_ATTENTION.search(text) or (_SIBLING_SOFTMAX.search(text) and _SIBLING_MATMUL.search(text)):
+            kinds.append(("attention", f"{path.name} next to this file builds attention layers"))
+        elif _SIBLING_LAYERS.search(text):
+            kinds.append(("feed-forward", f"{path.name} next to this file builds only feed-forward layers"))
+    order = ("recurrent", "attention", "feed-forward")
+    return min(kinds, key=lambda k: order.index(k[0])) if kinds else None
+
+
+def explosion_risk(ctx: SourceContext) -> Risk:
+    """How loudly GH201 speaks about an unclipped step in this file."""
+    match = ENGINE_CLIPS.search(ctx.source)
+    if match:
+        return Risk(None, f"the {match.group(1)} engine clips inside its own step")
     for rate in high_learning_rates(ctx):
         if rate.optimizer in _SGD_FAMILY and not rate.mild:
             line = ctx.line(rate.node)
-            return f"{rate.optimizer} runs at lr={rate.value:g} (line {line}, see GH208)"
-    return None
+            return Risk(Severity.WARNING, f"{rate.optimizer} runs at lr={rate.value:g} (line {line}, see GH208)")
+    option = _CLIP_OPTION.search(ctx.source)
+    dest = option.group(1).lstrip("-").replace("-", "_") if option else ""
+    # `args.clip` read anywhere (a clip call, `Trainer(gradient_clip_val=args.clip)`) is an
+    # option in use; one never read is clipping the author asked for and never got.
+    if option and not re.search(rf"\.{dest}\b", ctx.source):
+        return Risk(Severity.WARNING, f"the file takes a `{option.group(1)}` option but never reads it")
+    kind, why = model_kind(ctx)
+    if kind == "recurrent" and not re.search(r"GRU|LSTM", why):
+        # An ungated RNN multiplies the backward signal by the same recurrent Jacobian at
+        # every time step: Pascanu et al. (2013)'s exploding case, which clipping was made for.
+        return Risk(Severity.WARNING, why)
+    if kind == "feed-forward":
+        return Risk(None, why)
+    if kind == "unknown":
+        return Risk(Severity.INFO, f"informational: {why}; clip if it is recurrent or attention-based")
+    return Risk(Severity.INFO, f"informational: {why}, the kind of model usually trained with clipping "
+                               "(Pascanu et al. 2013; GPT/BERT recipes clip at 1.0)")

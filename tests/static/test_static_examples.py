@@ -19,6 +19,9 @@ EXPECTED = {
     "GH206": "unscaled-normal-init",
     "GH207": "deep-saturating-stack",
     "GH208": "high-learning-rate",
+    "GH209": "zero-grad-before-step",
+    "GH210": "accumulation-without-averaging",
+    "GH211": "epoch-scheduler-per-batch",
 }
 
 CASES = [
