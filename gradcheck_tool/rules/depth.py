@@ -14,7 +14,7 @@ from gradcheck_tool.rules.normalised import (
     RESIDUAL_BN_FIX, live_residual_bn, normalised_severity, scale_invariant, unstable_steps,
 )
 from gradcheck_tool.rules.signals import (
-    ERROR_DECADES, WARN_DECADES, Trend, backward_trend, clip_advice, fmt, init_call, init_mismatches,
+    ERROR_DECADES, WARN_DECADES, Trend, backward_trend, clip_advice, fmt, forward_trend, init_call, init_mismatches,
     product, product_trend, weight_layers,
 )
 
