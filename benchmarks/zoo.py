@@ -3,7 +3,8 @@
 For every model in ``zoo_models.SPECS`` (transformers configs at small sizes, random init, no
 downloads; an LSTM LM; a model with optional unused parameters) this writes a model file into a
 temporary directory (``build_model()``, ``example_inputs()``) and scans it through the real CLI,
-``python -m gradcheck_tool scan FILE --format json`` with default options, twice:
+``python -m gradcheck_tool scan FILE --format json`` with default options (but ``--timeout 900``,
+so a loaded machine does not fail a slow probe), twice:
 
 * ``default``: no ``loss_fn``, so the probe's default loss is what is measured;
 * ``task``: a ``loss_fn(output, inputs)`` with the realistic task loss (the model's own ``labels``
@@ -15,6 +16,7 @@ a known true positive (``KNOWN_TRUE_POSITIVES``: HF DeiT, HF MobileViT), which m
     python benchmarks/zoo.py                       # everything (~10-15 min on 2 CPU cores)
     python benchmarks/zoo.py --only resnet-50,bert --variant default
     python benchmarks/zoo.py --family seq2seq --out /tmp/zoo.json
+    python benchmarks/zoo.py --only resnet-50 --update  # rescan one model, keep the file's other rows
 
 It prints a table (model, family, verdict, findings with codes and severity, wall time, loss,
 max_norm) and the false-alarm count, and writes ``benchmarks/zoo_results.json`` and
@@ -70,7 +72,8 @@ class Result:
     variant: str
     verdict: str  # clean / info / warning / error / failed
     findings: list[dict]
-    wall_s: float
+    wall_s: float  # the whole CLI call: interpreter, imports, child process, probe
+    probe_s: Optional[float] = None  # the probe itself (the report's duration_s)
     loss: Optional[str] = None
     max_norm: Optional[float] = None
     grad_norms: list[float] = dataclasses.field(default_factory=list)
@@ -106,11 +109,14 @@ def verdict_of(findings: list[dict]) -> str:
     return next((s for s in ("error", "warning", "info") if s in severities), "clean")
 
 
-def scan(name: str, variant: str, directory: Path, timeout: float = 600) -> Result:
+def scan(name: str, variant: str, directory: Path, timeout: float = 900) -> Result:
     path = write_model_file(directory, name, variant)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "gradcheck_tool", "scan", str(path), "--format", "json"],
-                          cwd=directory, capture_output=True, text=True, timeout=timeout,
+    # Default options, but for the wall-clock limit: a loaded CPU must not turn a slow probe into a
+    # "failed" row (--timeout bounds the child process; it changes nothing the probe measures).
+    proc = subprocess.run([sys.executable, "-m", "gradcheck_tool", "scan", str(path), "--format", "json",
+                           "--timeout", str(int(timeout))],
+                          cwd=directory, capture_output=True, text=True, timeout=timeout + 120,
                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
     wall = time.perf_counter() - start
     family = SPECS[name].family
@@ -124,7 +130,8 @@ def scan(name: str, variant: str, directory: Path, timeout: float = 600) -> Resu
                 for f in report["findings"] if f["code"].startswith("GH1")]
     if probe.get("status") != "ok":
         return Result(name, family, variant, "failed", findings, wall, error=probe.get("reason") or proc.stderr[-400:])
-    return Result(name, family, variant, verdict_of(findings), findings, wall, loss=probe.get("loss"),
+    return Result(name, family, variant, verdict_of(findings), findings, wall, probe.get("duration_s"),
+                  loss=probe.get("loss"),
                   max_norm=probe.get("recommended_max_norm"), grad_norms=probe.get("total_grad_norms", []))
 
 
@@ -138,10 +145,11 @@ def table(results: list[Result]) -> str:
 
     rows = [[r.model, r.family, r.variant, r.verdict + (" (FALSE ALARM)" if r.false_alarm else "")
              + (" (MISSED)" if r.missed else ""), short(r.findings) if not r.error else r.error[:80],
-             f"{r.wall_s:.1f}", (r.loss or "")[:40], "" if r.max_norm is None else f"{r.max_norm:g}"]
+             f"{r.wall_s:.1f}", "" if r.probe_s is None else f"{r.probe_s:.1f}",
+             (r.loss or "").replace("default: ", "")[:36], "" if r.max_norm is None else f"{r.max_norm:g}"]
             for r in results]
     return tabulate(rows, headers=["model", "family", "loss run", "verdict", "findings (code:severity@module)",
-                                   "wall s", "loss", "max_norm"], tablefmt="github")
+                                   "wall s", "probe s", "loss", "max_norm"], tablefmt="github")
 
 
 def summary(results: list[Result]) -> dict[str, Any]:
@@ -159,6 +167,26 @@ def summary(results: list[Result]) -> dict[str, Any]:
     }
 
 
+def ordered(results: list[Result]) -> list[Result]:
+    return sorted(results, key=lambda r: (VARIANTS.index(r.variant), list(SPECS).index(r.model)))
+
+
+def write(results: list[Result], out: Path) -> dict[str, Any]:
+    import torch
+    import transformers
+
+    results = ordered(results)
+    stats = summary(results)
+    meta = {"torch": torch.__version__, "transformers": transformers.__version__, "python": sys.version.split()[0]}
+    out.write_text(json.dumps({"meta": meta, "summary": stats,
+                               "results": [dict(dataclasses.asdict(r), false_alarm=r.false_alarm)
+                                           for r in results]}, indent=1) + "\n")
+    out.with_suffix(".md").write_text(
+        f"Zoo results ({', '.join(f'{k} {v}' for k, v in meta.items())}); written by benchmarks/zoo.py.\n\n"
+        + table(results) + "\n\n" + "\n".join(f"- {k}: {v}" for k, v in stats.items()) + "\n")
+    return stats
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", help="comma-separated zoo model names")
@@ -166,6 +194,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--variant", choices=(*VARIANTS, "both"), default="both")
     parser.add_argument("--out", type=Path, default=HERE / "zoo_results.json",
                         help="JSON results (a .md table is written beside it)")
+    parser.add_argument("--update", action="store_true",
+                        help="keep --out's other rows: replace only the (model, loss run) pairs scanned now")
     args = parser.parse_args(argv)
     names = list(SPECS)
     if args.only:
@@ -180,18 +210,24 @@ def main(argv: Optional[list[str]] = None) -> int:
             parser.error(f"unknown family {', '.join(sorted(families - set(FAMILIES)))}; known: {', '.join(FAMILIES)}")
         names = [n for n in names if SPECS[n].family in families]
     variants = VARIANTS if args.variant == "both" else (args.variant,)
-    results = []
+    kept = []
+    if args.update and args.out.exists():
+        fields = {f.name for f in dataclasses.fields(Result)}
+        kept = [Result(**{k: v for k, v in row.items() if k in fields})
+                for row in json.loads(args.out.read_text())["results"]
+                if not (row["model"] in names and row["variant"] in variants)]
+    results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="gradhealth-zoo-") as tmp:
-        for name in names:
-            for variant in variants:
+        for variant in variants:  # every default-loss scan first: the false-alarm count rests on them
+            for name in names:
                 result = scan(name, variant, Path(tmp))
                 results.append(result)
                 print(f"{name:16s} {variant:8s} {result.verdict:8s} {result.wall_s:6.1f}s  "
                       f"{short(result.findings) if not result.error else result.error[:120]}",
                       file=sys.stderr, flush=True)
-    text = table(results)
-    stats = summary(results)
-    print(text)
+                stats = write(kept + results, args.out)  # after each scan: an interrupted run keeps its rows
+    results = ordered(kept + results)
+    print(table(results))
     print()
     print(f"models: {stats['models']} ({', '.join(f'{k} {v}' for k, v in sorted(stats['per_family'].items()))})")
     print(f"false alarms at default init (default loss): {len(stats['false_alarms_default_init'])} "
@@ -200,16 +236,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f"known true positives missed: {stats['true_positives_missed']}")
     if stats["failed"]:
         print(f"failed scans: {stats['failed']}")
-    import torch
-    import transformers
-
-    meta = {"torch": torch.__version__, "transformers": transformers.__version__, "python": sys.version.split()[0]}
-    args.out.write_text(json.dumps({"meta": meta, "summary": stats,
-                                    "results": [dict(dataclasses.asdict(r), false_alarm=r.false_alarm)
-                                                for r in results]}, indent=1) + "\n")
-    args.out.with_suffix(".md").write_text(
-        f"Zoo results ({', '.join(f'{k} {v}' for k, v in meta.items())}); written by benchmarks/zoo.py.\n\n"
-        + text + "\n\n" + "\n".join(f"- {k}: {v}" for k, v in stats.items()) + "\n")
     return 1 if stats["false_alarms_default_init"] or stats["true_positives_missed"] or stats["failed"] else 0
 
 

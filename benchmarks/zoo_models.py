@@ -15,7 +15,7 @@ or error on any other model at default init is a false alarm.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,10 @@ IMAGE_BATCH = 8
 KNOWN_TRUE_POSITIVES = {
     "deit": "HF DeiT zeroes cls/distillation/position embeddings; LayerNorm (eps 1e-12) of an all-zero row has gain ~1e6",
     "mobilevit": "HF MobileViT draws BatchNorm gamma from N(0, 0.02): activations collapse",
+    # Found by this zoo, the DeiT mechanism: BEiT's cls_token is left at zeros and, without absolute
+    # position embeddings (the config's default), its row enters a LayerNorm with eps 1e-12 all-zero.
+    "beit": "HF BEiT leaves cls_token at zeros and has no absolute position embeddings by default: "
+            "an all-zero row into LayerNorm eps 1e-12 (gain ~1e6), as DeiT",
 }
 
 
@@ -223,7 +227,8 @@ SPECS: dict[str, Spec] = {s.name: s for s in [
             patch_size=4, hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=512,
             note=KNOWN_TRUE_POSITIVES["deit"]),
     _vision("beit", "vision-transformer", "BeitForImageClassification", "BeitConfig", size=32, image_size=32,
-            patch_size=4, hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=512),
+            patch_size=4, hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=512,
+            note=KNOWN_TRUE_POSITIVES["beit"]),
     _vision("swin", "vision-transformer", "SwinForImageClassification", "SwinConfig", size=32, image_size=32,
             patch_size=2, embed_dim=32, depths=[2, 2], num_heads=[2, 4], window_size=4),
     _vision("dinov2", "vision-transformer", "Dinov2ForImageClassification", "Dinov2Config", size=32,

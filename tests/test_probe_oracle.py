@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from gradcheck_tool.probe.engine import run_probe
-from gradcheck_tool.probe.outputs import default_loss
+from gradcheck_tool.probe.outputs import default_loss, target_seed
 
 
 def mse(output, inputs):
@@ -106,12 +106,21 @@ def test_dead_units_use_channels_for_convolutions():
     assert relu.units == 4 and relu.dead_fraction == pytest.approx(0.75) and relu.samples_per_unit == 2
 
 
-def test_default_loss_gives_a_unit_norm_output_gradient():
-    y = torch.randn(4, 50, requires_grad=True)
+def test_default_loss_on_a_scalar_output_is_a_unit_cotangent_and_quotes_no_max_norm():
+    class Energy(nn.Module):  # returns a scalar: no target shape makes sense for it
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(50, 50)
+
+        def forward(self, x):
+            return self.lin(x).pow(2).mean()
+
+    y = torch.randn((), requires_grad=True)
     (grad,) = torch.autograd.grad(default_loss(y, seed=0), y)
-    assert grad.norm().item() == pytest.approx(1.0, rel=0.1)  # ||v|| / sqrt(N) with v ~ N(0, 1)
-    record = run_probe(nn.Linear(50, 50), lambda: torch.randn(4, 50), probes=1)
-    assert record.output_grad_norm == pytest.approx(grad.norm().item(), rel=1e-6)
+    assert grad.item() == torch.randn((), generator=torch.Generator().manual_seed(target_seed(0))).item()  # v/sqrt(1)
+    record = run_probe(Energy(), lambda: torch.randn(4, 50), probes=1)
+    assert record.output_grad_norm == pytest.approx(abs(grad.item()), rel=1e-6)
+    assert record.loss.startswith("default: unit-norm random cotangent") and record.recommended_max_norm is None
 
 
 def test_recurrent_step_gradients_match_autograd():

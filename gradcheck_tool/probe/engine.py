@@ -23,7 +23,7 @@ from gradcheck_tool.probe.collector import SATURATED_SAMPLE_SHARE, Collector, La
 from gradcheck_tool.probe.functional import ParamUse
 from gradcheck_tool.probe.graph import residual_norm_ends
 from gradcheck_tool.probe.init_scheme import classify
-from gradcheck_tool.probe.outputs import DEFAULT_LOSS, compute_loss, floating_outputs
+from gradcheck_tool.probe.outputs import DEFAULT_LOSS, compute_loss, describe_default_loss, floating_outputs
 from gradcheck_tool.probe.record import LayerStats, ParamStats, ProbeRecord
 from gradcheck_tool.probe.recurrent import through_time
 from gradcheck_tool.probe.state import preserved
@@ -56,8 +56,9 @@ def _recommended_max_norm(totals: list[float]) -> Optional[float]:
     """Twice the median global gradient norm, to two significant digits.
 
     Clipping there leaves ordinary steps alone and cuts spikes of more than twice the
-    typical norm.  Measured at initialisation with the file's loss_fn (or the default
-    unit-norm output gradient), so it is a starting point, to be revisited after warm-up.
+    typical norm.  Measured at initialisation with the file's loss_fn or the task-shaped default
+    loss (never the unit cotangent: see probe/outputs.py), so it is a starting point, to be
+    revisited after warm-up.
     """
     if not totals:
         return None
@@ -95,6 +96,7 @@ def run_probe(
     output_norms: list[float] = []
     input_rms: Optional[float] = None
     norm_ends: dict[int, int] = {}
+    loss_name = "loss_fn"
     start = time.perf_counter()
     recurrent = []
     with preserved(model):
@@ -117,6 +119,8 @@ def run_probe(
                 collector.watch_output(floating_outputs(output))
                 if batch == 0:
                     norm_ends = residual_norm_ends(floating_outputs(output))
+                if batch == 0 and loss_fn is None:
+                    loss_name = describe_default_loss(output)
                 loss = compute_loss(loss_fn, output, inputs, batch_seed)
                 loss.backward()
                 collector.queue_param_grads(trainable)
@@ -152,7 +156,7 @@ def run_probe(
         device=str(next(p.device for _, p in named_params)),
         seed=seed,
         batches=probes,
-        loss="loss_fn" if loss_fn is not None else DEFAULT_LOSS,
+        loss=loss_name,
         inputs=inputs_description,
         layers=layers,
         parameters=params,
@@ -161,7 +165,7 @@ def run_probe(
         output_grad_norm=statistics.fmean(output_norms) if output_norms else None,
         input_rms=input_rms,
         duration_s=duration,
-        recommended_max_norm=_recommended_max_norm(totals),
+        recommended_max_norm=_recommended_max_norm(totals) if loss_name != DEFAULT_LOSS else None,
     )
 
 

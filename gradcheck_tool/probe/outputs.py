@@ -3,12 +3,36 @@
 Outputs may be a tensor, a tuple/list, a dict, or a transformers ``ModelOutput``
 (a dict subclass; its ``logits`` are used when present, as the training loss would).
 
-The default loss, used when the file defines no ``loss_fn(output, inputs)``, is
-scale-free: ``sum_i <y_i, v_i> / sqrt(N)`` with ``v`` drawn from N(0, 1) by a
-generator seeded per batch (independent of the global RNG) and N the number of
-output elements.  Its gradient at the output is a random direction of norm ~1,
-like a typical loss's, so every ratio the rules read is meaningful and no
-output scale or target distribution is assumed.
+The default loss, used when the file defines no ``loss_fn(output, inputs)``, is the loss a
+training script would most likely put on that output, so that absolute gradient norms (and the
+``max_norm`` quoted from them) are those of real training, not only their ratios.  In order:
+
+1. **The model's own loss**: a mapping output (a transformers ``ModelOutput``) with a scalar
+   ``loss`` that depends on the parameters, i.e. the inputs carried ``labels``.
+2. **Cross-entropy against uniformly random labels** when the output is classifier- or LM-shaped:
+   the first floating output that is ``logits`` of a mapping output, or a tensor whose last
+   dimension (> 1) comes straight from a matrix product (``nn.Linear``, a tied embedding head:
+   ``addmm``/``mm``, through a bias add and reshapes that keep the last axis) or from
+   ``log_softmax`` (then it equals ``nll_loss``).  That last dimension is the class/vocab axis;
+   the labels have the other dimensions' shape.  At init the predictions carry no information
+   about the labels, so the gradient statistics are those of real labels.  For a transformers
+   model this is what its own ``labels`` loss computes (a causal LM's one-position shift aside).
+   Where the shape cannot tell, the rule is structural: a ``Linear`` head with several outputs is
+   read as a classifier (a multi-output regression head looks the same: define ``loss_fn``);
+   anything after the head (an activation, a residual add, a flatten folding an axis into the last
+   one) or a head that is not a matrix product (conv, pooling) keeps MSE, as does a single output
+   column (``num_labels=1`` regression).
+3. **Mean-squared error against N(0, 1) targets** over every floating output otherwise.
+4. **A unit-norm random cotangent** (``sum_i <y_i, v_i> / sqrt(N)``, ``v ~ N(0, 1)``) only where no
+   target makes sense: complex outputs, or only 0-dim outputs (a model that returns its own scalar).
+
+Labels and targets come from a generator on the output's device seeded per batch with
+``target_seed(seed + batch)``, independent of the global RNG.  Not with ``seed + batch`` itself:
+the probe seeds the global RNG with that before ``example_inputs()``, so random token inputs and
+labels (or inputs and MSE targets) of one shape would be the same numbers, an identity task
+whose gradients are not those of independent labels (1.5x too large on an LSTM LM).
+``describe_default_loss`` names the choice; the report's header and JSON ``loss`` field carry it.  A ``max_norm`` is quoted from every loss but the
+unit cotangent, whose gradient norm is a property of the random direction, not of training.
 """
 from __future__ import annotations
 
@@ -17,10 +41,16 @@ from collections.abc import Mapping
 from typing import Any, Callable, Optional
 
 import torch
+import torch.nn.functional as F
 
 from gradcheck_tool.errors import GradhealthError
 
-DEFAULT_LOSS = "default: unit-norm random cotangent on the output"
+DEFAULT_LOSS = "default: unit-norm random cotangent on the output"  # the one loss no max_norm is quoted from
+OWN_LOSS = "default: the model's own loss (output.loss)"
+MSE_LOSS = "default: mean-squared error against N(0, 1) targets"
+# The grad_fn of a classifier / LM head's output, and of the reshapes between it and the output.
+_HEAD_NODES = ("AddmmBackward0", "MmBackward0", "LinearBackward0", "LogSoftmaxBackward0")
+_RESHAPE_NODES = ("ViewBackward0", "UnsafeViewBackward0", "ReshapeAliasBackward0")
 
 
 def floating_outputs(output: Any) -> list[torch.Tensor]:
@@ -56,19 +86,105 @@ def first_float_tensor(obj: Any) -> Optional[torch.Tensor]:
     return None
 
 
-def default_loss(output: Any, seed: int) -> torch.Tensor:
+def _own_loss(output: Any) -> Optional[torch.Tensor]:
+    loss = output.get("loss") if isinstance(output, Mapping) else None
+    if isinstance(loss, torch.Tensor) and loss.numel() == 1 and loss.is_floating_point() and loss.requires_grad:
+        return loss.reshape(())
+    return None
+
+
+def _from_head(t: torch.Tensor) -> bool:
+    """Whether ``t`` is a head's output: a matrix product or log_softmax, through reshapes that
+    keep the last (class) axis and a bias add (``nn.Linear`` on a non-contiguous input is
+    ``mm`` + ``add``); a flatten that folds another axis into the last one is no longer logits,
+    and a residual add (two computed inputs) is not a head."""
+    node = t.grad_fn
+    while node is not None:
+        kind = type(node).__name__
+        if kind in _RESHAPE_NODES:
+            before = getattr(node, "_saved_self_sym_sizes", None)
+            if not before or before[-1] != t.shape[-1]:
+                return False
+            node = node.next_functions[0][0]
+        elif kind == "AddBackward0":
+            kinds = sorted(((type(f).__name__, f) for f, _ in node.next_functions if f is not None),
+                           key=lambda pair: pair[0] != "AccumulateGrad")
+            if len(node.next_functions) != 2 or len(kinds) != 2 or kinds[0][0] != "AccumulateGrad":
+                return False
+            node = kinds[1][1]
+        else:
+            return kind in _HEAD_NODES
+    return False
+
+
+def _logits(output: Any, tensors: list[torch.Tensor]) -> Optional[torch.Tensor]:
+    """The classifier / LM logits among the outputs (the class axis last), or None (module docstring)."""
+    shaped = [t for t in tensors if t.is_floating_point() and t.dim() >= 2 and t.shape[-1] > 1]
+    if isinstance(output, Mapping) and isinstance(output.get("logits"), torch.Tensor):
+        return shaped[0] if shaped and shaped[0] is output["logits"] else None
+    return next((t for t in shaped if _from_head(t)), None)
+
+
+def target_seed(seed: int) -> int:
+    """The seed of a batch's random labels/targets: ``seed`` mixed (Weyl constant, mod 2**64) so
+    it never replays the stream ``torch.manual_seed(seed)`` gave the inputs."""
+    return (seed * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) % 2**64
+
+
+def _generator(device: torch.device, seed: int) -> torch.Generator:
+    try:
+        return torch.Generator(device=device).manual_seed(target_seed(seed))
+    except RuntimeError:  # a device without its own generator: draw on the CPU
+        return torch.Generator().manual_seed(target_seed(seed))
+
+
+def _differentiable(output: Any) -> list[torch.Tensor]:
     tensors = [t for t in floating_outputs(output) if t.requires_grad]
     if not tensors:
         raise GradhealthError(
             "the model's output has no floating tensor that depends on its parameters; "
             "define loss_fn(output, inputs) returning a scalar"
         )
-    generator = torch.Generator().manual_seed(seed)
-    total = sum(t.numel() for t in tensors)
-    loss = sum(
-        (t.float() * torch.randn(t.shape, generator=generator).to(t.device)).sum() for t in tensors
-    )
-    return loss / math.sqrt(total)
+    return tensors
+
+
+def _choice(output: Any) -> tuple[str, Any]:
+    """The default loss for this output (module docstring): its description, and what it acts on."""
+    own = _own_loss(output)
+    if own is not None:
+        return OWN_LOSS, own
+    tensors = _differentiable(output)
+    logits = _logits(output, tensors)
+    if logits is not None:
+        return (f"default: cross-entropy of logits {list(logits.shape)} against uniformly random labels "
+                f"({logits.shape[-1]} classes)"), logits
+    if any(t.is_complex() for t in tensors) or all(t.dim() == 0 for t in tensors):
+        return DEFAULT_LOSS, tensors
+    return MSE_LOSS, tensors
+
+
+def describe_default_loss(output: Any) -> str:
+    """Which loss ``default_loss`` puts on this output, in words (the report's ``loss``)."""
+    return _choice(output)[0]
+
+
+def default_loss(output: Any, seed: int) -> torch.Tensor:
+    name, chosen = _choice(output)
+    if name == OWN_LOSS:
+        return chosen
+    if isinstance(chosen, torch.Tensor):  # logits
+        classes = chosen.shape[-1]
+        g = _generator(chosen.device, seed)
+        labels = torch.randint(0, classes, chosen.shape[:-1], generator=g, device=g.device)
+        return F.cross_entropy(chosen.reshape(-1, classes).float(), labels.reshape(-1).to(chosen.device))
+    total = sum(t.numel() for t in chosen)
+    if name == DEFAULT_LOSS:
+        generator = torch.Generator().manual_seed(target_seed(seed))
+        loss = sum((t.float() * torch.randn(t.shape, generator=generator).to(t.device)).sum() for t in chosen)
+        return loss / math.sqrt(total)
+    g = _generator(chosen[0].device, seed)
+    return sum((t.float() - torch.randn(t.shape, generator=g, device=g.device).to(t.device)).pow(2).sum()
+               for t in chosen) / total
 
 
 def compute_loss(loss_fn: Optional[Callable], output: Any, inputs: Any, seed: int) -> torch.Tensor:

@@ -117,7 +117,7 @@ class ProbeRecord:
     device: str
     seed: int
     batches: int
-    loss: str  # "loss_fn" or a description of the default loss
+    loss: str  # "loss_fn" or "default: ..." naming the default loss used (probe/outputs.py)
     inputs: str  # how the inputs were obtained and their shapes
     layers: tuple[LayerStats, ...]
     parameters: tuple[ParamStats, ...]
