@@ -152,9 +152,11 @@ def test_cli_computes_the_lr_from_the_bound(tmp_path, lr):
 
 
 def test_a_loss_linear_in_the_output_is_skipped_with_a_note():
+    """A loss linear in the output (the unit cotangent the default loss falls back to) has no
+    curvature of its own to measure."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))
-    curvature = measure_curvature(model, lambda: torch.randn(4, 8), None,
+    curvature = measure_curvature(model, lambda: torch.randn(4, 8), lambda output, inputs: output.sum(),
                                   build_optimizer("Adam", {"lr": 1e-3}, model), seed=0)
     assert curvature.sharpness is None and curvature.bound is None and "linear in the model's output" in curvature.note
 

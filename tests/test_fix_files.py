@@ -13,7 +13,7 @@ from gradcheck_tool.fixes import edits
 LOOP = textwrap.dedent("""\
     import torch
 
-    model = torch.nn.LSTM(8, 8)
+    model = torch.nn.RNN(8, 8)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     for x in loader:
         model(x)[0].sum().backward()
@@ -105,7 +105,7 @@ def test_diff_with_only_display_only_findings_still_ends_with_the_summary(tmp_pa
         import torch
         from torch import nn
 
-        model = nn.LSTM(8, 8)
+        model = nn.RNN(8, 8)
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.SGD(params, lr=0.1)
         for x in loader:
