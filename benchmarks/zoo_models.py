@@ -30,6 +30,9 @@ KNOWN_TRUE_POSITIVES = {
     "mobilevit": "HF MobileViT draws BatchNorm gamma from N(0, 0.02): activations collapse",
     # Found by this zoo, the DeiT mechanism: BEiT's cls_token is left at zeros and, without absolute
     # position embeddings (the config's default), its row enters a LayerNorm with eps 1e-12 all-zero.
+    # HF EfficientNet's _init_weights draws BatchNorm2d weights from N(0, initializer_range=0.02),
+    # MobileViT's mechanism: every BN scales its output by ~0.02 at init.
+    "efficientnet": "HF EfficientNet draws BatchNorm gamma from N(0, 0.02), as MobileViT: activations collapse",
     "beit": "HF BEiT leaves cls_token at zeros and has no absolute position embeddings by default: "
             "an all-zero row into LayerNorm eps 1e-12 (gain ~1e6), as DeiT",
 }

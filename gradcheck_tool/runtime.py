@@ -84,6 +84,8 @@ def scan_path(path: Path, options, progress: Optional[Progress] = None, display_
     the caller found one) for ``options.train_steps`` steps.  A file that defines no model is
     skipped, not an error."""
     filename = display_name or str(path)
+    # How the file trains (GH150/GH151), read before its code runs: importing it may change or remove it.
+    precision = read_precision(path.read_text(encoding="utf-8-sig"))
     _seed_everything(options.seed)  # the file builds its model at import: same seed, same weights
     spec = loader.load(path, loader.LoadOptions(options.model_expr, options.input_shape,
                                                 options.input_dtype, options.device))
@@ -94,6 +96,6 @@ def scan_path(path: Path, options, progress: Optional[Progress] = None, display_
     if optimizer is not None and options.train_steps > 0:
         stats = train_spec(spec, optimizer, options.train_steps, options.seed, progress, options.curvature)
         record = dataclasses.replace(record, steps=stats)
-    record = dataclasses.replace(record, precision=read_precision(path.read_text(encoding="utf-8-sig")))
+    record = dataclasses.replace(record, precision=precision)
     findings = [_locate(f, spec.sites, filename, optimizer) for f in run_rules(record)]
     return findings, ProbeResult(filename, ProbeStatus.OK, record=record)

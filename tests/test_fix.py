@@ -255,7 +255,7 @@ def test_static_fixes_are_made_when_the_probe_cannot_import_the_file(tmp_path):
         import torch
         import not_installed_anywhere  # noqa: F401
 
-        model = torch.nn.LSTM(8, 8)
+        model = torch.nn.RNN(8, 8)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
 
 

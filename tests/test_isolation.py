@@ -154,17 +154,35 @@ SPAWNS_AND_HANGS = """\
     """
 
 
-def _start_spawner(tmp_path, tag, command="scan"):
+# For `fix`: the first probe returns an ungated RNN whose training loop has no clipping (GH201's
+# edit, unsafe); the re-probe of the patched copy beside the file is the one that spawns and hangs.
+SPAWNS_AND_HANGS_ON_REPROBE = SPAWNS_AND_HANGS.replace("""    def build_model():
+""", """    def build_model():
+        marker = os.environ["PIDS_FILE"] + ".first"
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            return nn.RNN(8, 8)
+""") + """
+    def train(model, loader):
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        for x in loader:
+            model(x)[0].sum().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    """
+
+
+def _start_spawner(tmp_path, tag, command="scan", body=SPAWNS_AND_HANGS, args=()):
     """gradhealth scanning a model that starts a grandchild and a daemon, then hangs; returns once
     all three run.  TMPDIR is private to the test, to check what is left in it."""
     project, scratch = tmp_path / "project", tmp_path / "scratch"
     project.mkdir()
     scratch.mkdir()
     path = project / "model.py"
-    path.write_text(HEADER + textwrap.dedent(SPAWNS_AND_HANGS))
+    path.write_text(HEADER + textwrap.dedent(body))
     pids = tmp_path / "pids"
     env = tagged_env(tag, PIDS_FILE=str(pids), TMPDIR=str(scratch))
-    proc = subprocess.Popen([sys.executable, "-m", "gradcheck_tool", command, str(path)], cwd=project,
+    proc = subprocess.Popen([sys.executable, "-m", "gradcheck_tool", command, str(path), *args], cwd=project,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not (pids.exists() and len(pids.read_text().split()) == 3) and time.time() < deadline:
@@ -194,7 +212,7 @@ def test_a_signal_to_gradhealth_stops_everything_the_probe_started(tmp_path, sig
 def test_a_signal_during_fix_removes_the_hidden_copy_beside_the_file(tmp_path):
     """`fix` probes a patched copy beside the file (.model.gradhealth-*.py, for its imports)."""
     tag = new_tag()
-    proc, project, scratch = _start_spawner(tmp_path, tag, "fix")
+    proc, project, scratch = _start_spawner(tmp_path, tag, "fix", SPAWNS_AND_HANGS_ON_REPROBE, ("--unsafe-fixes",))
     assert any(p.name.startswith(".model.gradhealth-") for p in project.iterdir())
     proc.terminate()
     out, err = proc.communicate(timeout=60)

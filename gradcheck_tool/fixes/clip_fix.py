@@ -46,10 +46,6 @@ def propose(ctx: SourceContext, it: Iteration, step: Event) -> Proposal:
             optimizer = step.target or "<optimizer>"
             return Proposal(f"{receiver}.clip_gradients({module}, {optimizer}, max_norm=1.0)",
                             editable)
-        if _deepspeed(ctx):
-            # Accelerate's clip_grad_norm_ only reads the norm under DeepSpeed: the engine clips,
-            # as its config's "gradient_clipping" says.  An inserted call would do nothing.
-            return Proposal('"gradient_clipping": 1.0 in the DeepSpeed config', False)
         return Proposal(f"{receiver}.clip_grad_norm_({params or fallback}, max_norm=1.0)",
                         editable)
     imports = ctx.facts.imports
@@ -57,12 +53,6 @@ def propose(ctx: SourceContext, it: Iteration, step: Event) -> Proposal:
     prefix = f"{torch}.nn.utils" if torch else f"{nn}.utils" if nn else None
     return Proposal(f"{prefix or 'torch.nn.utils'}.clip_grad_norm_({params or fallback}, "
                     "max_norm=1.0)", prefix is not None and params is not None)
-
-
-def _deepspeed(ctx: SourceContext) -> bool:
-    """The file trains through DeepSpeed (imports it, or configures Accelerate's DeepSpeed plugin)."""
-    return any(target.partition(".")[0] == "deepspeed" or "DeepSpeed" in target
-               for target in ctx.facts.imports.aliases.values())
 
 
 def insertion(ctx: SourceContext, it: Iteration, step: Event, text: str) -> Optional[Edit]:

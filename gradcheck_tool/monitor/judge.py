@@ -27,12 +27,15 @@ from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
 from gradcheck_tool.findings import Applicability, Finding, Fix, Severity
+from gradcheck_tool.rules import RULES
+from gradcheck_tool.rules.updates import LOW
 
-NAMES = {"GH101": "exploding-gradients", "GH103": "non-finite-gradients",
-         "GH141": "update-ratio-too-large", "GH142": "update-ratio-too-small"}
 SEVERITIES = {"GH101": Severity.WARNING, "GH103": Severity.ERROR,
               "GH141": Severity.WARNING, "GH142": Severity.INFO}
-RATIO_LARGE, RATIO_SMALL = 0.1, 1e-5
+# Sustained over a window mid-run, a tenth of the weight per step is already far too much; the
+# scan's GH141 (rules/updates.py) judges the first steps at init, where up to 1 is normal.
+RATIO_LARGE = 0.1
+RATIO_SMALL = LOW
 STD_FLOOR = 0.05  # log-norm noise below 5% is not resolvable from a few steps
 
 
@@ -56,7 +59,7 @@ class StepRecord:
 
 
 def finding(code: str, message: str, fix: str, module: Optional[str] = None, **evidence) -> Finding:
-    return Finding(code, NAMES[code], SEVERITIES[code], message, module=module, evidence=evidence,
+    return Finding(code, RULES[code].NAME, SEVERITIES[code], message, module=module, evidence=evidence,
                    fix=Fix(Applicability.DISPLAY_ONLY, fix))
 
 
