@@ -45,10 +45,22 @@ def _magnitudes(t: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.linalg.vector_norm(t, dtype=dtype), torch.linalg.vector_norm(t, math.inf, dtype=dtype)])
 
 
+EXPONENT_SAMPLE = 1 << 12  # entries per call the exponent histogram reads; a larger gradient is strided
+
+
 def _exponents(g: torch.Tensor) -> torch.Tensor:
-    """How many entries have each floor(log2 |g|) (zeros left out: log2(0) = -inf is out of range)."""
+    """How many entries have each floor(log2 |g|) (zeros left out: log2(0) = -inf is out of range).
+
+    Above ``EXPONENT_SAMPLE`` entries the histogram is taken on an evenly strided sample and scaled
+    back by the stride: the shares GH151 reads are estimated from >= 4096 entries per call (a 1%
+    share to within ~0.2%, before summing over calls and batches), and the hook stays a small part
+    of the backward it watches; a log2 over every entry cost more than the backward on a
+    transformer (probe_overhead: 3.7x the bare passes, 1.2x with the sample)."""
     low, high = EXPONENTS
-    return torch.histc(g.float().abs().log2_(), bins=high - low, min=low, max=high)  # one temporary, reused
+    flat = g.reshape(-1)
+    stride = max(1, flat.numel() // EXPONENT_SAMPLE)
+    sample = flat[::stride] if stride > 1 else flat
+    return torch.histc(sample.float().abs().log2_(), bins=high - low, min=low, max=high) * stride
 
 
 @dataclass
