@@ -11,6 +11,23 @@ from gradcheck_tool.findings import Finding, Report
 logger = logging.getLogger("gradhealth")
 
 
+class MonitoringCallback:
+    """What both trainer callbacks hold: the scan options, then the scan's report and the
+    GradMonitor that measures the run."""
+
+    def __init__(self, *, scan: bool = True, fail_on: Optional[str] = None, probes: int = 1, every: int = 1,
+                 log=None, **monitor_options: Any):
+        self.scan, self.fail_on, self.probes = scan, fail_on, probes
+        self.every, self.log_to, self.monitor_options = every, log, monitor_options  # Lightning sets callback.log
+        self.report: Optional[Report] = None
+        self.monitor = None  # a GradMonitor once training starts
+
+    def close_monitor(self) -> None:
+        if self.monitor is not None:
+            self.monitor.close()
+            log_findings(self.monitor.findings)
+
+
 def distributed() -> bool:
     dist = torch.distributed
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1

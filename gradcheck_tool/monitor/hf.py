@@ -12,12 +12,12 @@ gradients: a step at the threshold is labelled clipped and its raw norm (the Tra
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from transformers import TrainerCallback
 
 from gradcheck_tool.monitor.core import GradMonitor
-from gradcheck_tool.monitor.fitstart import first_batch, log_findings, scan_at_start
+from gradcheck_tool.monitor.fitstart import MonitoringCallback, first_batch, scan_at_start
 
 
 def model_loss(output: Any, inputs: Any):
@@ -31,14 +31,7 @@ def innermost(optimizer):
     return optimizer
 
 
-class GradhealthTrainerCallback(TrainerCallback):
-    def __init__(self, *, scan: bool = True, fail_on: Optional[str] = None, probes: int = 1, every: int = 1,
-                 log=None, **monitor_options: Any):
-        self.scan, self.fail_on, self.probes = scan, fail_on, probes
-        self.every, self.log_to, self.monitor_options = every, log, monitor_options  # Lightning sets callback.log
-        self.report = None
-        self.monitor: Optional[GradMonitor] = None
-
+class GradhealthTrainerCallback(MonitoringCallback, TrainerCallback):
     def on_train_begin(self, args, state, control, model=None, optimizer=None, train_dataloader=None, **kwargs):
         if self.scan and train_dataloader is not None:
             self.report = scan_at_start(model, first_batch(train_dataloader), model_loss, self.fail_on,
@@ -47,6 +40,4 @@ class GradhealthTrainerCallback(TrainerCallback):
                                    clip_max_norm=args.max_grad_norm or None, **self.monitor_options)
 
     def on_train_end(self, args, state, control, **kwargs):
-        if self.monitor is not None:
-            self.monitor.close()
-            log_findings(self.monitor.findings)
+        self.close_monitor()

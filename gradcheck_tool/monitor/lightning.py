@@ -11,13 +11,11 @@ update ratios.  Afterwards ``callback.report`` holds the scan and ``callback.mon
 """
 from __future__ import annotations
 
-from typing import Any, Optional
-
 import torch
 from lightning.pytorch.callbacks import Callback
 
 from gradcheck_tool.monitor.core import GradMonitor
-from gradcheck_tool.monitor.fitstart import first_batch, log_findings, scan_at_start
+from gradcheck_tool.monitor.fitstart import MonitoringCallback, first_batch, scan_at_start
 
 
 class _TrainingStep(torch.nn.Module):
@@ -36,14 +34,7 @@ def _loss(output, inputs):
     return output
 
 
-class GradhealthCallback(Callback):
-    def __init__(self, *, scan: bool = True, fail_on: Optional[str] = None, probes: int = 1, every: int = 1,
-                 log=None, **monitor_options: Any):
-        self.scan, self.fail_on, self.probes = scan, fail_on, probes
-        self.every, self.log_to, self.monitor_options = every, log, monitor_options  # Lightning sets callback.log
-        self.report = None
-        self.monitor: Optional[GradMonitor] = None
-
+class GradhealthCallback(MonitoringCallback, Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         if self.scan:
             batch = pl_module.transfer_batch_to_device(first_batch(_loader(trainer)), pl_module.device, 0)
@@ -67,9 +58,7 @@ class GradhealthCallback(Callback):
             self.monitor.step(before_clip=True)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        if self.monitor is not None:
-            self.monitor.close()
-            log_findings(self.monitor.findings)
+        self.close_monitor()
 
 
 def _loader(trainer):
