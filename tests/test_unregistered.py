@@ -136,3 +136,13 @@ def test_cli_points_at_the_list_and_exits_1(tmp_path):
     assert finding["severity"] == "error" and "self.hidden = [nn.Linear" in line
     assert finding["evidence"]["holder"] == "hidden" and finding["evidence"]["optimizer_from_parameters"] is True
     assert "nn.ModuleList" in finding["fix"]["message"]
+
+
+def test_record_round_trips_through_the_child_process_format():
+    import torch.nn.functional as F
+    from gradcheck_tool.probe.record import ProbeRecord
+
+    model = InDict()
+    record = probe(model, loss_fn=lambda out, x: F.mse_loss(out[:, :1], torch.zeros(4)))
+    assert record.unregistered and record.loss_calls
+    assert ProbeRecord.from_dict(record.to_dict()) == record

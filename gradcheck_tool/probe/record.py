@@ -168,6 +168,9 @@ class Unregistered:
     modules: tuple[str, ...] = ()  # the classes of the layers held, in order ("Linear", ...)
     eval_mode: bool = False  # every module held is in eval mode: kept out of the model on purpose
     site: str = ""  # the first held module, by the name its source line is recorded under
+    # Every item of the container is a module (and a dict's keys are strings): nn.ModuleList /
+    # nn.ModuleDict would take it as it is (the GH113 codemod wraps it only then).
+    registrable: bool = False
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,13 @@ def plain_held(model: nn.Module) -> Iterator[tuple[str, nn.Module, str, list[tup
                     yield path, module, type(value).__name__, items
 
 
+def registrable(value: Any) -> bool:
+    """Whether nn.ModuleList / nn.ModuleDict would take ``value`` as it is."""
+    if isinstance(value, dict):
+        return bool(value) and all(isinstance(k, str) and isinstance(v, nn.Module) for k, v in value.items())
+    return isinstance(value, (list, tuple)) and bool(value) and all(isinstance(v, nn.Module) for v in value)
+
+
 def _graph_leaves(outputs: list[torch.Tensor]) -> dict[int, torch.Tensor]:
     leaves: dict[int, torch.Tensor] = {}
     seen: set[int] = set()
@@ -133,5 +140,6 @@ class UnregisteredWatch:
                 grad_norm=sum(v * v for v in norms) ** 0.5 if norms else None,
                 modules=tuple(type(m).__name__ for _, m in modules),
                 eval_mode=bool(modules) and not any(m.training for _, m in modules),
-                site=modules[0][0] if modules else holder))
+                site=modules[0][0] if modules else holder,
+                registrable=registrable(getattr(owner, holder.rpartition(".")[2], None))))
         return tuple(out)

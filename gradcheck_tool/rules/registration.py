@@ -86,5 +86,5 @@ class UnregisteredParameters(RuntimeRule):
                 evidence={"holder": held.holder, "container": held.container, "tensors": list(held.tensors),
                           "numel": held.numel, "grad_norm": held.grad_norm, "modules": list(held.modules),
                           "optimizer_from_parameters": record.optimizer_from_parameters,
-                          "eval_mode": held.eval_mode},
+                          "eval_mode": held.eval_mode, "registrable": held.registrable},
                 fix=f"Register them with {registering}: {example.format(attr=attr)}.")
