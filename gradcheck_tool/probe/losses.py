@@ -65,10 +65,11 @@ def _squash_node(t: torch.Tensor):
 
 
 def _is_distribution(x: torch.Tensor, dim: int) -> bool:
-    """Non-negative values summing to 1 over ``dim``: probabilities, not logits or log-probabilities."""
-    if x.dim() == 0 or x.shape[dim] < 2:
+    """Non-negative values summing to 1 over ``dim``: probabilities, not logits or log-probabilities.
+    Read on the first rows (at most ``SAMPLE`` entries): logits show a negative entry at once."""
+    if x.dim() < 2 or x.shape[dim] < 2 or dim in (0, -x.dim()):
         return False
-    x = x.detach().float()
+    x = _rows(x.detach(), max(1, SAMPLE // max(1, x[0].numel()))).float()
     return bool(x.min() >= 0) and bool(((x.sum(dim) - 1).abs() < 1e-3).all())
 
 
