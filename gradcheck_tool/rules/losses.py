@@ -98,8 +98,10 @@ class ProbabilitiesIntoLogitLoss(RuntimeRule):
             if call.squashed_by is None:
                 continue
             expects, baseline, fix = _EXPECTS[call.function]
-            where = ("the model's output" if call.in_model else "loss_fn" if call.in_model is False else "the input")
-            made = f"{call.producer} ({call.squashed_by})" if call.producer else f"a {call.squashed_by}"
+            made = f"a {call.squashed_by}" + (f" (at {call.producer})" if call.producer else "")
+            where = (f"its input is the model's output, made by {made}" if call.in_model
+                     else f"its input comes out of {made} applied in loss_fn" if call.in_model is False
+                     else "its input is non-negative and sums to 1 over the class axis")
             factor = 1.0 / call.shrink if call.shrink else None
             severity = Severity.ERROR if factor and factor >= self.ERROR_SHRINK else Severity.WARNING
             measured = (f"; the gradient at the logits is {fmt(factor)}x smaller than with {baseline} "
@@ -110,8 +112,8 @@ class ProbabilitiesIntoLogitLoss(RuntimeRule):
                 floor = (f"; the loss cannot fall below log(1 + {classes - 1}/e) = "
                          f"{math.log(1 + (classes - 1) / math.e):.3g} (chance: {math.log(classes):.3g})")
             yield self.finding(
-                f"loss_fn feeds {_SHAPES[call.function]} probabilities: {where} comes out of {made}, but it "
-                f"expects {expects}{measured}{floor}",
+                f"loss_fn feeds {_SHAPES[call.function]} probabilities: {where}, but it expects "
+                f"{expects}{measured}{floor}",
                 module=call.producer or head(record), severity=severity,
                 evidence={"function": call.function, "squashed_by": call.squashed_by, "producer": call.producer,
                           "in_model": call.in_model, "input_shape": list(call.input_shape),
