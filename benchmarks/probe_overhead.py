@@ -48,9 +48,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gpt2", action="store_true", help="use fixtures/hf_gpt2.py (needs transformers)")
     parser.add_argument("--file", type=Path, help="probe this model file instead (its own loss_fn, if any)")
+    parser.add_argument("--threads", type=int, help="torch threads (1: steadier numbers on a loaded machine)")
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     path = args.file or ROOT / "fixtures" / ("hf_gpt2.py" if args.gpt2 else "healthy_transformer.py")
     torch.manual_seed(0)
     spec = loader.load(path)

@@ -61,6 +61,16 @@ def test_dict_heads_and_a_plain_tensor_are_both_found():
     assert found["gain"].container == "tensor" and found["gain"].tensors == ("gain",)
 
 
+def test_a_plain_list_of_parameters_gets_parameter_list_advice_and_no_edit():
+    model = Registered()
+    model.scales = [nn.Parameter(torch.ones(16)) for _ in range(2)]
+    original = model.forward
+    model.forward = lambda x: original(x) * model.scales[0] * model.scales[1]
+    (finding,) = scan(model, torch.randn(4, 8), probes=1, select=["GH113"]).findings
+    assert "nn.ParameterList" in finding.fix.message and finding.evidence["registrable"] is False
+    assert finding.evidence["tensors"] == ["scales[0]", "scales[1]"]
+
+
 def test_grad_norm_is_plain_autograd_and_grads_are_given_back():
     torch.manual_seed(0)
     model = InList()

@@ -12,7 +12,10 @@ from gradcheck_tool.rules.base import RuntimeRule
 _REGISTERING = {"list": ("nn.ModuleList", "self.{attr} = nn.ModuleList([...])"),
                 "tuple": ("nn.ModuleList", "self.{attr} = nn.ModuleList([...])"),
                 "dict": ("nn.ModuleDict", "self.{attr} = nn.ModuleDict({{...}}) (string keys)"),
-                "tensor": ("nn.Parameter", "self.{attr} = nn.Parameter(torch.randn(...)) (no requires_grad=True)")}
+                "tensor": ("nn.Parameter", "self.{attr} = nn.Parameter(torch.randn(...)) (no requires_grad=True)"),
+                "list of tensors": ("nn.ParameterList", "self.{attr} = nn.ParameterList([...])"),
+                "tuple of tensors": ("nn.ParameterList", "self.{attr} = nn.ParameterList([...])"),
+                "dict of tensors": ("nn.ParameterDict", "self.{attr} = nn.ParameterDict({{...}}) (string keys)")}
 
 
 def _layers(held: Unregistered) -> str:
@@ -51,7 +54,8 @@ class UnregisteredParameters(RuntimeRule):
     ``self.heads = {"a": nn.Linear(64, 2)}``; ``self.scale = torch.ones(64, requires_grad=True)``.
 
     Fix: ``nn.ModuleList([...])`` for a list or tuple of layers, ``nn.ModuleDict({...})`` for a
-    dict (string keys), ``nn.Parameter(...)`` (or ``nn.ParameterList``) for tensors.
+    dict (string keys), ``nn.Parameter(...)`` for a tensor, ``nn.ParameterList`` /
+    ``nn.ParameterDict`` for a list / dict of them.
     """
 
     CODE = "GH113"
@@ -62,11 +66,12 @@ class UnregisteredParameters(RuntimeRule):
 
     def check(self, record: ProbeRecord) -> Iterator[Finding]:
         for held in record.unregistered:
-            registering, example = _REGISTERING.get(held.container, _REGISTERING["list"])
+            container = held.container if held.modules or held.container == "tensor" else f"{held.container} of tensors"
+            registering, example = _REGISTERING.get(container, _REGISTERING["list"])
             attr = held.holder.rpartition(".")[2]
             what = (f"a plain {held.container} holding {_layers(held)}" if held.modules
                     else "a plain tensor with requires_grad=True" if held.container == "tensor"
-                    else f"a plain {held.container} of tensors")
+                    else f"a plain {container}")
             if held.eval_mode:
                 severity, consequence = Severity.INFO, (
                     "; every layer in it is in eval mode, so it may be kept out of the model on purpose (then "
