@@ -2,6 +2,7 @@
 
     python benchmarks/probe_overhead.py            # 4-layer transformer (fixtures/healthy_transformer.py)
     python benchmarks/probe_overhead.py --gpt2     # 4-layer GPT-2 from a transformers config
+    python benchmarks/probe_overhead.py --file fixtures/healthy_lstm_lm.py   # any model file (its loss_fn)
 
 Prints the wall time of `run_probe` with N batches and of N bare training-step passes
 (seed, make inputs, forward, loss, backward, zero_grad), best of R repeats each, and the ratio.
@@ -46,10 +47,14 @@ def best_of(fn, repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gpt2", action="store_true", help="use fixtures/hf_gpt2.py (needs transformers)")
+    parser.add_argument("--file", type=Path, help="probe this model file instead (its own loss_fn, if any)")
+    parser.add_argument("--threads", type=int, help="torch threads (1: steadier numbers on a loaded machine)")
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    path = ROOT / "fixtures" / ("hf_gpt2.py" if args.gpt2 else "healthy_transformer.py")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    path = args.file or ROOT / "fixtures" / ("hf_gpt2.py" if args.gpt2 else "healthy_transformer.py")
     torch.manual_seed(0)
     spec = loader.load(path)
     params = sum(p.numel() for p in spec.model.parameters())

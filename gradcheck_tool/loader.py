@@ -22,6 +22,7 @@ from gradcheck_tool import inputs as probe_inputs
 from gradcheck_tool import project
 from gradcheck_tool.errors import GradhealthError, first_line, out_of_memory
 from gradcheck_tool.findings import Position, Span
+from gradcheck_tool.probe.unregistered import plain_held
 
 
 @dataclass(frozen=True)
@@ -195,14 +196,16 @@ def _find_model(module: ModuleType, path: Path, options: LoadOptions) -> Optiona
         return "build_model()", model
     instances = _prefer_trainable(_roots([(n, v) for n, v in namespace.items()
                                           if isinstance(v, nn.Module) and not n.startswith("_")]))
+    classes = [v for v in namespace.values()
+               if isinstance(v, type) and issubclass(v, nn.Module) and v.__module__ == module.__name__]
+    if classes and not any(True for _, m in instances for _ in m.parameters()):
+        instances = []  # only a criterion (nn.CrossEntropyLoss()) at module level: the model is a class
     if len(instances) == 1 or "model" in dict(instances):
         name = "model" if "model" in dict(instances) else instances[0][0]
         return name, namespace[name]
     if len(instances) > 1:
         raise GradhealthError(f"several models in {path.name} ({', '.join(n for n, _ in instances)}): "
                               "pass --model NAME or define build_model()")
-    classes = [v for v in namespace.values()
-               if isinstance(v, type) and issubclass(v, nn.Module) and v.__module__ == module.__name__]
     if not classes:
         return None
     buildable = [c for c in classes if _no_arg_constructible(c)]
@@ -224,6 +227,8 @@ def _find_model(module: ModuleType, path: Path, options: LoadOptions) -> Optiona
 def _site_map(model: nn.Module, sites: dict[int, tuple[nn.Module, Span]], module: ModuleType,
               path: Path) -> dict[str, Span]:
     out = {name: sites[id(m)][1] for name, m in model.named_modules() if id(m) in sites}
+    for _, _, _, items in plain_held(model):  # layers in a plain list or dict (GH113), by "layers[0]"
+        out.update((path, sites[id(obj)][1]) for path, obj in items if isinstance(obj, nn.Module) and id(obj) in sites)
     if "" not in out:
         try:
             lines, start = inspect.getsourcelines(type(model))

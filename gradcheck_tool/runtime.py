@@ -22,6 +22,7 @@ from gradcheck_tool.probe.steps import build_optimizer, measure_steps
 from gradcheck_tool.rules import OPTIMIZER_CODES, run_rules
 from gradcheck_tool.static.amp_usage import read_precision
 from gradcheck_tool.static.optim import OptimizerCall
+from gradcheck_tool.static.optimizer_params import read_optimizer_params
 
 
 def _locate(finding: Finding, sites: dict[str, Span], filename: str,
@@ -85,7 +86,9 @@ def scan_path(path: Path, options, progress: Optional[Progress] = None, display_
     skipped, not an error."""
     filename = display_name or str(path)
     # How the file trains (GH150/GH151), read before its code runs: importing it may change or remove it.
-    precision = read_precision(path.read_text(encoding="utf-8-sig"))
+    source = path.read_text(encoding="utf-8-sig")
+    precision = read_precision(source)
+    from_parameters = read_optimizer_params(source)  # GH113's severity
     _seed_everything(options.seed)  # the file builds its model at import: same seed, same weights
     spec = loader.load(path, loader.LoadOptions(options.model_expr, options.input_shape,
                                                 options.input_dtype, options.device))
@@ -96,6 +99,6 @@ def scan_path(path: Path, options, progress: Optional[Progress] = None, display_
     if optimizer is not None and options.train_steps > 0:
         stats = train_spec(spec, optimizer, options.train_steps, options.seed, progress, options.curvature)
         record = dataclasses.replace(record, steps=stats)
-    record = dataclasses.replace(record, precision=precision)
+    record = dataclasses.replace(record, precision=precision, optimizer_from_parameters=from_parameters)
     findings = [_locate(f, spec.sites, filename, optimizer) for f in run_rules(record)]
     return findings, ProbeResult(filename, ProbeStatus.OK, record=record)

@@ -31,6 +31,18 @@ EXPECTED = {
     "unused_layer.py": set(),  # GH112 as information: the layer is never called
     "detached_branch.py": {"GH112"},
     "rnn_exploding.py": {"GH130"},
+    # Output/loss mismatch (GH107, GH108) and unregistered layers (GH113), each with its healthy twin.
+    "softmax_cross_entropy.py": {"GH107"},
+    "softmax_cross_entropy_100.py": {"GH107"},
+    "softmax_nll.py": {"GH107"},
+    "sigmoid_bce_with_logits.py": {"GH107"},
+    "healthy_log_softmax_nll.py": set(),
+    "healthy_sigmoid_bce.py": set(),
+    "broadcast_mse_target.py": {"GH108"},
+    "healthy_regression.py": set(),
+    "layers_in_list.py": {"GH113"},
+    "heads_in_dict.py": {"GH113"},
+    "healthy_module_list.py": set(),
     "lstm_forget_bias.py": {"GH131"},
 }
 

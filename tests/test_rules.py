@@ -37,6 +37,8 @@ def test_codes_and_names_match_design():
     expected = {
         "GH101": "exploding-gradients", "GH102": "vanishing-gradients", "GH103": "non-finite-gradients",
         "GH104": "non-finite-activations", "GH105": "exploding-activations", "GH106": "collapsing-activations",
+        "GH107": "probabilities-into-logit-loss", "GH108": "broadcast-loss-target",
+        "GH113": "unregistered-parameters",
         "GH110": "dead-units", "GH111": "saturated-activations", "GH112": "gradient-free-parameters",
         "GH120": "init-scale-mismatch", "GH130": "exploding-through-time", "GH131": "vanishing-through-time",
         "GH140": "loss-divergence", "GH141": "update-ratio-too-large", "GH142": "update-ratio-too-small",

@@ -10,9 +10,11 @@ from typing import Sequence
 
 from gradcheck_tool.findings import Finding
 from gradcheck_tool.fixes.init_codemods import attach_init_fixes
+from gradcheck_tool.fixes.module_list import attach_registration_fixes
 from gradcheck_tool.fixes.weight_decay import attach_weight_decay_fixes
 
 
 def attach_runtime_fixes(source: str, findings: Sequence[Finding]) -> list[Finding]:
-    """GH120: an init that fits the activation; GH143: weight decay on the optimizer."""
-    return attach_weight_decay_fixes(source, attach_init_fixes(source, findings))
+    """GH120: an init that fits the activation; GH143: weight decay on the optimizer; GH113: layers
+    in a plain list or dict registered with nn.ModuleList / nn.ModuleDict."""
+    return attach_registration_fixes(source, attach_weight_decay_fixes(source, attach_init_fixes(source, findings)))

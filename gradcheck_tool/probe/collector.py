@@ -179,6 +179,15 @@ class Collector:
         entry = self._produced.get(id(tensor))
         return entry[1] if entry is not None and entry[0]() is tensor else None
 
+    def node_owners(self) -> dict[int, str]:
+        """id(autograd node) -> the module whose still-alive output it made (first pass only)."""
+        owners = {}
+        for ref, name in self._produced.values():
+            tensor = ref()
+            if tensor is not None and tensor.grad_fn is not None:
+                owners[id(tensor.grad_fn)] = name
+        return owners
+
     def _functional_call(self, name: str, stand_in: type, output: torch.Tensor) -> None:
         acc = self._functional.get(name)
         if acc is None:

@@ -23,10 +23,12 @@ from gradcheck_tool.probe.collector import SATURATED_SAMPLE_SHARE, Collector, La
 from gradcheck_tool.probe.functional import ParamUse
 from gradcheck_tool.probe.graph import residual_norm_ends
 from gradcheck_tool.probe.init_scheme import classify
+from gradcheck_tool.probe.losses import LossWatch
 from gradcheck_tool.probe.outputs import DEFAULT_LOSS, compute_loss, describe_default_loss, floating_outputs
 from gradcheck_tool.probe.record import LayerStats, ParamStats, ProbeRecord
 from gradcheck_tool.probe.recurrent import through_time
 from gradcheck_tool.probe.state import preserved
+from gradcheck_tool.probe.unregistered import UnregisteredWatch
 
 Progress = Callable[..., None]  # (done, total[, unit])
 
@@ -99,6 +101,8 @@ def run_probe(
     loss_name = "loss_fn"
     start = time.perf_counter()
     recurrent = []
+    loss_calls: tuple = ()
+    unregistered = UnregisteredWatch(model)
     with preserved(model):
         handles = collector.attach()
         for name, module in watched:
@@ -119,10 +123,19 @@ def run_probe(
                 collector.watch_output(floating_outputs(output))
                 if batch == 0:
                     norm_ends = residual_norm_ends(floating_outputs(output))
+                    unregistered.find(floating_outputs(output), inputs)
                     if loss_fn is None:
                         loss_name = describe_default_loss(output)
-                loss = compute_loss(loss_fn, output, inputs, batch_seed)
+                if batch == 0 and loss_fn is not None:
+                    # What loss_fn does with the output (GH107, GH108): watched on this one call only.
+                    owners = collector.node_owners()
+                    with LossWatch(lambda node: owners.get(id(node))) as watch:
+                        loss = compute_loss(loss_fn, output, inputs, batch_seed)
+                    loss_calls = tuple(watch.calls)
+                else:
+                    loss = compute_loss(loss_fn, output, inputs, batch_seed)
                 loss.backward()
+                unregistered.after_backward(first=batch == 0)
                 collector.queue_param_grads(trainable)
                 norms = collector.end_pass()
                 del output, loss, inputs
@@ -141,6 +154,7 @@ def run_probe(
         finally:
             for handle in handles:
                 handle.remove()
+            unregistered.after_backward(first=False)  # the tensors' own .grad back, even after a raise
         for name, module in watched:
             if name in rnn_inputs:
                 stats = through_time(name, module, rnn_inputs.pop(name), seed)
@@ -166,6 +180,8 @@ def run_probe(
         input_rms=input_rms,
         duration_s=duration,
         recommended_max_norm=_recommended_max_norm(totals) if loss_name != DEFAULT_LOSS else None,
+        loss_calls=loss_calls,
+        unregistered=unregistered.result(),
     )
 
 

@@ -140,6 +140,40 @@ class Precision:
 
 
 @dataclass(frozen=True)
+class LossCall:
+    """A loss function ``loss_fn`` called on the first probe batch with a suspicious input
+    (probe/losses.py; GH107, GH108)."""
+
+    function: str  # the torch.nn.functional loss: "cross_entropy", "mse_loss", ...
+    input_shape: tuple[int, ...]
+    target_shape: tuple[int, ...]
+    squashed_by: Optional[str] = None  # "softmax" / "sigmoid": the input is probabilities, not logits
+    producer: Optional[str] = None  # the module whose output (or whose squashed output) the input is
+    in_model: Optional[bool] = None  # the squash is the model's (True) or loss_fn's own (False); None: unknown
+    shrink: Optional[float] = None  # ||dL/dz|| as written / as the loss expects, z the logits before the squash
+    broadcast: tuple[int, ...] = ()  # the shape input and target broadcast to, when larger than both
+
+
+@dataclass(frozen=True)
+class Unregistered:
+    """Tensors that require grad and reach the output, held by a module attribute that does not
+    register them: ``model.parameters()`` misses them (probe/unregistered.py; GH113)."""
+
+    holder: str  # the attribute, by its path from the model: "layers", "encoder.heads"
+    owner_type: str  # the class of the module holding it
+    container: str  # "list" / "tuple" / "dict" / "tensor" (a plain tensor attribute)
+    tensors: tuple[str, ...]  # each tensor by path: "layers[0].weight"
+    numel: int
+    grad_norm: Optional[float]  # L2 norm of their gradient on the first probe batch
+    modules: tuple[str, ...] = ()  # the classes of the layers held, in order ("Linear", ...)
+    eval_mode: bool = False  # every module held is in eval mode: kept out of the model on purpose
+    site: str = ""  # the first held module, by the name its source line is recorded under
+    # Every item of the container is a module (and a dict's keys are strings): nn.ModuleList /
+    # nn.ModuleDict would take it as it is (the GH113 codemod wraps it only then).
+    registrable: bool = False
+
+
+@dataclass(frozen=True)
 class ProbeRecord:
     model: str
     device: str
@@ -157,6 +191,11 @@ class ProbeRecord:
     recommended_max_norm: Optional[float] = None
     steps: Optional[StepStats] = None  # None: no optimizer run (none found in the file, or --train-steps 0)
     precision: Optional[Precision] = None  # None: not read (the Python API without a file)
+    loss_calls: tuple[LossCall, ...] = ()  # suspicious loss calls of loss_fn (GH107, GH108)
+    unregistered: tuple[Unregistered, ...] = ()  # trainable tensors model.parameters() misses (GH113)
+    # The file's torch.optim constructor takes ``X.parameters()`` (so it misses unregistered tensors):
+    # True; it takes something else: False; None: not read, or no constructor in the file.
+    optimizer_from_parameters: Optional[bool] = None
 
     def layer(self, name: str) -> Optional[LayerStats]:
         return next((layer for layer in self.layers if layer.name == name), None)
@@ -187,10 +226,18 @@ class ProbeRecord:
             curvature = Curvature(**d["curvature"]) if d.get("curvature") else None
             return StepStats(**dict(d, losses=tuple(d["losses"]), weights=weights, curvature=curvature))
 
+        def loss_call(d: dict) -> LossCall:
+            return LossCall(**dict(d, **{k: tuple(d.get(k, ())) for k in ("input_shape", "target_shape", "broadcast")}))
+
+        def unregistered(d: dict) -> Unregistered:
+            return Unregistered(**dict(d, tensors=tuple(d["tensors"]), modules=tuple(d.get("modules", ()))))
+
         return cls(
             **dict(
                 data,
                 steps=steps(data.get("steps")),
+                loss_calls=tuple(loss_call(d) for d in data.get("loss_calls", ())),
+                unregistered=tuple(unregistered(d) for d in data.get("unregistered", ())),
                 precision=Precision(**data["precision"]) if data.get("precision") else None,
                 layers=tuple(layer(d) for d in data["layers"]),
                 parameters=tuple(param(d) for d in data["parameters"]),
