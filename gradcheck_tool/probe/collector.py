@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from gradcheck_tool.probe import kinds
+from gradcheck_tool.probe.attention import AttentionProbe
 from gradcheck_tool.probe.functional import FunctionalActivations, ParamUse
 from gradcheck_tool.probe.outputs import first_float_tensor
 
@@ -141,6 +142,7 @@ class Collector:
         self._passes = 0
         self._tracking = False  # functional_mode is on: keep the bookkeeping it reads
         self.uses: Optional[ParamUse] = None  # what the first pass's ops did with the parameters
+        self.attention = AttentionProbe(named_modules)  # the first pass's attention entropy
 
     def attach(self) -> list:
         handles = []
@@ -169,7 +171,8 @@ class Collector:
         if first:
             self.uses = ParamUse()
         return FunctionalActivations(self._functional_call, self._producer, lambda: self._last_name,
-                                     lambda: self._leaf_depth > 0, self.uses if first else None)
+                                     lambda: self._leaf_depth > 0, self.uses if first else None,
+                                     self.attention if first else None)
 
     def _enter_leaf(self, module: nn.Module, inputs) -> None:
         if self._tracking:

@@ -27,6 +27,7 @@ from gradcheck_tool.probe.outputs import DEFAULT_LOSS, compute_loss, describe_de
 from gradcheck_tool.probe.record import LayerStats, ParamStats, ProbeRecord
 from gradcheck_tool.probe.recurrent import through_time
 from gradcheck_tool.probe.state import preserved
+from gradcheck_tool.probe.symmetry import unit_symmetry
 
 Progress = Callable[..., None]  # (done, total[, unit])
 
@@ -99,6 +100,7 @@ def run_probe(
     loss_name = "loss_fn"
     start = time.perf_counter()
     recurrent = []
+    symmetry = []
     with preserved(model):
         handles = collector.attach()
         for name, module in watched:
@@ -123,6 +125,8 @@ def run_probe(
                         loss_name = describe_default_loss(output)
                 loss = compute_loss(loss_fn, output, inputs, batch_seed)
                 loss.backward()
+                if batch == 0:
+                    symmetry = [s for s in (unit_symmetry(n, m) for n, m in watched) if s is not None]
                 collector.queue_param_grads(trainable)
                 norms = collector.end_pass()
                 del output, loss, inputs
@@ -161,6 +165,8 @@ def run_probe(
         layers=layers,
         parameters=params,
         recurrent=tuple(recurrent),
+        symmetry=tuple(symmetry),
+        attention=collector.attention.stats(),
         total_grad_norms=tuple(totals),
         output_grad_norm=statistics.fmean(output_norms) if output_norms else None,
         input_rms=input_rms,

@@ -8,6 +8,9 @@ from gradcheck_tool.probe.record import ProbeRecord
 from gradcheck_tool.rules.base import RuntimeRule
 from gradcheck_tool.rules.divergence import LossDivergence
 from gradcheck_tool.rules.growth import WeightNormGrowth
+from gradcheck_tool.rules.attention import AttentionEntropyCollapse
+from gradcheck_tool.rules.memory import ShortRecurrentMemory
+from gradcheck_tool.rules.symmetry import SymmetricInit
 from gradcheck_tool.rules.activations import CollapsingActivations, ExplodingActivations
 from gradcheck_tool.rules.depth import ExplodingGradients, VanishingGradients
 from gradcheck_tool.rules.nonfinite import NonFiniteActivations, NonFiniteGradients
@@ -26,7 +29,8 @@ RULES: dict[str, type[RuntimeRule]] = {
          ExplodingThroughTime, VanishingThroughTime, LossDivergence, WeightNormGrowth]
         + [LrAboveEdgeOfStability]
         + [UpdateRatioTooLarge, UpdateRatioTooSmall]
-        + [Fp16OverflowRisk, Fp16UnderflowRisk],
+        + [Fp16OverflowRisk, Fp16UnderflowRisk]
+        + [SymmetricInit, AttentionEntropyCollapse, ShortRecurrentMemory],
         key=lambda r: r.CODE,
     )
 }
