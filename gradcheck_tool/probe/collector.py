@@ -272,6 +272,11 @@ class Collector:
 
         return hook
 
+    def output_layer(self) -> Optional[str]:
+        """The weight layer whose output gradient arrived first: the model's output layer."""
+        heads = [a for a in self.layers if a.weighted and a.backward_order is not None]
+        return min(heads, key=lambda a: a.backward_order).name if heads else None
+
     def watch_output(self, tensors: list[torch.Tensor]) -> None:
         """Record ||d loss / d output||, the reference every backward ratio is taken against."""
         for t in tensors:

@@ -27,7 +27,7 @@ from gradcheck_tool.probe.outputs import DEFAULT_LOSS, compute_loss, describe_de
 from gradcheck_tool.probe.record import LayerStats, ParamStats, ProbeRecord
 from gradcheck_tool.probe.recurrent import through_time
 from gradcheck_tool.probe.state import preserved
-from gradcheck_tool.probe.symmetry import unit_symmetry
+from gradcheck_tool.probe.symmetry import symmetric_layers
 
 Progress = Callable[..., None]  # (done, total[, unit])
 
@@ -126,7 +126,7 @@ def run_probe(
                 loss = compute_loss(loss_fn, output, inputs, batch_seed)
                 loss.backward()
                 if batch == 0:
-                    symmetry = [s for s in (unit_symmetry(n, m) for n, m in watched) if s is not None]
+                    symmetry = symmetric_layers(watched, collector.output_layer())
                 collector.queue_param_grads(trainable)
                 norms = collector.end_pass()
                 del output, loss, inputs

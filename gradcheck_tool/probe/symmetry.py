@@ -9,6 +9,11 @@ residual branch, a zero output head or LoRA's B = 0 have identical (zero) rows, 
 random layers around them give each row a different gradient, and the first step breaks the
 tie.  Zero gradients are left to the rules about gradients that do not arrive (GH110, GH112).
 
+The output layer is left out: its units are told apart by the loss's targets, not by weights
+after them, and the rows of classes absent from a probe batch get identical gradients by chance
+(a zero-initialised 1000-class head would look stuck).  It is the weight layer whose output
+gradient arrives first in the backward pass.
+
 Cost: one matrix-vector product with a random vector and a sort of its ``units`` entries per
 weight layer, once per probe.  Only rows whose projections coincide are compared entry by entry.
 """
@@ -37,6 +42,12 @@ def _weight_and_grad(module: nn.Module) -> Optional[tuple[torch.Tensor, torch.Te
     return weight.detach().reshape(weight.shape[0], -1), grad.detach().reshape(weight.shape[0], -1)
 
 
+def symmetric_layers(watched: list[tuple[str, nn.Module]], output_layer: Optional[str]) -> list[SymmetryStats]:
+    """``unit_symmetry`` of every watched layer but ``output_layer``, keeping those with identical units."""
+    found = (unit_symmetry(name, module) for name, module in watched if name != output_layer)
+    return [stats for stats in found if stats is not None]
+
+
 def unit_symmetry(name: str, module: nn.Module) -> Optional[SymmetryStats]:
     """The units of ``module`` that are stuck together, or None when there are none."""
     pair = _weight_and_grad(module)
@@ -51,7 +62,9 @@ def unit_symmetry(name: str, module: nn.Module) -> Optional[SymmetryStats]:
         # almost never do, so only the few coinciding neighbours are compared entry by entry.
         v = torch.randn(rows.shape[1], 2, generator=torch.Generator().manual_seed(0)).to(rows.device, rows.dtype)
         projection = rows @ v
-        order = torch.argsort(projection[:, 0])
+        # Sorted by weights, ties by gradient: rows identical in both end up side by side.
+        by_grad = torch.argsort(grads @ v[:, 0].to(grads.dtype), stable=True)
+        order = by_grad[torch.argsort(projection[by_grad, 0], stable=True)]
         step = (projection[order[1:]] - projection[order[:-1]]).abs()
         scale = float(rows.abs().max())
         # |w . v| rounding stays far below k * max|W| * 1e-5 for |v| < 5.
