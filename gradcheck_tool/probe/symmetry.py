@@ -28,7 +28,7 @@ from gradcheck_tool.probe import kinds
 from gradcheck_tool.probe.record import SymmetryStats
 
 WEIGHT_TOL = 1e-6  # rows equal to within this share of max |W| are identical
-GRAD_TOL = 1e-4  # gradient rows equal to within this share of max |grad| (rounding of identical sums)
+GRAD_TOL = 1e-4  # gradient rows equal to within this share of the pair's max |grad| (rounding of identical sums)
 
 
 def _weight_and_grad(module: nn.Module) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
@@ -73,8 +73,8 @@ def unit_symmetry(name: str, module: nn.Module) -> Optional[SymmetryStats]:
             return None
         a, b = order[:-1][close], order[1:][close]
         same_weight = (rows[a] - rows[b]).abs().amax(dim=1) <= WEIGHT_TOL * scale
-        g_scale = float(grads.abs().max())
-        moving = grads[a].abs().amax(dim=1) > 0
+        g_scale = torch.maximum(grads[a].abs().amax(dim=1), grads[b].abs().amax(dim=1))  # each pair's own scale
+        moving = g_scale > 0
         same_grad = (grads[a] - grads[b]).abs().amax(dim=1) <= GRAD_TOL * g_scale
         identical = int(same_weight.sum())
         stuck = int((same_weight & same_grad & moving).sum())
