@@ -135,3 +135,27 @@ def test_small_softmax_is_not_attention():
             return F.softmax(self.fc(x) * 100, dim=-1)  # 5 classes: not judged
 
     assert run_probe(Classifier(), lambda: torch.randn(4, 7, 16), probes=1).attention == ()
+
+
+def test_softmax_over_a_linear_output_is_a_classifier_not_attention():
+    class LM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = nn.Linear(64, 1000)
+            nn.init.normal_(self.head.weight, std=1.0)  # sharp output distribution: not attention's business
+
+        def forward(self, x):
+            return F.softmax(self.head(x), dim=-1)
+
+    assert run_probe(LM(), lambda: torch.randn(4, 7, 64), probes=1).attention == ()
+
+
+def test_an_unknown_attention_layout_is_skipped_not_fatal():
+    from gradcheck_tool.probe.attention import SDPA, AttentionProbe
+
+    probe = AttentionProbe([])
+    q = torch.randn(2, 4, 10, 16)
+    probe.note(SDPA, (q, q, q), {"attn_mask": torch.ones(3, 3, dtype=torch.bool)}, lambda: "odd", False)
+    assert probe.stats() == ()
+    probe.note(SDPA, (q, q, q), {}, lambda: "fine", False)
+    assert [s.name for s in probe.stats()] == ["fine"]

@@ -1,7 +1,8 @@
 """Attention entropy on the first probe forward (GH114), from the three ways models attend:
 
 - a softmax over the last axis of a tensor with three or more dimensions (hand-written
-  attention, ``nn.Softmax``, transformers' eager attention): the rows are read from its input;
+  attention, ``nn.Softmax``, transformers' eager attention) whose input is not a module's own
+  output (that is a classifier or a router over a Linear): the rows are read from its input;
 - ``F.scaled_dot_product_attention``: the probabilities are computed for a sample of queries
   from ``q``, ``k``, the mask, ``is_causal`` and ``scale``;
 - ``nn.MultiheadAttention`` (``F.multi_head_attention_forward``): called again, without
@@ -58,14 +59,19 @@ class AttentionProbe:
         self._mha = {id(p): name for name, m in named_modules if isinstance(m, nn.MultiheadAttention)
                      for p in (m.in_proj_weight, m.q_proj_weight) if p is not None}
 
-    def note(self, func, args, kwargs, site: Callable[[], str]) -> None:
-        with torch.no_grad():
-            if func in SOFTMAX:
-                self._softmax(args, kwargs, site)
-            elif func is SDPA:
-                self._sdpa(_SDPA_SIGNATURE.bind(*args, **kwargs).arguments, site)
-            elif func is MHA:
-                self._multihead(_MHA_SIGNATURE.bind(*args, **kwargs), site)
+    def note(self, func, args, kwargs, site: Callable[[], str], from_module: bool) -> None:
+        """``from_module``: the op's input is a module's own output.  A softmax straight over a Linear's
+        output is a classifier's or a router's, not attention (whose scores come from q @ k)."""
+        try:
+            with torch.no_grad():
+                if func in SOFTMAX and not from_module:
+                    self._softmax(args, kwargs, site)
+                elif func is SDPA:
+                    self._sdpa(_SDPA_SIGNATURE.bind(*args, **kwargs).arguments, site)
+                elif func is MHA:
+                    self._multihead(_MHA_SIGNATURE.bind(*args, **kwargs), site)
+        except (RuntimeError, TypeError, ValueError, IndexError):
+            return  # an attention layout this reader does not know: the site is not judged, the forward goes on
 
     def stats(self) -> tuple[AttentionStats, ...]:
         return tuple(AttentionStats(name, kind, int(rows), keys / rows, entropy / rows, log_n / rows)

@@ -100,9 +100,9 @@ class FunctionalActivations(TorchFunctionMode):
         self._record, self._producer, self._last, self._inside = record, producer, last, inside
         self._uses, self._attention = uses, attention
 
-    def _site(self, tensor) -> str:
+    def _site(self) -> str:
         """Where an attention op sits: the block whose submodule ran last (``h.0.attn`` after ``h.0.attn.c_attn``)."""
-        last = (self._producer(tensor) if isinstance(tensor, torch.Tensor) else None) or self._last()
+        last = self._last()
         return last.rpartition(".")[0] or last
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -110,7 +110,9 @@ class FunctionalActivations(TorchFunctionMode):
         if self._uses is not None:
             self._uses.note(func, args, kwargs, result, self._producer)
         if self._attention is not None and func in ATTENTION_OPS:
-            self._attention.note(func, args, kwargs or {}, lambda: self._site(args[0] if args else None))
+            source = args[0] if args and isinstance(args[0], torch.Tensor) else None
+            self._attention.note(func, args, kwargs or {}, self._site,
+                                 source is not None and self._producer(source) is not None)
         cls = _TABLE.get(func)
         if cls is None or self._inside() or not isinstance(result, torch.Tensor) or not args:
             return result
