@@ -6,7 +6,7 @@
 - ``F.scaled_dot_product_attention``: the probabilities are computed for a sample of queries
   from ``q``, ``k``, the mask, ``is_causal`` and ``scale``;
 - ``nn.MultiheadAttention`` (``F.multi_head_attention_forward``): called again, without
-  dropout and without gradient, on two batch rows with ``need_weights=True`` and per-head
+  dropout and without gradient, on the first batch row with ``need_weights=True`` and per-head
   weights.
 
 Each site's sampled rows give the mean entropy H = -sum p log p and the mean log(n), n the keys
@@ -135,11 +135,11 @@ class AttentionProbe:
         weight = a.get("q_proj_weight") if a.get("use_separate_proj_weight") else a.get("in_proj_weight")
         name = self._mha.get(id(weight)) or site()
         mask = a.get("attn_mask")
-        if a["query"].dim() == 3 and (mask is None or mask.dim() == 2):  # (L, N, E): two batch rows
+        if a["query"].dim() == 3 and (mask is None or mask.dim() == 2):  # (L, N, E): the first batch row
             for key in ("query", "key", "value"):
-                a[key] = a[key][:, :2]
+                a[key] = a[key][:, :1]
             if a.get("key_padding_mask") is not None:
-                a["key_padding_mask"] = a["key_padding_mask"][:2]
+                a["key_padding_mask"] = a["key_padding_mask"][:1]
         a.update(need_weights=True, average_attn_weights=False, dropout_p=0.0, training=False)
         probs = MHA(*bound.args, **bound.kwargs)[1]
         for key in ("in_proj_weight", "in_proj_bias", "q_proj_weight"):
