@@ -37,7 +37,8 @@ class SymmetricInit(RuntimeRule):
     (``zero_init_residual``, Goyal et al. 2017), a zero output head, or LoRA's ``B = 0`` (Hu et
     al. 2021) sit after random layers, so each of their rows gets a different gradient and the
     first step breaks the tie; that measured difference is why they stay quiet.  Biases and
-    normalisation gains are vectors, not units, and are not read.
+    normalisation gains are vectors, not units, and are not read; nor is the output layer,
+    whose units the targets tell apart (classes absent from a probe batch share a gradient).
 
     Example: ``model.apply(init)`` with ``nn.init.constant_(m.weight, 0.5)`` for every
     ``nn.Linear``: each hidden layer's units are copies of each other.
