@@ -89,8 +89,8 @@ class AttentionProbe:
         acc[3] += float(n[keep].log().sum())
 
     def _from_logits(self, name: str, kind: str, logits: torch.Tensor) -> None:
-        rows = logits.float().reshape(-1, logits.shape[-1])
-        rows = rows[_sample(rows.shape[0], MAX_ROWS).to(rows.device)]
+        rows = logits.reshape(-1, logits.shape[-1])
+        rows = rows[_sample(rows.shape[0], MAX_ROWS).to(rows.device)].float()
         allowed = rows > rows.amax(-1, keepdim=True) - MASK_MARGIN
         self._add(name, kind, _entropy(rows.log_softmax(-1)), allowed)
 
