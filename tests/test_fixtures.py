@@ -44,6 +44,14 @@ EXPECTED = {
     "heads_in_dict.py": {"GH113"},
     "healthy_module_list.py": set(),
     "lstm_forget_bias.py": {"GH131"},
+    # Issue 10: symmetric init, attention entropy collapse, short recurrent memory, and their healthy twins.
+    "symmetric_constant_init.py": {"GH121"},
+    "symmetric_conv_fill.py": {"GH121"},
+    "healthy_zero_init_branches.py": set(),
+    "attention_unscaled.py": {"GH114"},
+    "attention_mha_scaled_embedding.py": {"GH114"},
+    "rnn_long_sequence.py": {"GH132"},
+    "healthy_gru.py": set(),
 }
 
 

@@ -150,12 +150,13 @@ def test_skipped_probe_has_null_fields_and_empty_arrays():
     probe = _render_valid(_report(SKIPPED))["probes"][0]
     assert list(probe) == ["filename", "model", "device", "seed", "batches", "loss", "status", "reason", "inputs",
                            "duration_s", "parameters", "layers", "recurrent", "total_grad_norms",
-                           "output_grad_norm", "input_rms", "recommended_max_norm", "steps", "precision"]
+                           "output_grad_norm", "input_rms", "recommended_max_norm", "steps", "precision",
+                           "symmetry", "attention"]
     assert probe["filename"] == "utils.py" and probe["status"] == "skipped" and probe["reason"] == "no model defined"
     for key in ("model", "device", "seed", "batches", "loss", "inputs", "duration_s", "output_grad_norm",
                 "input_rms", "recommended_max_norm", "steps", "precision"):
         assert probe[key] is None, key
-    for key in ("parameters", "layers", "recurrent", "total_grad_norms"):
+    for key in ("parameters", "layers", "recurrent", "total_grad_norms", "symmetry", "attention"):
         assert probe[key] == [], key
 
 
@@ -318,3 +319,14 @@ def test_real_probe_grad_norms_match_plain_autograd():
     for name, value in expected.items():
         assert got[name] == pytest.approx(value, rel=1e-5), name
         assert got[name] == next(p.grad_norm for p in rec.parameters if p.name == name)  # no rounding
+
+
+def test_symmetry_and_attention_records_validate_and_round_trip():
+    from gradcheck_tool.probe.record import ProbeRecord
+
+    rec = dataclasses.replace(examples.symmetric(learning=1), attention=examples.attention(0.7).attention)
+    probe = _render_valid(_report(ProbeResult("m.py", ProbeStatus.OK, record=rec)))["probes"][0]
+    assert probe["symmetry"] == [{"name": "body.2", "type": "Linear", "units": 64, "distinct_weights": 1,
+                                  "learning_units": 1, "constant": True}]
+    assert probe["attention"][0]["kind"] == "softmax" and probe["attention"][0]["entropy"] == 0.7
+    assert ProbeRecord.from_dict(json.loads(json.dumps(rec.to_dict()))) == rec

@@ -44,6 +44,7 @@ def test_codes_and_names_match_design():
         "GH140": "loss-divergence", "GH141": "update-ratio-too-large", "GH142": "update-ratio-too-small",
         "GH143": "weight-norm-growth", "GH144": "lr-above-edge-of-stability",
         "GH150": "fp16-overflow-risk", "GH151": "fp16-underflow-risk",
+        "GH114": "attention-entropy-collapse", "GH121": "symmetric-init", "GH132": "short-recurrent-memory",
     }
     assert {c: r.NAME for c, r in RULES.items()} == expected
 

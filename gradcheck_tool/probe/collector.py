@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from gradcheck_tool.probe import kinds
+from gradcheck_tool.probe.attention import AttentionProbe
 from gradcheck_tool.probe.functional import FunctionalActivations, ParamUse
 from gradcheck_tool.probe.outputs import first_float_tensor
 
@@ -141,6 +142,7 @@ class Collector:
         self._passes = 0
         self._tracking = False  # functional_mode is on: keep the bookkeeping it reads
         self.uses: Optional[ParamUse] = None  # what the first pass's ops did with the parameters
+        self.attention = AttentionProbe(named_modules)  # the first pass's attention entropy
 
     def attach(self) -> list:
         handles = []
@@ -169,7 +171,8 @@ class Collector:
         if first:
             self.uses = ParamUse()
         return FunctionalActivations(self._functional_call, self._producer, lambda: self._last_name,
-                                     lambda: self._leaf_depth > 0, self.uses if first else None)
+                                     lambda: self._leaf_depth > 0, self.uses if first else None,
+                                     self.attention if first else None)
 
     def _enter_leaf(self, module: nn.Module, inputs) -> None:
         if self._tracking:
@@ -277,6 +280,11 @@ class Collector:
             self._queue.put(torch.cat([_magnitudes(g).to(torch.float32), _exponents(g)]), acc, "grad")
 
         return hook
+
+    def output_layer(self) -> Optional[str]:
+        """The weight layer whose output gradient arrived first: the model's output layer."""
+        heads = [a for a in self.layers if a.weighted and a.backward_order is not None]
+        return min(heads, key=lambda a: a.backward_order).name if heads else None
 
     def watch_output(self, tensors: list[torch.Tensor]) -> None:
         """Record ||d loss / d output||, the reference every backward ratio is taken against."""

@@ -28,6 +28,7 @@ from gradcheck_tool.probe.outputs import DEFAULT_LOSS, compute_loss, describe_de
 from gradcheck_tool.probe.record import LayerStats, ParamStats, ProbeRecord
 from gradcheck_tool.probe.recurrent import through_time
 from gradcheck_tool.probe.state import preserved
+from gradcheck_tool.probe.symmetry import symmetric_layers
 from gradcheck_tool.probe.unregistered import UnregisteredWatch
 
 Progress = Callable[..., None]  # (done, total[, unit])
@@ -103,6 +104,7 @@ def run_probe(
     recurrent = []
     loss_calls: tuple = ()
     unregistered = UnregisteredWatch(model)
+    symmetry = []
     with preserved(model):
         handles = collector.attach()
         for name, module in watched:
@@ -136,6 +138,8 @@ def run_probe(
                     loss = compute_loss(loss_fn, output, inputs, batch_seed)
                 loss.backward()
                 unregistered.after_backward(first=batch == 0)
+                if batch == 0:
+                    symmetry = symmetric_layers(watched, collector.output_layer())
                 collector.queue_param_grads(trainable)
                 norms = collector.end_pass()
                 del output, loss, inputs
@@ -175,6 +179,8 @@ def run_probe(
         layers=layers,
         parameters=params,
         recurrent=tuple(recurrent),
+        symmetry=tuple(symmetry),
+        attention=collector.attention.stats(),
         total_grad_norms=tuple(totals),
         output_grad_norm=statistics.fmean(output_norms) if output_norms else None,
         input_rms=input_rms,

@@ -16,6 +16,9 @@ whose op yields a tensor cut from autograd (``p.detach()``, ``p.data``, any op u
 ``torch.no_grad()``); and the modules whose output is detached or leaves torch (``.detach()``,
 ``.numpy()``, ``.tolist()``, ``.item()``).  A parameter the forward never took is unused in this
 mode, one whose gradient was cut is a bug.
+
+On the first pass the mode also hands every softmax and attention call to ``AttentionProbe``
+(probe/attention.py: the entropy GH114 reads).
 """
 from __future__ import annotations
 
@@ -26,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
+
+from gradcheck_tool.probe.attention import OPS as ATTENTION_OPS, AttentionProbe
 
 
 def _stand_in(base: type, name: str) -> type:
@@ -89,15 +94,25 @@ class FunctionalActivations(TorchFunctionMode):
 
     def __init__(self, record: Callable[[str, type, torch.Tensor], None],
                  producer: Callable[[torch.Tensor], Optional[str]], last: Callable[[], str],
-                 inside: Callable[[], bool], uses: Optional[ParamUse] = None):
+                 inside: Callable[[], bool], uses: Optional[ParamUse] = None,
+                 attention: Optional[AttentionProbe] = None):
         super().__init__()
         self._record, self._producer, self._last, self._inside = record, producer, last, inside
-        self._uses = uses
+        self._uses, self._attention = uses, attention
+
+    def _site(self) -> str:
+        """Where an attention op sits: the block whose submodule ran last (``h.0.attn`` after ``h.0.attn.c_attn``)."""
+        last = self._last()
+        return last.rpartition(".")[0] or last
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         result = func(*args, **(kwargs or {}))
         if self._uses is not None:
             self._uses.note(func, args, kwargs, result, self._producer)
+        if self._attention is not None and func in ATTENTION_OPS:
+            source = args[0] if args and isinstance(args[0], torch.Tensor) else None
+            self._attention.note(func, args, kwargs or {}, self._site,
+                                 source is not None and self._producer(source) is not None)
         cls = _TABLE.get(func)
         if cls is None or self._inside() or not isinstance(result, torch.Tensor) or not args:
             return result

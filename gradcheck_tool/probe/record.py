@@ -93,6 +93,30 @@ class RecurrentStats:
 
 
 @dataclass(frozen=True)
+class SymmetryStats:
+    """A weight layer with identical units at initialisation (probe/symmetry.py; GH121)."""
+
+    name: str
+    type: str
+    units: int  # rows of the weight: output features, conv filters, RNN gate units
+    distinct_weights: int  # units left when identical weight rows are counted once
+    learning_units: int  # units left when rows with identical weights AND identical nonzero gradients count once
+    constant: bool  # every row identical (a constant or zero initialisation)
+
+
+@dataclass(frozen=True)
+class AttentionStats:
+    """Entropy of one attention site's probabilities, on a sample of query rows (probe/attention.py; GH114)."""
+
+    name: str  # the module that ran last before the softmax (or the attention module)
+    kind: str  # "softmax", "scaled_dot_product_attention" or "MultiheadAttention"
+    rows: int  # query rows sampled
+    keys: float  # mean number of keys a sampled row may attend to (masks applied)
+    entropy: float  # mean entropy of a sampled row, in nats
+    max_entropy: float  # mean log(keys): the entropy of uniform attention over the same rows
+
+
+@dataclass(frozen=True)
 class WeightGrowth:
     """One weight matrix's L2 norm before the first optimizer step and after each one."""
 
@@ -196,6 +220,8 @@ class ProbeRecord:
     # The file's torch.optim constructor takes ``X.parameters()`` (so it misses unregistered tensors):
     # True; it takes something else: False; None: not read, or no constructor in the file.
     optimizer_from_parameters: Optional[bool] = None
+    symmetry: tuple[SymmetryStats, ...] = ()  # only layers with identical units (GH121)
+    attention: tuple[AttentionStats, ...] = ()  # attention sites of the first probe forward (GH114)
 
     def layer(self, name: str) -> Optional[LayerStats]:
         return next((layer for layer in self.layers if layer.name == name), None)
@@ -242,6 +268,8 @@ class ProbeRecord:
                 layers=tuple(layer(d) for d in data["layers"]),
                 parameters=tuple(param(d) for d in data["parameters"]),
                 recurrent=tuple(recurrent(d) for d in data["recurrent"]),
+                symmetry=tuple(SymmetryStats(**d) for d in data.get("symmetry", ())),
+                attention=tuple(AttentionStats(**d) for d in data.get("attention", ())),
                 total_grad_norms=tuple(data["total_grad_norms"]),
             )
         )

@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 import gradcheck_tool
 from gradcheck_tool.findings import Applicability, Finding, Fix, Position, ProbeResult, Report, Severity
-from gradcheck_tool.probe.record import LayerStats, ProbeRecord, RecurrentStats
+from gradcheck_tool.probe.record import AttentionStats, LayerStats, ProbeRecord, RecurrentStats, SymmetryStats
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
@@ -106,6 +106,8 @@ def _probe(p: ProbeResult) -> dict:
         "recommended_max_norm": None if r is None else plain(r.recommended_max_norm),
         "steps": None if r is None or r.steps is None else plain(dataclasses.asdict(r.steps)),
         "precision": None if r is None or r.precision is None else plain(dataclasses.asdict(r.precision)),
+        "symmetry": [] if r is None else [_fields(s, SymmetryStats) for s in r.symmetry],
+        "attention": [] if r is None else [_fields(a, AttentionStats) for a in r.attention],
     }
 
 

@@ -5,18 +5,21 @@ from typing import Iterable, Optional
 
 from gradcheck_tool.findings import Finding
 from gradcheck_tool.probe.record import ProbeRecord
+from gradcheck_tool.rules.activations import CollapsingActivations, ExplodingActivations
+from gradcheck_tool.rules.attention import AttentionEntropyCollapse
 from gradcheck_tool.rules.base import RuntimeRule
+from gradcheck_tool.rules.depth import ExplodingGradients, VanishingGradients
 from gradcheck_tool.rules.divergence import LossDivergence
 from gradcheck_tool.rules.growth import WeightNormGrowth
 from gradcheck_tool.rules.losses import BroadcastLossTarget, ProbabilitiesIntoLogitLoss
-from gradcheck_tool.rules.registration import UnregisteredParameters
-from gradcheck_tool.rules.activations import CollapsingActivations, ExplodingActivations
-from gradcheck_tool.rules.depth import ExplodingGradients, VanishingGradients
+from gradcheck_tool.rules.memory import ShortRecurrentMemory
 from gradcheck_tool.rules.nonfinite import NonFiniteActivations, NonFiniteGradients
 from gradcheck_tool.rules.parameters import GradientFreeParameters, InitScaleMismatch
 from gradcheck_tool.rules.precision import Fp16OverflowRisk, Fp16UnderflowRisk
 from gradcheck_tool.rules.recurrent import ExplodingThroughTime, VanishingThroughTime
+from gradcheck_tool.rules.registration import UnregisteredParameters
 from gradcheck_tool.rules.stability import LrAboveEdgeOfStability
+from gradcheck_tool.rules.symmetry import SymmetricInit
 from gradcheck_tool.rules.units import DeadUnits, SaturatedActivations
 from gradcheck_tool.rules.updates import UpdateRatioTooLarge, UpdateRatioTooSmall
 
@@ -29,7 +32,8 @@ RULES: dict[str, type[RuntimeRule]] = {
         + [LrAboveEdgeOfStability]
         + [UpdateRatioTooLarge, UpdateRatioTooSmall]
         + [Fp16OverflowRisk, Fp16UnderflowRisk]
-        + [ProbabilitiesIntoLogitLoss, BroadcastLossTarget, UnregisteredParameters],
+        + [ProbabilitiesIntoLogitLoss, BroadcastLossTarget, UnregisteredParameters]
+        + [SymmetricInit, AttentionEntropyCollapse, ShortRecurrentMemory],
         key=lambda r: r.CODE,
     )
 }

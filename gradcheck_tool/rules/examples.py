@@ -7,9 +7,11 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Optional, Sequence
 
 from gradcheck_tool.probe.record import (
+    AttentionStats,
     Curvature,
     InitStats,
     LayerStats,
@@ -18,6 +20,7 @@ from gradcheck_tool.probe.record import (
     ProbeRecord,
     RecurrentStats,
     StepStats,
+    SymmetryStats,
     WeightGrowth,
 )
 
@@ -143,9 +146,24 @@ def with_params(base: ProbeRecord, *extra: ParamStats) -> ProbeRecord:
     return dataclasses.replace(base, parameters=base.parameters + tuple(extra))
 
 
-def rnn(per_step: float, steps: int = 32, radius: float = 0.6) -> ProbeRecord:
-    """One recurrent layer whose last-step gradient changes by ``per_step`` per step back."""
-    return record(recurrent=[RecurrentStats("rnn", "LSTM", steps, tuple(per_step**k for k in range(steps)), radius)])
+def rnn(per_step: float, steps: int = 32, radius: float = 0.6, kind: str = "LSTM") -> ProbeRecord:
+    """One recurrent layer (``kind``: "RNN", "GRU", "LSTM") whose last-step gradient changes by
+    ``per_step`` per step back over ``steps`` steps."""
+    return record(recurrent=[RecurrentStats("rnn", kind, steps, tuple(per_step**k for k in range(steps)), radius)])
+
+
+def symmetric(learning: int, units: int = 64, distinct: int = 1) -> ProbeRecord:
+    """An MLP whose first hidden Linear has ``units`` units, ``distinct`` distinct weight rows, and
+    ``learning`` units left once rows with identical weights and identical gradients count once."""
+    stats = SymmetryStats("body.2", "Linear", units, distinct, learning, distinct == 1)
+    return dataclasses.replace(mlp(depth=3), symmetry=(stats,))
+
+
+def attention(entropy: float, keys: float = 128.0, name: str = "blocks.0.attn",
+              kind: str = "softmax") -> ProbeRecord:
+    """One attention site whose sampled rows have mean entropy ``entropy`` (nats) over ``keys`` keys."""
+    return dataclasses.replace(mlp(depth=2), attention=(AttentionStats(name, kind, 256, keys, entropy,
+                                                                       math.log(keys)),))
 
 
 def trained(optimizer: str = "Adam", lr: float = 1e-3, growth: float = 5e-4, *, weight_decay: float = 0.0,
