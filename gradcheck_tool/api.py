@@ -31,9 +31,9 @@ from gradcheck_tool.findings import (
 from gradcheck_tool.fixes.codemods import attach_runtime_fixes
 from gradcheck_tool.import_safety import training_at_import
 from gradcheck_tool.rules import OPTIMIZER_CODES
-from gradcheck_tool.static.clip_threshold import ClipThreshold, ClipThresholdTooLow
+from gradcheck_tool.static.rules.clip_threshold import ClipThreshold, ClipThresholdTooLow
 from gradcheck_tool.static.engine import PROBE_CHECKED_RULES, analyse
-from gradcheck_tool.static.optim import OptimizerCall
+from gradcheck_tool.static.analysis.optim import OptimizerCall
 
 Progress = Callable[[int, int], None]
 STATIC_FAMILIES = ("GH0", "GH2")

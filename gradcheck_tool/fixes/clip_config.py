@@ -17,7 +17,7 @@ from typing import Iterator, Optional
 import libcst as cst
 
 from gradcheck_tool.findings import Edit, Position
-from gradcheck_tool.static.base import SourceContext
+from gradcheck_tool.static.analysis.context import SourceContext
 
 _LIGHTNING = ("lightning.Trainer", "lightning.pytorch.Trainer", "pytorch_lightning.Trainer",
               "lightning.pytorch.trainer.Trainer", "pytorch_lightning.trainer.Trainer")

@@ -18,10 +18,10 @@ from typing import Optional
 import libcst as cst
 
 from gradcheck_tool.findings import Edit, Position
-from gradcheck_tool.static.base import SourceContext, standalone
-from gradcheck_tool.static.events import Event, Iteration, Kind
-from gradcheck_tool.static.facts import Scope
-from gradcheck_tool.static.names import dotted, last
+from gradcheck_tool.static.analysis.context import SourceContext, standalone
+from gradcheck_tool.static.analysis.events import Event, Iteration, Kind
+from gradcheck_tool.static.analysis.facts import Scope
+from gradcheck_tool.static.analysis.names import dotted, last
 
 _PARAMETERS = ".parameters()"
 

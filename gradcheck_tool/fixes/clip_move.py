@@ -6,9 +6,10 @@ from typing import Iterator, Optional
 import libcst as cst
 
 from gradcheck_tool.findings import Applicability, Edit, Fix, Position
-from gradcheck_tool.static.base import SourceContext, display, standalone
-from gradcheck_tool.static.events import Event, Iteration, Kind, clips_raw_grads
-from gradcheck_tool.static.names import dotted, subtree
+from gradcheck_tool.static.analysis.context import SourceContext, standalone
+from gradcheck_tool.static.rules.base import display
+from gradcheck_tool.static.analysis.events import Event, Iteration, Kind, clips_raw_grads
+from gradcheck_tool.static.analysis.names import dotted, subtree
 
 
 class _Blocks(cst.CSTVisitor):

@@ -10,20 +10,22 @@ from typing import Optional
 import libcst as cst
 
 from gradcheck_tool.findings import Finding, Position, Severity
-from gradcheck_tool.static.amp import ClipWithoutUnscale
-from gradcheck_tool.static.architecture import DeepSaturatingStack
-from gradcheck_tool.static.base import SourceContext, StaticRule
-from gradcheck_tool.static.clip_order import ClipAfterStep, ClipBeforeBackward
-from gradcheck_tool.static.clip_threshold import ClipThreshold, ClipThresholdTooLow, literal_clip_thresholds
-from gradcheck_tool.static.clipping import MissingGradientClipping
-from gradcheck_tool.static.events import training_iterations
-from gradcheck_tool.static.facts import collect_facts
-from gradcheck_tool.static.init import UnscaledNormalInit
-from gradcheck_tool.static.accumulation import AccumulationWithoutAveraging
-from gradcheck_tool.static.loop import MissingZeroGrad
-from gradcheck_tool.static.optim import HighLearningRate, OptimizerCall, rebuildable_optimizers
-from gradcheck_tool.static.schedule import EpochSchedulerPerBatch
-from gradcheck_tool.static.zero_grad_order import ZeroGradBeforeStep
+from gradcheck_tool.static.analysis.context import SourceContext
+from gradcheck_tool.static.analysis.events import training_iterations
+from gradcheck_tool.static.analysis.facts import collect_facts
+from gradcheck_tool.static.analysis.optim import OptimizerCall, rebuildable_optimizers
+from gradcheck_tool.static.rules.accumulation import AccumulationWithoutAveraging
+from gradcheck_tool.static.rules.amp import ClipWithoutUnscale
+from gradcheck_tool.static.rules.architecture import DeepSaturatingStack
+from gradcheck_tool.static.rules.base import StaticRule
+from gradcheck_tool.static.rules.clip_order import ClipAfterStep, ClipBeforeBackward
+from gradcheck_tool.static.rules.clip_threshold import ClipThreshold, ClipThresholdTooLow, literal_clip_thresholds
+from gradcheck_tool.static.rules.clipping import MissingGradientClipping
+from gradcheck_tool.static.rules.high_lr import HighLearningRate
+from gradcheck_tool.static.rules.init import UnscaledNormalInit
+from gradcheck_tool.static.rules.loop import MissingZeroGrad
+from gradcheck_tool.static.rules.schedule import EpochSchedulerPerBatch
+from gradcheck_tool.static.rules.zero_grad_order import ZeroGradBeforeStep
 
 STATIC_RULES: dict[str, type[StaticRule]] = {
     rule.CODE: rule

@@ -7,7 +7,7 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 
 from gradcheck_tool.findings import Applicability, Finding, Position, Severity
 from gradcheck_tool.static import STATIC_RULES, check_source
-from gradcheck_tool.static.positions import compute_positions
+from gradcheck_tool.static.analysis.positions import compute_positions
 
 
 def only(findings: list[Finding], code: str) -> Finding:

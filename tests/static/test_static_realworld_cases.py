@@ -8,7 +8,7 @@ import pytest
 
 from gradcheck_tool.findings import Applicability, Finding, Position, Severity
 from gradcheck_tool.static import check_source
-from gradcheck_tool.static.facts import collect_facts
+from gradcheck_tool.static.analysis.facts import collect_facts
 
 
 def codes(source: str) -> list[str]:

@@ -6,13 +6,9 @@ from typing import Iterator
 import libcst as cst
 
 from gradcheck_tool.findings import Finding, Severity
-from gradcheck_tool.static.base import (
-    SourceContext,
-    StaticRule,
-    edit_or_display,
-    example,
-)
-from gradcheck_tool.static.events import Event, Kind
+from gradcheck_tool.static.analysis.context import SourceContext
+from gradcheck_tool.static.rules.base import StaticRule, edit_or_display, example
+from gradcheck_tool.static.analysis.events import Event, Kind
 
 
 def _accumulates(step: Event) -> bool:

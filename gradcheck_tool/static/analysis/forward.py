@@ -14,9 +14,9 @@ from typing import Iterator, Optional
 
 import libcst as cst
 
-from gradcheck_tool.static.facts import FileFacts, Scope, attr_name
-from gradcheck_tool.static.names import dotted, identifiers, is_torch_nn, last
-from gradcheck_tool.static.stacks import SATURATING_LAYERS, blocks, body_of, iterations
+from gradcheck_tool.static.analysis.facts import FileFacts, Scope, attr_name
+from gradcheck_tool.static.analysis.names import dotted, identifiers, is_torch_nn, last
+from gradcheck_tool.static.analysis.stacks import SATURATING_LAYERS, blocks, body_of, iterations
 
 SATURATING_FUNCTIONS = frozenset({"sigmoid", "tanh", "hardtanh", "hardsigmoid", "softsign",
                                   "sigmoid_", "tanh_", "expit"})

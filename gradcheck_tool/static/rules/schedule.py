@@ -7,10 +7,11 @@ from typing import Iterator, Optional
 import libcst as cst
 
 from gradcheck_tool.findings import Finding, Severity
-from gradcheck_tool.static.base import SourceContext, StaticRule, display, example
-from gradcheck_tool.static.events import Kind
-from gradcheck_tool.static.facts import Site
-from gradcheck_tool.static.names import argument, identifiers, last, number
+from gradcheck_tool.static.analysis.context import SourceContext
+from gradcheck_tool.static.rules.base import StaticRule, display, example
+from gradcheck_tool.static.analysis.events import Kind
+from gradcheck_tool.static.analysis.facts import Site
+from gradcheck_tool.static.analysis.names import argument, identifiers, last, number
 
 # Schedulers whose argument is a count of step() calls: StepLR(step_size), MultiStepLR
 # (milestones), ExponentialLR (a factor per call).

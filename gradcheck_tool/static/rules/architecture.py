@@ -6,10 +6,11 @@ from typing import Iterator
 import libcst as cst
 
 from gradcheck_tool.findings import Finding, Severity
-from gradcheck_tool.static.base import SourceContext, StaticRule, display, example
-from gradcheck_tool.static.facts import Scope
-from gradcheck_tool.static.forward import SATURATING_FUNCTIONS, ForwardDepth, saturating_call
-from gradcheck_tool.static.stacks import SATURATING_LAYERS, LayerStacks
+from gradcheck_tool.static.analysis.context import SourceContext
+from gradcheck_tool.static.rules.base import StaticRule, display, example
+from gradcheck_tool.static.analysis.facts import Scope
+from gradcheck_tool.static.analysis.forward import SATURATING_FUNCTIONS, ForwardDepth, saturating_call
+from gradcheck_tool.static.analysis.stacks import SATURATING_LAYERS, LayerStacks
 
 THRESHOLD = 4
 _RELEVANT = SATURATING_FUNCTIONS | set(SATURATING_LAYERS)

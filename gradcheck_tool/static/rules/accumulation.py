@@ -6,9 +6,10 @@ from typing import Iterator, Optional
 import libcst as cst
 
 from gradcheck_tool.findings import Finding, Severity
-from gradcheck_tool.static.base import SourceContext, StaticRule, display, example
-from gradcheck_tool.static.events import Event, Kind
-from gradcheck_tool.static.names import dotted, subtree
+from gradcheck_tool.static.analysis.context import SourceContext
+from gradcheck_tool.static.rules.base import StaticRule, display, example
+from gradcheck_tool.static.analysis.events import Event, Kind
+from gradcheck_tool.static.analysis.names import dotted, subtree
 
 _AVERAGES = frozenset({"mean", "div", "div_", "true_divide"})
 _STACKS = frozenset({"stack", "cat", "tensor"})

@@ -1,26 +1,16 @@
-"""What every static rule shares: the parsed file (:class:`SourceContext`) and the rule shape."""
+"""The parsed file and everything derived from it (:class:`SourceContext`), shared by every rule and fix."""
 from __future__ import annotations
 
-import textwrap
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, ClassVar, Iterator, Mapping, Optional
+from typing import Optional
 
 import libcst as cst
 
-from gradcheck_tool.findings import (
-    Applicability,
-    Edit,
-    Finding,
-    Fix,
-    Position,
-    Severity,
-    split_lines,
-)
-from gradcheck_tool.static.events import Iteration
-from gradcheck_tool.static.facts import FileFacts, Site
-from gradcheck_tool.static.positions import Positions, compute_positions
-
+from gradcheck_tool.findings import Edit, Position, split_lines
+from gradcheck_tool.static.analysis.events import Iteration
+from gradcheck_tool.static.analysis.facts import FileFacts, Site
+from gradcheck_tool.static.analysis.positions import Positions, compute_positions
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,47 +87,3 @@ def standalone(site: Site) -> bool:
         return False
     only = statement.body[0]
     return only is site.node or (isinstance(only, cst.Expr) and only.value is site.node)
-
-
-def example(source: str) -> str:
-    """A GOOD/BAD example written indented inside its rule class, as plain source."""
-    return textwrap.dedent(source).lstrip("\n")
-
-
-def display(message: str) -> Fix:
-    return Fix(Applicability.DISPLAY_ONLY, message)
-
-
-def edit_or_display(message: str, edit: Optional[Edit]) -> Fix:
-    """An unsafe one-edit fix where the replacement text is known, else advice."""
-    if edit is None:
-        return display(message)
-    return Fix(Applicability.UNSAFE, message, (edit,))
-
-
-class StaticRule:
-    """A source rule: reads a :class:`SourceContext`, yields findings. Never prints or writes.
-
-    ``TRIGGER`` is a regular expression that any file this rule can fire on must match;
-    a file matching no rule's trigger is never parsed by libcst at all.
-    """
-
-    CODE: ClassVar[str]
-    NAME: ClassVar[str]
-    SEVERITY: ClassVar[Severity]
-    TRIGGER: ClassVar[str]
-    GOOD: ClassVar[tuple[str, ...]] = ()
-    BAD: ClassVar[tuple[str, ...]] = ()
-
-    def check(self, ctx: SourceContext) -> Iterator[Finding]:
-        raise NotImplementedError
-
-    def finding(self, ctx: SourceContext, node: cst.CSTNode, message: str, *,
-                evidence: Optional[Mapping[str, Any]] = None, fix: Optional[Fix] = None,
-                severity: Optional[Severity] = None) -> Finding:
-        start, end = ctx.span(node)
-        return Finding(
-            code=self.CODE, name=self.NAME, severity=severity or self.SEVERITY,
-            message=message, filename=ctx.filename, location=start, end_location=end,
-            module=None, evidence=dict(evidence or {}), fix=fix,
-        )

@@ -14,8 +14,8 @@ from typing import Optional
 
 import libcst as cst
 
-from gradcheck_tool.static.facts import FileFacts, Scope, Site
-from gradcheck_tool.static.names import dotted, identifiers, last, number, subtree
+from gradcheck_tool.static.analysis.facts import FileFacts, Scope, Site
+from gradcheck_tool.static.analysis.names import dotted, identifiers, last, number, subtree
 
 CLIP_FUNCTIONS = frozenset({
     "clip_grad_norm_", "clip_grad_norm", "clip_grad_value_", "clip_grads_with_norm_",

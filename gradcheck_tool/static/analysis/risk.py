@@ -10,9 +10,9 @@ from typing import Optional
 import libcst as cst
 
 from gradcheck_tool.findings import Severity
-from gradcheck_tool.static.base import SourceContext
-from gradcheck_tool.static.names import dotted, is_torch_nn, last, subtree
-from gradcheck_tool.static.optim import high_learning_rates
+from gradcheck_tool.static.analysis.context import SourceContext
+from gradcheck_tool.static.analysis.names import dotted, is_torch_nn, last, subtree
+from gradcheck_tool.static.analysis.optim import high_learning_rates
 
 _RECURRENT = ("RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell")
 _ATTENTION = ("MultiheadAttention", "Transformer", "TransformerEncoder", "TransformerDecoder",

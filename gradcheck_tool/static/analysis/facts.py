@@ -11,7 +11,7 @@ from typing import Mapping, Optional
 
 import libcst as cst
 
-from gradcheck_tool.static.names import (
+from gradcheck_tool.static.analysis.names import (
     ImportMap,
     child_fields,
     dotted,

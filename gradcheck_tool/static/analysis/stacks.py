@@ -11,8 +11,8 @@ from typing import Iterator, Optional
 
 import libcst as cst
 
-from gradcheck_tool.static.facts import FileFacts, Scope
-from gradcheck_tool.static.names import (
+from gradcheck_tool.static.analysis.facts import FileFacts, Scope
+from gradcheck_tool.static.analysis.names import (
     children,
     dotted,
     integer,
