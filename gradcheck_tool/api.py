@@ -11,7 +11,6 @@ import dataclasses
 import fnmatch
 import importlib.util
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Iterator, Optional
@@ -231,6 +230,8 @@ def _as_file(path: Path, text: Optional[str]) -> Iterator[Path]:
     if text is None:
         yield path
         return
+    import tempfile
+
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.gradhealth-", suffix=".py")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

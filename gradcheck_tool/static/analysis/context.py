@@ -5,12 +5,11 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Optional
 
-import libcst as cst
-
 from gradcheck_tool.findings import Edit, Position, split_lines
 from gradcheck_tool.static.analysis.events import Iteration
 from gradcheck_tool.static.analysis.facts import FileFacts, Site
-from gradcheck_tool.static.analysis.positions import Positions, compute_positions
+from gradcheck_tool.static.analysis import syntax
+from gradcheck_tool.static.analysis.positions import POSITIONS, Positions
 
 
 @dataclass(frozen=True, eq=False)
@@ -19,38 +18,34 @@ class SourceContext:
 
     filename: str
     source: str
-    module: cst.Module
+    module: syntax.Module
     facts: FileFacts
     iterations: tuple[Iteration, ...]
 
-    @cached_property
-    def positions(self) -> Optional[Positions]:
-        # Computed on first use: positions cost a codegen pass, and most files report nothing.
-        try:
-            return compute_positions(self.module)
-        except RecursionError:  # libcst's codegen recurses; absurd nesting gets no positions
-            return None
+    @property
+    def positions(self) -> Positions:
+        return POSITIONS
 
     @cached_property
     def lines(self) -> tuple[str, ...]:
         return tuple(split_lines(self.source))
 
-    def span(self, node: cst.CSTNode) -> tuple[Optional[Position], Optional[Position]]:
-        """1-based, end-exclusive (ruff's convention): libcst columns are 0-based."""
+    def span(self, node: syntax.CSTNode) -> tuple[Optional[Position], Optional[Position]]:
+        """1-based, end-exclusive (ruff's convention): node columns are 0-based."""
         where = self.positions.get(node) if self.positions else None
         if where is None:
             return None, None
         return (Position(where.start.line, where.start.column + 1),
                 Position(where.end.line, where.end.column + 1))
 
-    def line(self, node: cst.CSTNode) -> Optional[int]:
+    def line(self, node: syntax.CSTNode) -> Optional[int]:
         start, _ = self.span(node)
         return start.row if start else None
 
-    def code(self, node: cst.CSTNode) -> str:
+    def code(self, node: syntax.CSTNode) -> str:
         return self.module.code_for_node(node).strip()
 
-    def indent(self, statement: Optional[cst.CSTNode]) -> Optional[str]:
+    def indent(self, statement: Optional[syntax.CSTNode]) -> Optional[str]:
         where = self.positions.get(statement) if statement is not None and self.positions else None
         if where is None or where.start.line > len(self.lines):
             return None
@@ -73,7 +68,7 @@ class SourceContext:
         body = "".join(f"{indent}{line}\n" for line in text.splitlines())
         return Edit(content=body, location=Position(row, 1), end_location=Position(row, 1))
 
-    def replace(self, node: cst.CSTNode, text: str) -> Optional[Edit]:
+    def replace(self, node: syntax.CSTNode, text: str) -> Optional[Edit]:
         start, end = self.span(node)
         if start is None or end is None:
             return None
@@ -86,4 +81,4 @@ def standalone(site: Site) -> bool:
     if statement is None or len(statement.body) != 1:
         return False
     only = statement.body[0]
-    return only is site.node or (isinstance(only, cst.Expr) and only.value is site.node)
+    return only is site.node or (isinstance(only, syntax.Expr) and only.value is site.node)

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional
 
-import libcst as cst
+from gradcheck_tool.static.analysis import syntax
 
 from gradcheck_tool.findings import Position
 from gradcheck_tool.static.analysis.context import SourceContext
@@ -39,7 +39,7 @@ LIMITS = {
 
 @dataclass(frozen=True)
 class HighRate:
-    node: cst.BaseExpression  # the lr argument's value
+    node: syntax.BaseExpression  # the lr argument's value
     optimizer: str
     value: float
     limit: Limit
@@ -67,12 +67,12 @@ def _constructors(ctx: SourceContext) -> Iterator[tuple[Site, str]]:
 _LAYER = re.compile(r"(Linear|Conv\w*|RNN|LSTM|GRU|Embedding|Attention\w*|Transformer\w*)$")
 
 
-def _one_layer(ctx: SourceContext, params: Optional[cst.Arg]) -> Optional[str]:
+def _one_layer(ctx: SourceContext, params: Optional[syntax.Arg]) -> Optional[str]:
     """``Net`` when ``params`` is ``model.parameters()`` of a class of this file whose
     ``__init__`` builds a single layer: a linear model (SGC, logistic regression), convex in
     its weights, with no product of layers for a large step to compound through."""
-    func = params.value.func if params is not None and isinstance(params.value, cst.Call) else None
-    if not (isinstance(func, cst.Attribute) and func.attr.value == "parameters"):
+    func = params.value.func if params is not None and isinstance(params.value, syntax.Call) else None
+    if not (isinstance(func, syntax.Attribute) and func.attr.value == "parameters"):
         return None
     made = last(ctx.facts.constructed(dotted(func.value)) or "")
     models = [k for k in ctx.facts.classes if any("Module" in n for b in k.bases for n in identifiers(b))]
@@ -82,7 +82,7 @@ def _one_layer(ctx: SourceContext, params: Optional[cst.Arg]) -> Optional[str]:
         return None
     made = klass.name.value
     init = next((f for f in ctx.facts.functions.get("__init__", ()) if ctx.facts.owner.get(f) is klass), None)
-    layers = [s for s in ctx.facts.by_scope.get(init, ()) if isinstance(s.node, cst.Call)
+    layers = [s for s in ctx.facts.by_scope.get(init, ()) if isinstance(s.node, syntax.Call)
               and _LAYER.search(last(s.name or dotted(s.node.func) or ""))]
     return made if len(layers) == 1 else None
 
@@ -99,7 +99,7 @@ def high_learning_rates(ctx: SourceContext) -> Iterator[HighRate]:
         lr = argument(site.node, 1, "lr")
         value = number(lr.value, ctx.facts.constants) if lr is not None else None
         if value is not None and value > LIMITS[leaf].ceiling:
-            constant = lr.value.value if isinstance(lr.value, cst.Name) else None
+            constant = lr.value.value if isinstance(lr.value, syntax.Name) else None
             tolerated = ""
             if leaf in ("SGD", "ASGD") and _clipped(ctx, site):
                 # A clipped SGD step moves the weights by at most lr * max_norm, whatever the
@@ -136,21 +136,21 @@ def _warmup(ctx: SourceContext) -> bool:
     return False
 
 
-def _literal(node: cst.BaseExpression, ctx: SourceContext) -> tuple[bool, Any]:
+def _literal(node: syntax.BaseExpression, ctx: SourceContext) -> tuple[bool, Any]:
     """(True, value) for a number, bool, None, string or tuple of them; (False, None) otherwise."""
-    if isinstance(node, cst.Name) and node.value in ("True", "False", "None"):
+    if isinstance(node, syntax.Name) and node.value in ("True", "False", "None"):
         return True, {"True": True, "False": False, "None": None}[node.value]
-    if isinstance(node, cst.SimpleString):
+    if isinstance(node, syntax.SimpleString):
         return True, node.evaluated_value
-    if isinstance(node, cst.Tuple):
-        items = [_literal(e.value, ctx) for e in node.elements if not isinstance(e, cst.StarredElement)]
+    if isinstance(node, syntax.Tuple):
+        items = [_literal(e.value, ctx) for e in node.elements if not isinstance(e, syntax.StarredElement)]
         if len(items) == len(node.elements) and all(ok for ok, _ in items):
             return True, tuple(v for _, v in items)
         return False, None
     value = number(node, ctx.facts.constants)
     if value is None:
         return False, None
-    is_int = isinstance(node, cst.Integer) or (isinstance(node, cst.UnaryOperation) and isinstance(node.expression, cst.Integer))
+    is_int = isinstance(node, syntax.Integer) or (isinstance(node, syntax.UnaryOperation) and isinstance(node.expression, syntax.Integer))
     return True, int(value) if is_int else value
 
 
@@ -166,7 +166,7 @@ def rebuildable_optimizers(ctx: SourceContext) -> Iterator[OptimizerCall]:
         positional = [a for a in call.args if a.keyword is None]
         if not positional or any(a.star for a in call.args) or len(positional) > 2:
             continue
-        if isinstance(positional[0].value, (cst.List, cst.Dict, cst.Tuple)):
+        if isinstance(positional[0].value, (syntax.List, syntax.Dict, syntax.Tuple)):
             continue
         named = [("lr", positional[1].value)] if len(positional) == 2 else []
         named += [(a.keyword.value, a.value) for a in call.args if a.keyword is not None]

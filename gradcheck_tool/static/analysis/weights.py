@@ -6,7 +6,7 @@ import re
 from functools import cached_property
 from typing import Iterator, Optional
 
-import libcst as cst
+from gradcheck_tool.static.analysis import syntax
 
 from gradcheck_tool.static.analysis.context import SourceContext
 from gradcheck_tool.static.analysis.names import dotted, last, subtree
@@ -52,7 +52,7 @@ class Uses:
             elif last(name) in _MATMUL_FUNCTIONS and (last(name) != "linear" or name.startswith(
                     ("torch.", "F.", "nn.functional."))):  # F.linear, not a `self.linear` layer
                 operands = [a.value for a in call.args]
-                if isinstance(call.func, cst.Attribute):
+                if isinstance(call.func, syntax.Attribute):
                     operands.append(call.func.value)  # w.mm(x)
                 multiplied.update(_operand(o) for o in operands)
         for node in _matmuls(ctx.module):
@@ -75,26 +75,26 @@ class Uses:
                           for a in s.node.args} - {None})
 
 
-def _matmuls(module: cst.Module) -> Iterator[cst.BinaryOperation]:
+def _matmuls(module: syntax.Module) -> Iterator[syntax.BinaryOperation]:
     for node in subtree(module):
-        if isinstance(node, cst.BinaryOperation) and isinstance(node.operator,
-                                                                 cst.MatrixMultiply):
+        if isinstance(node, syntax.BinaryOperation) and isinstance(node.operator,
+                                                                 syntax.MatrixMultiply):
             yield node
 
 
-def _operand(node: cst.CSTNode) -> Optional[str]:
+def _operand(node: syntax.CSTNode) -> Optional[str]:
     """The tensor an operand is a view of: ``w`` for ``w``, ``w.t()``, ``w.T``, ``w.data``."""
     while True:
-        if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and \
+        if isinstance(node, syntax.Call) and isinstance(node.func, syntax.Attribute) and \
                 node.func.attr.value in _VIEWS:
             node = node.func.value
-        elif isinstance(node, cst.Attribute) and node.attr.value in _VIEWS:
+        elif isinstance(node, syntax.Attribute) and node.attr.value in _VIEWS:
             node = node.value
         else:
             return dotted(node)
 
 
-def _is_module(ctx: SourceContext, func: cst.CSTNode) -> bool:
+def _is_module(ctx: SourceContext, func: syntax.CSTNode) -> bool:
     """``net(x)`` where ``net`` was built by a class: ``G = nn.Sequential(...)``, ``Net()``."""
     made = ctx.facts.constructed(dotted(func))
     return bool(made) and last(made)[:1].isupper()
@@ -103,5 +103,5 @@ def _is_module(ctx: SourceContext, func: cst.CSTNode) -> bool:
 _NORMALIZERS = frozenset({"normalize", "weight_norm", "spectral_norm"})
 
 
-def is_parameter(ctx: SourceContext, node: Optional[cst.CSTNode]) -> bool:
-    return isinstance(node, cst.Call) and last(ctx.facts.imports.resolve(node.func)) == "Parameter"
+def is_parameter(ctx: SourceContext, node: Optional[syntax.CSTNode]) -> bool:
+    return isinstance(node, syntax.Call) and last(ctx.facts.imports.resolve(node.func)) == "Parameter"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-import libcst as cst
+from gradcheck_tool.static.analysis import syntax
 
 from gradcheck_tool.findings import Finding, Severity
 from gradcheck_tool.static.analysis.context import SourceContext
@@ -196,7 +196,7 @@ class DeepSaturatingStack(StaticRule):
         for scope in ctx.facts.scopes:
             sites = ctx.facts.by_scope.get(scope, ())
             if not any(s.method in _RELEVANT or (
-                    isinstance(s.node, cst.Call) and saturating_call(s.node, ctx.facts))
+                    isinstance(s.node, syntax.Call) and saturating_call(s.node, ctx.facts))
                     for s in sites):
                 continue
             for call, run in stacks.in_scope(scope):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import textwrap
 from typing import Any, ClassVar, Iterator, Mapping, Optional
 
-import libcst as cst
+from gradcheck_tool.static.analysis import syntax
 
 from gradcheck_tool.findings import Applicability, Edit, Finding, Fix, Severity
 from gradcheck_tool.static.analysis.context import SourceContext
@@ -43,7 +43,7 @@ class StaticRule:
     def check(self, ctx: SourceContext) -> Iterator[Finding]:
         raise NotImplementedError
 
-    def finding(self, ctx: SourceContext, node: cst.CSTNode, message: str, *,
+    def finding(self, ctx: SourceContext, node: syntax.CSTNode, message: str, *,
                 evidence: Optional[Mapping[str, Any]] = None, fix: Optional[Fix] = None,
                 severity: Optional[Severity] = None) -> Finding:
         start, end = ctx.span(node)

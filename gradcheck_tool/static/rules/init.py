@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from typing import Iterator, Optional
 
-import libcst as cst
+from gradcheck_tool.static.analysis import syntax
 
 from gradcheck_tool.findings import Finding, Severity
 from gradcheck_tool.static.analysis.context import SourceContext
@@ -191,7 +191,7 @@ class UnscaledNormalInit(StaticRule):
         if name.endswith(("init.normal_", "init.normal")):
             target, std = argument(call, 0, "tensor"), argument(call, 2, "std")
             target_code = ctx.code(target.value) if target else ""
-        elif last(name) == "normal_" and isinstance(call.func, cst.Attribute):
+        elif last(name) == "normal_" and isinstance(call.func, syntax.Attribute):
             std, target_code = argument(call, 1, "std"), ctx.code(call.func.value)
             if is_parameter(ctx, site.grandparent):
                 target_code = ctx.facts.assigned_to.get(site.grandparent, target_code)
@@ -217,14 +217,14 @@ class UnscaledNormalInit(StaticRule):
         call = site.node
         grad_kw = keyword_arg(call, "requires_grad")
         unscaled = (
-            (isinstance(site.parent, cst.Arg) and is_parameter(ctx, site.grandparent))
+            (isinstance(site.parent, syntax.Arg) and is_parameter(ctx, site.grandparent))
             or (grad_kw is not None and dotted(grad_kw.value) == "True"
-                and isinstance(site.parent, (cst.Assign, cst.AnnAssign)))
-            or (isinstance(site.parent, cst.Attribute)
+                and isinstance(site.parent, (syntax.Assign, syntax.AnnAssign)))
+            or (isinstance(site.parent, syntax.Attribute)
                 and site.parent.attr.value == "requires_grad_")
         )
         shape = [a.value for a in call.args if a.keyword is None and not a.star]
-        if len(shape) == 1 and isinstance(shape[0], (cst.Tuple, cst.List)):
+        if len(shape) == 1 and isinstance(shape[0], (syntax.Tuple, syntax.List)):
             shape = [e.value for e in shape[0].elements]
         # A literal 1 in the shape makes it a vector or a token, not a fan-in map.
         if not unscaled or len(shape) < 2 or 1 in [integer(d, ctx.facts.constants) for d in shape]:
@@ -233,7 +233,7 @@ class UnscaledNormalInit(StaticRule):
         # attention heads: its fan-in is the head count (8-16), a gain of at most ~4 into a
         # softmax or a norm, not a map compounded layer after layer.
         scope = site.scope
-        if (isinstance(scope, cst.FunctionDef) and scope.name.value.startswith("test")) or any(
+        if (isinstance(scope, syntax.FunctionDef) and scope.name.value.startswith("test")) or any(
                 "head" in ctx.code(d).lower() for d in shape[-2:]):
             return None
         owner = site.outer_call if is_parameter(ctx, site.grandparent) else call
