@@ -15,8 +15,9 @@ pre-commit runs them: process start to exit), after one untimed warm-up of each:
    ``/work/corpus/examples/imagenet/main.py`` (pytorch/examples' ImageNet trainer, 530
    lines).  Target: <= 2x.
 
-Printed: the medians and the best of each tool, and the ratio of medians (and of bests),
-with the target beside it.  pyflakes is a benchmark dependency only (``pip install
+Printed: the medians and the best of each tool, the wall-time ratio of medians (and of bests)
+with the target beside it, and the CPU seconds each spent (workers included): on a loaded
+machine wall time is noisy, and the CPU ratio shows what the pool buys (same CPU, less wall).  pyflakes is a benchmark dependency only (``pip install
 pyflakes``; the ``bench`` extra), never a runtime one.
 Exit status: 0 when the run completed, 2 when it could not (pyflakes missing, a tool failed).
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -41,28 +43,35 @@ def fail(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
-def timed(command: list[str]) -> float:
-    start = time.perf_counter()
+def _cpu() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def timed(command: list[str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the process and its children)."""
+    cpu, start = _cpu(), time.perf_counter()
     result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     elapsed = time.perf_counter() - start
     if result.returncode not in (0, 1):  # 1: findings (both tools)
         fail(f"{' '.join(command)} exited {result.returncode}: {result.stderr.strip()[-500:]}")
-    return elapsed
+    return elapsed, _cpu() - cpu
 
 
 def compare(name: str, target: str, rounds: int, limit: float) -> tuple[float, float]:
     ours = [sys.executable, "-m", "gradcheck_tool", "scan", "--static-only", target]
     theirs = [sys.executable, "-m", "pyflakes", target]
     timed(ours), timed(theirs)  # warm the file cache and the bytecode
-    a, b = [], []
-    for _ in range(rounds):
-        a.append(timed(ours))
-        b.append(timed(theirs))
+    runs = [(timed(ours), timed(theirs)) for _ in range(rounds)]
+    a, b = [r[0][0] for r in runs], [r[1][0] for r in runs]
+    cpu_a, cpu_b = [r[0][1] for r in runs], [r[1][1] for r in runs]
     median, best = statistics.median(a) / statistics.median(b), min(a) / min(b)
     print(f"{name}: gradhealth median {statistics.median(a):.3f} s (best {min(a):.3f}), "
           f"pyflakes median {statistics.median(b):.3f} s (best {min(b):.3f})")
-    print(f"  ratio {median:.2f}x of medians, {best:.2f}x of bests (target <= {limit:g}x): "
+    print(f"  wall ratio {median:.2f}x of medians, {best:.2f}x of bests (target <= {limit:g}x): "
           f"{'met' if median <= limit else 'NOT met'}")
+    print(f"  CPU seconds (all processes): gradhealth {statistics.median(cpu_a):.3f}, pyflakes "
+          f"{statistics.median(cpu_b):.3f}: {statistics.median(cpu_a) / statistics.median(cpu_b):.2f}x")
     return median, best
 
 
