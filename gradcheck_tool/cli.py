@@ -184,7 +184,7 @@ def _run(paths, static_only, model_expr, probes, train_steps, seed, device, inpu
     tally = _Tally(level, unsafe_fixes, diff)
     linted = None if fix else pool.lint_files(targets, options, jobs)
     for path in targets:
-        outcome = None
+        linted_one = None  # the pool's Outcome: the traceback where the file was linted
         try:
             if fix:
                 outcome = _fix_one(path, options, unsafe_fixes, diff, level)
@@ -193,15 +193,15 @@ def _run(paths, static_only, model_expr, probes, train_steps, seed, device, inpu
                 changed |= outcome.changed
                 found, probe = list(outcome.remaining), outcome.probe
             else:
-                outcome = next(linted)
-                result = outcome.get()
+                linted_one = next(linted)
+                result = linted_one.get()
                 found, probe = list(result.findings), result.probe
             findings.extend(found)
         except pool.WorkerCrash as err:
             _fail(str(err))
         except Exception as err:  # noqa: BLE001 - one line per file, the traceback only on request
-            if verbose and outcome is not None:
-                print(outcome.trace, file=sys.stderr, end="")  # the traceback where the file was linted
+            if verbose and linted_one is not None:
+                print(linted_one.trace, file=sys.stderr, end="")
             elif verbose:
                 traceback.print_exc()
             message = _file_error(path, err)
