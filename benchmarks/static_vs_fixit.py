@@ -9,7 +9,8 @@ best and median of R repeats after one untimed warm-up each:
     A  gradhealth scan --static-only --fail-on error DIR
     B  fixit lint DIR                                   (fixit's default rules)
 
-Both pay interpreter start-up and imports, one libcst parse per file, and their rules.
+Both pay interpreter start-up and imports, one parse per file (gradhealth: the stdlib ast;
+fixit: libcst), and their rules.
 fixit lints files in a process pool over every core; gradhealth runs in one process, so
 the CPU seconds of each command (children included) are printed next to wall-clock.
 An in-process run of ``check_source`` over every file separates gradhealth's analysis
@@ -313,7 +314,7 @@ def main() -> None:
         print(f"gradhealth analysis in-process {min(inproc):.2f} s ({1000 * min(inproc) / n_files:.1f} ms/file, "
               f"{lines / min(inproc):,.0f} lines/s); start-up before the first file about {startup:.2f} s "
               f"(gradhealth's start-up rows added up)")
-        print(f"libcst parsed {parsed} of {n_files} files (the rest match no rule's TRIGGER); findings: "
+        print(f"the rules analysed {parsed} of {n_files} files (the rest match no rule's TRIGGER); findings: "
               + (", ".join(f"{code} {n}" for code, n in sorted(codes.items())) or "none"))
         if profile:
             print("\n" + profile)

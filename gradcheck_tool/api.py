@@ -11,7 +11,6 @@ import dataclasses
 import fnmatch
 import importlib.util
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Iterator, Optional
@@ -31,9 +30,9 @@ from gradcheck_tool.findings import (
 from gradcheck_tool.fixes.codemods import attach_runtime_fixes
 from gradcheck_tool.import_safety import training_at_import
 from gradcheck_tool.rules import OPTIMIZER_CODES
-from gradcheck_tool.static.clip_threshold import ClipThreshold, ClipThresholdTooLow
+from gradcheck_tool.static.rules.clip_threshold import ClipThreshold, ClipThresholdTooLow
 from gradcheck_tool.static.engine import PROBE_CHECKED_RULES, analyse
-from gradcheck_tool.static.optim import OptimizerCall
+from gradcheck_tool.static.analysis.optim import OptimizerCall
 
 Progress = Callable[[int, int], None]
 STATIC_FAMILIES = ("GH0", "GH2")
@@ -231,6 +230,8 @@ def _as_file(path: Path, text: Optional[str]) -> Iterator[Path]:
     if text is None:
         yield path
         return
+    import tempfile
+
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.gradhealth-", suffix=".py")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

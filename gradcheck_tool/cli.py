@@ -118,6 +118,8 @@ _SCAN_OPTIONS = [
     click.option("--fix-level", type=click.Choice([s.value for s in Severity]),
                  help="With fixing: fix findings at or above this severity.  [default: --fail-on]"),
     click.option("-v", "--verbose", is_flag=True, help="Show tracebacks for errors."),
+    click.option("--jobs", type=click.IntRange(0, 1024), default=0, metavar="N",
+                 help="Processes for a static-only scan of many files; 0: one per CPU, 1: this process only."),
 ]
 
 
@@ -163,8 +165,8 @@ def fix(**kwargs) -> None:
 
 def _run(paths, static_only, model_expr, probes, train_steps, seed, device, input_shape, input_dtype, select, extend_select,
          ignore, exclude, extend_exclude, force_exclude, fmt, output, fail_on, timeout, max_memory, unsafe_fixes,
-         diff, fix_level, verbose, fix, curvature=False) -> None:
-    from gradcheck_tool import api, config, files
+         diff, fix_level, verbose, fix, curvature=False, jobs=0) -> None:
+    from gradcheck_tool import config, files, pool
     from gradcheck_tool.report import RENDERERS
 
     try:
@@ -180,7 +182,9 @@ def _run(paths, static_only, model_expr, probes, train_steps, seed, device, inpu
     findings, probes_done, failed, changed = [], [], False, False
     level = Severity(fix_level) if fix_level else threshold
     tally = _Tally(level, unsafe_fixes, diff)
+    linted = None if fix else pool.lint_files(targets, options, jobs)
     for path in targets:
+        linted_one = None  # the pool's Outcome: the traceback where the file was linted
         try:
             if fix:
                 outcome = _fix_one(path, options, unsafe_fixes, diff, level)
@@ -189,11 +193,16 @@ def _run(paths, static_only, model_expr, probes, train_steps, seed, device, inpu
                 changed |= outcome.changed
                 found, probe = list(outcome.remaining), outcome.probe
             else:
-                result = api.lint_file(path, options, display_name=str(path))
+                linted_one = next(linted)
+                result = linted_one.get()
                 found, probe = list(result.findings), result.probe
             findings.extend(found)
+        except pool.WorkerCrash as err:
+            _fail(str(err))
         except Exception as err:  # noqa: BLE001 - one line per file, the traceback only on request
-            if verbose:
+            if verbose and linted_one is not None:
+                print(linted_one.trace, file=sys.stderr, end="")
+            elif verbose:
                 traceback.print_exc()
             message = _file_error(path, err)
             _say(f"error: {message}")

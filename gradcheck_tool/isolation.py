@@ -74,7 +74,7 @@ def child_command(arguments: list[str]) -> list[str]:
 
 def probe_in_child(path: Path, options, display_name: str, optimizer=None) -> tuple[list[Finding], ProbeResult]:
     """``runtime.scan_path`` in a child process.  ``options``: api.ScanOptions; ``optimizer``:
-    static.optim.OptimizerCall or None."""
+    static.analysis.optim.OptimizerCall or None."""
     cap = options.max_memory if options.max_memory is not None else default_memory_cap()
     if not str(options.device).startswith("cpu"):
         cap = None  # CUDA maps far more address space than it uses: RLIMIT_AS would break it

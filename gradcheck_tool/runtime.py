@@ -20,9 +20,9 @@ from gradcheck_tool.probe.engine import Progress, run_probe
 from gradcheck_tool.probe.record import ProbeRecord, StepStats
 from gradcheck_tool.probe.steps import build_optimizer, measure_steps
 from gradcheck_tool.rules import OPTIMIZER_CODES, run_rules
-from gradcheck_tool.static.amp_usage import read_precision
-from gradcheck_tool.static.optim import OptimizerCall
-from gradcheck_tool.static.optimizer_params import read_optimizer_params
+from gradcheck_tool.static.analysis.amp_usage import read_precision
+from gradcheck_tool.static.analysis.optim import OptimizerCall
+from gradcheck_tool.static.analysis.optimizer_params import read_optimizer_params
 
 
 def _locate(finding: Finding, sites: dict[str, Span], filename: str,

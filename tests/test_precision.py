@@ -17,7 +17,7 @@ from gradcheck_tool.probe.record import Precision
 from gradcheck_tool.report.json import load_schema
 from gradcheck_tool.rules import run_rules
 from gradcheck_tool.rules.precision import flushed_share
-from gradcheck_tool.static.amp_usage import read_precision
+from gradcheck_tool.static.analysis.amp_usage import read_precision
 
 
 def test_magnitudes_equal_plain_autograd():

@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from gradcheck_tool import scan
 from gradcheck_tool.probe.engine import run_probe
-from gradcheck_tool.static.optimizer_params import read_optimizer_params
+from gradcheck_tool.static.analysis.optimizer_params import read_optimizer_params
 
 
 class InList(nn.Module):

@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
-import libcst as cst
+from gradcheck_tool.static.analysis import syntax
 
 from gradcheck_tool.findings import Edit, Position
-from gradcheck_tool.static.base import SourceContext
+from gradcheck_tool.static.analysis.context import SourceContext
 
 _LIGHTNING = ("lightning.Trainer", "lightning.pytorch.Trainer", "pytorch_lightning.Trainer",
               "lightning.pytorch.trainer.Trainer", "pytorch_lightning.trainer.Trainer")
@@ -26,7 +26,7 @@ _HF_ARGUMENTS = ("transformers.TrainingArguments", "transformers.Seq2SeqTraining
 
 @dataclass(frozen=True)
 class ConfigGap:
-    node: cst.Call  # the Trainer / TrainingArguments call
+    node: syntax.Call  # the Trainer / TrainingArguments call
     message: str
     advice: str
     edit: Optional[Edit]
@@ -50,18 +50,18 @@ def config_gaps(ctx: SourceContext) -> Iterator[ConfigGap]:
                                 _set(ctx, call, value, "max_grad_norm"))
 
 
-def _splat(call: cst.Call) -> bool:
+def _splat(call: syntax.Call) -> bool:
     return any(arg.star for arg in call.args)  # **config may set it: cannot tell
 
 
-def _keyword(call: cst.Call, name: str) -> Optional[cst.Arg]:
+def _keyword(call: syntax.Call, name: str) -> Optional[syntax.Arg]:
     return next((a for a in call.args if a.keyword is not None and a.keyword.value == name), None)
 
 
-def _off(value: cst.BaseExpression) -> bool:
-    if isinstance(value, cst.Name):
+def _off(value: syntax.BaseExpression) -> bool:
+    if isinstance(value, syntax.Name):
         return value.value == "None"
-    if isinstance(value, (cst.Integer, cst.Float)):
+    if isinstance(value, (syntax.Integer, syntax.Float)):
         try:
             return float(value.value) == 0.0
         except ValueError:
@@ -69,7 +69,7 @@ def _off(value: cst.BaseExpression) -> bool:
     return False
 
 
-def _set(ctx: SourceContext, call: cst.Call, value: Optional[cst.Arg], name: str) -> Optional[Edit]:
+def _set(ctx: SourceContext, call: syntax.Call, value: Optional[syntax.Arg], name: str) -> Optional[Edit]:
     """``name=1.0``: replacing the value that turns it off, or a new last keyword."""
     if value is not None:
         return ctx.replace(value.value, "1.0")
@@ -85,7 +85,7 @@ def _set(ctx: SourceContext, call: cst.Call, value: Optional[cst.Arg], name: str
         return None
     line = ctx.lines[start.row - 1]
     indent = line[: len(line) - len(line.lstrip())]
-    if isinstance(last.comma, cst.Comma) and start.row == end.row and line.strip().endswith(",") \
+    if isinstance(last.comma, syntax.Comma) and start.row == end.row and line.strip().endswith(",") \
             and line.strip().startswith(ctx.code(last).rstrip(",").strip()[:8]):
         # one argument per line with trailing commas: the new one gets its own line
         below = Position(end.row + 1, 1)

@@ -15,13 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-import libcst as cst
+from gradcheck_tool.static.analysis import syntax
 
 from gradcheck_tool.findings import Edit, Position
-from gradcheck_tool.static.base import SourceContext, standalone
-from gradcheck_tool.static.events import Event, Iteration, Kind
-from gradcheck_tool.static.facts import Scope
-from gradcheck_tool.static.names import dotted, last
+from gradcheck_tool.static.analysis.context import SourceContext, standalone
+from gradcheck_tool.static.analysis.events import Event, Iteration, Kind
+from gradcheck_tool.static.analysis.facts import Scope
+from gradcheck_tool.static.analysis.names import dotted, last
 
 _PARAMETERS = ".parameters()"
 
@@ -68,7 +68,7 @@ def insertion(ctx: SourceContext, it: Iteration, step: Event, text: str) -> Opti
     it.node.visit(blocks)
     backward = backwards[-1].site.statement
     holder = blocks.where.get(backward)
-    statement: Optional[cst.CSTNode] = step.site.statement
+    statement: Optional[syntax.CSTNode] = step.site.statement
     while statement is not None and blocks.where.get(statement, (None,))[0] is not (holder or (None,))[0]:
         statement = blocks.owner.get(blocks.where.get(statement, (None,))[0])
     if statement is None or holder is None or blocks.where[statement][1] <= holder[1]:
@@ -81,7 +81,7 @@ def insertion(ctx: SourceContext, it: Iteration, step: Event, text: str) -> Opti
     return Edit(content=body, location=Position(row, 1), end_location=Position(row, 1))
 
 
-class _Blocks(cst.CSTVisitor):
+class _Blocks(syntax.CSTVisitor):
     """Each statement's block and index in it, and each block's compound statement."""
 
     def __init__(self) -> None:
@@ -90,22 +90,22 @@ class _Blocks(cst.CSTVisitor):
         self.owner: dict = {}
         self._stack: list = []
 
-    def on_visit(self, node: cst.CSTNode) -> bool:
-        if isinstance(node, (cst.Module, cst.IndentedBlock)):
+    def on_visit(self, node: syntax.CSTNode) -> bool:
+        if isinstance(node, (syntax.Module, syntax.IndentedBlock)):
             for index, statement in enumerate(node.body):
                 self.where[statement] = (node, index)
-        if isinstance(node, cst.BaseCompoundStatement):
+        if isinstance(node, syntax.BaseCompoundStatement):
             self._stack.append(node)
-        elif isinstance(node, cst.IndentedBlock) and self._stack:
+        elif isinstance(node, syntax.IndentedBlock) and self._stack:
             self.owner[node] = self._stack[-1]
         return True
 
-    def on_leave(self, original_node: cst.CSTNode) -> None:
-        if isinstance(original_node, cst.BaseCompoundStatement):
+    def on_leave(self, original_node: syntax.CSTNode) -> None:
+        if isinstance(original_node, syntax.BaseCompoundStatement):
             self._stack.pop()
 
 
-def _comment_lines(statement: cst.CSTNode) -> int:
+def _comment_lines(statement: syntax.CSTNode) -> int:
     """Comment lines right above a statement (no blank line between): the clip goes above them."""
     count = 0
     for line in reversed(getattr(statement, "leading_lines", ())):
@@ -126,7 +126,7 @@ def _optimizer_parameters(ctx: SourceContext, step: Event) -> Optional[str]:
     if not params.endswith(_PARAMETERS):
         return None
     scope = step.site.scope
-    if isinstance(scope, cst.FunctionDef) and isinstance(built.scope, cst.Module) and (
+    if isinstance(scope, syntax.FunctionDef) and isinstance(built.scope, syntax.Module) and (
             (step.target or "").partition(".")[0] in _parameters(scope)):
         # The optimizer arrives as an argument: the model is the one its callers pass too
         # (`train_iter(epoch, gat_net, optimizer)` -> `model.parameters()`), never the global.
@@ -135,14 +135,14 @@ def _optimizer_parameters(ctx: SourceContext, step: Event) -> Optional[str]:
     return params if _visible(params, built.scope, scope) else None
 
 
-def _passed_as(ctx: SourceContext, function: cst.FunctionDef, expression: str) -> Optional[str]:
+def _passed_as(ctx: SourceContext, function: syntax.FunctionDef, expression: str) -> Optional[str]:
     """The parameter of ``function`` that every call of it in the file passes ``expression`` to."""
     params = function.params
     positional = [p.name.value for p in (*params.posonly_params, *params.params)]
     chosen: set = set()
     for site in ctx.facts.sites:
         call = site.node
-        if not isinstance(call, cst.Call) or dotted(call.func) != function.name.value:
+        if not isinstance(call, syntax.Call) or dotted(call.func) != function.name.value:
             continue
         names = set()
         for index, arg in enumerate(call.args):
@@ -167,15 +167,15 @@ def _updated_tensors(ctx: SourceContext, it: Iteration) -> Optional[str]:
         if not step.manual:
             continue
         node = step.node
-        if isinstance(node, cst.AugAssign):
+        if isinstance(node, syntax.AugAssign):
             tensor = node.target
-        elif isinstance(node, cst.Assign):
+        elif isinstance(node, syntax.Assign):
             tensor = node.targets[0].target
-        elif isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute):
+        elif isinstance(node, syntax.Call) and isinstance(node.func, syntax.Attribute):
             tensor = node.func.value
         else:
             return None
-        if isinstance(tensor, cst.Attribute) and tensor.attr.value == "data":
+        if isinstance(tensor, syntax.Attribute) and tensor.attr.value == "data":
             tensor = tensor.value
         name = dotted(tensor)
         if name in ctx.facts.values:
@@ -211,7 +211,7 @@ def _framework(ctx: SourceContext, it: Iteration,
             kind = "fabric"
         else:
             continue
-        written = ctx.code(func.value) if isinstance(func, cst.Attribute) else receiver
+        written = ctx.code(func.value) if isinstance(func, syntax.Attribute) else receiver
         return kind, written, _visible(written, backward.site.scope, step.site.scope)
     return None
 
@@ -219,7 +219,7 @@ def _framework(ctx: SourceContext, it: Iteration,
 def _visible(expression: str, written_in: Scope, used_in: Scope) -> bool:
     root = expression.partition(".")[0]
     return root == "self" or written_in is used_in or (
-        isinstance(written_in, cst.Module) and root not in _parameters(used_in))
+        isinstance(written_in, syntax.Module) and root not in _parameters(used_in))
 
 
 def _model(ctx: SourceContext, scope: Scope) -> str:
@@ -227,7 +227,7 @@ def _model(ctx: SourceContext, scope: Scope) -> str:
     ``self.model`` in a method of a class that sets it, else a ``<model>`` placeholder."""
     if "model" in _parameters(scope) or _assigns(ctx, {scope, ctx.module}, "model"):
         return "model"
-    klass = ctx.facts.owner.get(scope) if isinstance(scope, cst.FunctionDef) else None
+    klass = ctx.facts.owner.get(scope) if isinstance(scope, syntax.FunctionDef) else None
     methods = {f for f, owner in ctx.facts.owner.items() if owner is klass and klass is not None}
     if _assigns(ctx, methods, "self.model"):
         return "self.model"
@@ -235,19 +235,19 @@ def _model(ctx: SourceContext, scope: Scope) -> str:
 
 
 def _assigns(ctx: SourceContext, scopes, name: str) -> bool:
-    return any(isinstance(site.node, cst.Assign) and any(
+    return any(isinstance(site.node, syntax.Assign) and any(
         name in _targets(t.target) for t in site.node.targets)
         for where in scopes for site in ctx.facts.by_scope.get(where, ()))
 
 
-def _targets(target: cst.CSTNode) -> set[str]:
-    if isinstance(target, (cst.Tuple, cst.List)):
+def _targets(target: syntax.CSTNode) -> set[str]:
+    if isinstance(target, (syntax.Tuple, syntax.List)):
         return {n for e in target.elements for n in _targets(e.value)}
     return {dotted(target) or ""}
 
 
-def _parameters(scope: cst.CSTNode) -> set[str]:
-    if not isinstance(scope, cst.FunctionDef):
+def _parameters(scope: syntax.CSTNode) -> set[str]:
+    if not isinstance(scope, syntax.FunctionDef):
         return set()
     params = scope.params
     return {p.name.value for p in (*params.posonly_params, *params.params, *params.kwonly_params)}

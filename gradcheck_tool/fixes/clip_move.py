@@ -3,15 +3,16 @@
 
 from typing import Iterator, Optional
 
-import libcst as cst
+from gradcheck_tool.static.analysis import syntax
 
 from gradcheck_tool.findings import Applicability, Edit, Fix, Position
-from gradcheck_tool.static.base import SourceContext, display, standalone
-from gradcheck_tool.static.events import Event, Iteration, Kind, clips_raw_grads
-from gradcheck_tool.static.names import dotted, subtree
+from gradcheck_tool.static.analysis.context import SourceContext, standalone
+from gradcheck_tool.static.rules.base import display
+from gradcheck_tool.static.analysis.events import Event, Iteration, Kind, clips_raw_grads
+from gradcheck_tool.static.analysis.names import dotted, subtree
 
 
-class _Blocks(cst.CSTVisitor):
+class _Blocks(syntax.CSTVisitor):
     """Where each statement of one iteration lies: its block and index, and for blocks of
     an ``if`` / ``else`` / ``with``, the statement that holds them."""
 
@@ -21,28 +22,28 @@ class _Blocks(cst.CSTVisitor):
         self.holder: dict = {}  # If/Else/With block -> the statement in the block around it
         self._top: dict = {}  # an `elif` -> the `if` that starts its chain
 
-    def _record(self, block: cst.CSTNode) -> None:
+    def _record(self, block: syntax.CSTNode) -> None:
         for index, statement in enumerate(block.body):
             self.where[statement] = (block, index)
 
-    def visit_Module(self, node: cst.Module) -> None:
+    def visit_Module(self, node: syntax.Module) -> None:
         self._record(node)
 
-    def visit_IndentedBlock(self, node: cst.IndentedBlock) -> None:
+    def visit_IndentedBlock(self, node: syntax.IndentedBlock) -> None:
         self._record(node)
 
-    def visit_If(self, node: cst.If) -> None:
+    def visit_If(self, node: syntax.If) -> None:
         top = self._top.get(node, node)
         self.holder[node.body] = top
-        if isinstance(node.orelse, cst.If):
+        if isinstance(node.orelse, syntax.If):
             self._top[node.orelse] = top
-        elif isinstance(node.orelse, cst.Else):
+        elif isinstance(node.orelse, syntax.Else):
             self.holder[node.orelse.body] = top
 
-    def visit_With(self, node: cst.With) -> None:
+    def visit_With(self, node: syntax.With) -> None:
         self.holder[node.body] = node
 
-    def reach(self, statement: cst.CSTNode, block: cst.CSTNode) -> Optional[int]:
+    def reach(self, statement: syntax.CSTNode, block: syntax.CSTNode) -> Optional[int]:
         """The index in ``block`` of ``statement`` or of the if/with holding it."""
         while statement is not None and statement in self.where:
             found, index = self.where[statement]
@@ -106,7 +107,7 @@ def _move(ctx: SourceContext, it: Iteration, clip: Event, step: Event,
     return None
 
 
-def _edits(ctx: SourceContext, statement: cst.SimpleStatementLine, anchor: cst.SimpleStatementLine,
+def _edits(ctx: SourceContext, statement: syntax.SimpleStatementLine, anchor: syntax.SimpleStatementLine,
            after: bool, unscale: Optional[str]) -> Optional[tuple[Edit, ...]]:
     where, there = ctx.positions.get(statement), ctx.positions.get(anchor)
     old, new = ctx.indent(statement), ctx.indent(anchor)
@@ -143,7 +144,7 @@ def _edits(ctx: SourceContext, statement: cst.SimpleStatementLine, anchor: cst.S
     return (Edit(text, Position(first, 1), Position(last, 1)),)
 
 
-def _comments(statement: cst.SimpleStatementLine) -> list[str]:
+def _comments(statement: syntax.SimpleStatementLine) -> list[str]:
     """The comment lines right above a statement, at its indentation (no blank line between)."""
     found = []
     for line in reversed(statement.leading_lines):
@@ -153,31 +154,31 @@ def _comments(statement: cst.SimpleStatementLine) -> list[str]:
     return found[::-1]
 
 
-def _rebinds(statements, clip: cst.CSTNode) -> bool:
+def _rebinds(statements, clip: syntax.CSTNode) -> bool:
     """Whether the statements the clip moves across bind a name the clip reads."""
-    attrs = {id(n.attr) for n in subtree(clip) if isinstance(n, cst.Attribute)}
+    attrs = {id(n.attr) for n in subtree(clip) if isinstance(n, syntax.Attribute)}
     used = {dotted(n) for n in subtree(clip)
-            if isinstance(n, (cst.Name, cst.Attribute)) and id(n) not in attrs} - {None}
+            if isinstance(n, (syntax.Name, syntax.Attribute)) and id(n) not in attrs} - {None}
     bound: set = set()
     for statement in statements:
         for node in subtree(statement):
-            if isinstance(node, (cst.AssignTarget, cst.AnnAssign, cst.AugAssign, cst.For,
-                                 cst.CompFor, cst.NamedExpr)):
+            if isinstance(node, (syntax.AssignTarget, syntax.AnnAssign, syntax.AugAssign, syntax.For,
+                                 syntax.CompFor, syntax.NamedExpr)):
                 bound.update(_targets(node.target))
-            elif isinstance(node, cst.AsName):
+            elif isinstance(node, syntax.AsName):
                 bound.update(_targets(node.name))
-            elif isinstance(node, (cst.FunctionDef, cst.ClassDef)):
+            elif isinstance(node, (syntax.FunctionDef, syntax.ClassDef)):
                 bound.add(node.name.value)
-            elif isinstance(node, cst.ImportAlias):
+            elif isinstance(node, syntax.ImportAlias):
                 bound.update(_targets(node.asname.name if node.asname else node.name))
     return any(u == b or u.startswith(b + ".") for u in used for b in bound)
 
 
-def _targets(target: cst.CSTNode) -> Iterator[str]:
-    if isinstance(target, (cst.Tuple, cst.List)):
+def _targets(target: syntax.CSTNode) -> Iterator[str]:
+    if isinstance(target, (syntax.Tuple, syntax.List)):
         for element in target.elements:
             yield from _targets(element.value)
-    elif isinstance(target, (cst.StarredElement, cst.Subscript)):
+    elif isinstance(target, (syntax.StarredElement, syntax.Subscript)):
         yield from _targets(target.value)
     elif dotted(target):
         yield dotted(target)

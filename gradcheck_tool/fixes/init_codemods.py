@@ -29,9 +29,8 @@ import libcst as cst
 
 from gradcheck_tool.findings import Applicability, Edit, Finding, Fix, Position
 from gradcheck_tool.fixes.init_loops import loop_matches
-from gradcheck_tool.fixes.parsed import ParsedFile
+from gradcheck_tool.fixes.parsed import ParsedFile, dotted, import_aliases
 from gradcheck_tool.rules.signals import EXPECTED_GAIN2
-from gradcheck_tool.static.names import dotted, import_aliases
 
 HELPER = "_gradhealth_init"
 _CODE = "GH120"

@@ -16,7 +16,7 @@ from typing import Optional
 
 import libcst as cst
 
-from gradcheck_tool.static.names import dotted
+from gradcheck_tool.fixes.parsed import dotted
 
 _EVERY_MODULE = ("modules", "children")
 

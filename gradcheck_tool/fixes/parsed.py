@@ -2,7 +2,7 @@
 edits that findings have claimed so two fixes never touch the same text."""
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Iterable, Iterator, Mapping, Optional, Union
 
 import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, ParentNodeProvider, PositionProvider
@@ -49,3 +49,44 @@ class ParsedFile:
                     return False
         self.claimed.extend(edits)
         return True
+
+
+def dotted(node: Optional[cst.CSTNode]) -> Optional[str]:
+    """``a.b.c`` for a chain of attributes on a name, else None (the libcst twin of
+    ``static.analysis.names.dotted``, for codemods on libcst trees)."""
+    parts = []
+    while isinstance(node, cst.Attribute):
+        parts.append(node.attr.value)
+        node = node.value
+    if not isinstance(node, cst.Name):
+        return None
+    parts.append(node.value)
+    return ".".join(reversed(parts))
+
+
+def import_aliases(node: Union[cst.Import, cst.ImportFrom]) -> Iterator[tuple[str, str]]:
+    """(local name, qualified name) pairs an import statement binds; relative imports and
+    ``*`` bind none we can name."""
+    if isinstance(node, cst.Import):
+        for alias in node.names:
+            name = dotted(alias.name)
+            if name is None:
+                continue
+            if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+                yield alias.asname.name.value, name
+            else:
+                head = name.partition(".")[0]
+                yield head, head
+        return
+    if node.relative or node.module is None or isinstance(node.names, cst.ImportStar):
+        return
+    module = dotted(node.module)
+    if module is None:
+        return
+    for alias in node.names:
+        if not isinstance(alias.name, cst.Name):
+            continue
+        local = alias.name.value
+        if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+            local = alias.asname.name.value
+        yield local, f"{module}.{alias.name.value}"

@@ -155,7 +155,7 @@ class StepStats:
 
 @dataclass(frozen=True)
 class Precision:
-    """How the file trains, as its source says (static/amp_usage.py; GH150/GH151)."""
+    """How the file trains, as its source says (static/analysis/amp_usage.py; GH150/GH151)."""
 
     dtype: Optional[str]  # "fp16", "bf16", or None: fp32 as far as the source says
     scaler: bool  # gradients are loss-scaled (GradScaler, or a trainer that scales fp16 itself)

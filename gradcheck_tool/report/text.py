@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-from tabulate import tabulate
-
 from gradcheck_tool.errors import one_line
 from gradcheck_tool.findings import Finding, ProbeResult, ProbeStatus, Report, Severity
 from gradcheck_tool.probe.record import LayerStats, ProbeRecord
@@ -36,6 +34,8 @@ def _layer_table(record: ProbeRecord) -> str:
         half = MAX_ROWS // 2
         rows = rows[:half] + [["...", f"{len(rows) - 2 * half} more", "", "", "", "", ""]] + rows[-half:]
     headers = ["layer", "type", "output", "act rms", "grad norm", "init", "health"]
+    from tabulate import tabulate  # here: its import costs more than a static scan of a file
+
     return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
 
 

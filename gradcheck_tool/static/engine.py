@@ -7,23 +7,25 @@ import warnings
 from dataclasses import dataclass
 from typing import Optional
 
-import libcst as cst
 
 from gradcheck_tool.findings import Finding, Position, Severity
-from gradcheck_tool.static.amp import ClipWithoutUnscale
-from gradcheck_tool.static.architecture import DeepSaturatingStack
-from gradcheck_tool.static.base import SourceContext, StaticRule
-from gradcheck_tool.static.clip_order import ClipAfterStep, ClipBeforeBackward
-from gradcheck_tool.static.clip_threshold import ClipThreshold, ClipThresholdTooLow, literal_clip_thresholds
-from gradcheck_tool.static.clipping import MissingGradientClipping
-from gradcheck_tool.static.events import training_iterations
-from gradcheck_tool.static.facts import collect_facts
-from gradcheck_tool.static.init import UnscaledNormalInit
-from gradcheck_tool.static.accumulation import AccumulationWithoutAveraging
-from gradcheck_tool.static.loop import MissingZeroGrad
-from gradcheck_tool.static.optim import HighLearningRate, OptimizerCall, rebuildable_optimizers
-from gradcheck_tool.static.schedule import EpochSchedulerPerBatch
-from gradcheck_tool.static.zero_grad_order import ZeroGradBeforeStep
+from gradcheck_tool.static.analysis.context import SourceContext
+from gradcheck_tool.static.analysis.convert import convert
+from gradcheck_tool.static.analysis.events import training_iterations
+from gradcheck_tool.static.analysis.facts import collect_facts
+from gradcheck_tool.static.analysis.optim import OptimizerCall, rebuildable_optimizers
+from gradcheck_tool.static.rules.accumulation import AccumulationWithoutAveraging
+from gradcheck_tool.static.rules.amp import ClipWithoutUnscale
+from gradcheck_tool.static.rules.architecture import DeepSaturatingStack
+from gradcheck_tool.static.rules.base import StaticRule
+from gradcheck_tool.static.rules.clip_order import ClipAfterStep, ClipBeforeBackward
+from gradcheck_tool.static.rules.clip_threshold import ClipThreshold, ClipThresholdTooLow, literal_clip_thresholds
+from gradcheck_tool.static.rules.clipping import MissingGradientClipping
+from gradcheck_tool.static.rules.high_lr import HighLearningRate
+from gradcheck_tool.static.rules.init import UnscaledNormalInit
+from gradcheck_tool.static.rules.loop import MissingZeroGrad
+from gradcheck_tool.static.rules.schedule import EpochSchedulerPerBatch
+from gradcheck_tool.static.rules.zero_grad_order import ZeroGradBeforeStep
 
 STATIC_RULES: dict[str, type[StaticRule]] = {
     rule.CODE: rule
@@ -40,9 +42,6 @@ STATIC_RULES: dict[str, type[StaticRule]] = {
 PROBE_CHECKED_RULES: dict[str, type] = {ClipThresholdTooLow.CODE: ClipThresholdTooLow}
 
 _TRIGGER = re.compile("|".join(f"(?:{rule.TRIGGER})" for rule in STATIC_RULES.values()))
-# CPython refuses these before libcst would: libcst's native parser can overflow its
-# stack (a segfault, not an exception) on the same inputs, so it must never see them.
-_TOO_DEEP = ("too many nested", "too complex", "too many statically nested")
 _OPTIM = re.compile(r"\boptim\b")  # every torch.optim spelling names the module
 
 
@@ -53,16 +52,20 @@ class Analysis:
     clip_thresholds: tuple[ClipThreshold, ...] = ()  # literal max_norms, for GH212 once a probe ran
 
 
-def python_error(source: str, filename: str) -> Optional[BaseException]:
-    """CPython's parse error for ``source``, or None.  Run before libcst: libcst's native
-    parser can overflow its stack (a segfault) on input CPython refuses with an exception."""
+def parse(source: str, filename: str) -> "ast.Module | BaseException":
+    """CPython's tree of ``source``, or its parse error."""
     try:
         with warnings.catch_warnings():  # CPython warns about odd escapes: not ours to print
             warnings.simplefilter("ignore")
-            compile(source, filename, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+            return compile(source, filename, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
     except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
         return error
-    return None
+
+
+def python_error(source: str, filename: str) -> Optional[BaseException]:
+    """CPython's parse error for ``source``, or None."""
+    tree = parse(source, filename)
+    return tree if isinstance(tree, BaseException) else None
 
 
 def analyse(source: str, filename: str, *, rules: bool = True, optimizers: bool = False) -> Analysis:
@@ -70,23 +73,18 @@ def analyse(source: str, filename: str, *, rules: bool = True, optimizers: bool 
     sorted by position, and the optimizers the probe can rebuild (``optimizers``; none for a
     file CPython cannot parse).  Never raises on bad input: a file that does not parse
     yields one GH001 finding."""
-    error = python_error(source, filename)
-    if error is not None and (not isinstance(error, SyntaxError) or any(t in str(error.msg) for t in _TOO_DEEP)):
-        return Analysis([_syntax_error(filename, error, source)] if rules else [], ())
-    rules = rules and (error is not None or bool(_TRIGGER.search(source)))
-    optimizers = optimizers and error is None and bool(_OPTIM.search(source))
+    tree = parse(source, filename)
+    if isinstance(tree, BaseException):
+        return Analysis([_syntax_error(filename, tree, source)] if rules else [], ())
+    rules = rules and bool(_TRIGGER.search(source))
+    optimizers = optimizers and bool(_OPTIM.search(source))
     if not (rules or optimizers):
         return Analysis([], ())
-    try:
-        module = cst.parse_module(source)
-    # libcst's own node validation can reject what its tokenizer let through (identifiers
-    # from a newer Unicode version, say): any failure to build the tree is "does not parse".
-    except (cst.ParserSyntaxError, cst.CSTValidationError, RecursionError, ValueError) as parse_error:
-        return Analysis([_syntax_error(filename, error or parse_error, source)] if rules else [], ())
     # The analyses recurse over expressions, and CPython accepts `a + b + ...` chains
     # thousands of terms long, past Python's recursion limit: what cannot be analysed
     # is skipped (per rule where possible) rather than failing the whole scan.
     try:
+        module = convert(tree, source)
         facts = collect_facts(module)
         ctx = SourceContext(filename, source, module, facts, training_iterations(facts, module) if rules else ())
         found = tuple(rebuildable_optimizers(ctx)) if optimizers else ()
@@ -122,8 +120,6 @@ def _syntax_error(filename: str, error: BaseException, source: str) -> Finding:
     row, column, message = 1, 1, str(error) or type(error).__name__
     if isinstance(error, SyntaxError):
         row, column, message = error.lineno or 1, error.offset or 1, error.msg
-    elif isinstance(error, cst.ParserSyntaxError):
-        row, column, message = error.raw_line, error.raw_column + 1, error.message
     elif isinstance(error, (RecursionError, MemoryError)):
         message = "nesting too deep for the Python parser"
     if "\0" in source and "null" in message:  # CPython gives no position for these

@@ -42,14 +42,49 @@ def test_static_checks_never_import_torch() -> None:
     assert report == {"codes": ["GH201", "GH205", "GH208"], "leaked": []}
 
 
-def test_files_without_any_trigger_are_not_parsed(monkeypatch) -> None:
-    def refuse(source: str) -> None:
-        raise AssertionError("libcst parse should have been skipped")
+def test_files_without_any_trigger_are_not_analysed(monkeypatch) -> None:
+    def refuse(tree, source: str) -> None:
+        raise AssertionError("the analysis should have been skipped")
 
     with monkeypatch.context() as patch:
-        patch.setattr(engine.cst, "parse_module", refuse)
+        patch.setattr(engine, "convert", refuse)
         utility = "import os\n\ndef load(path):\n    return os.listdir(path)\n"
         assert check_source(utility, "u.py") == []
-    # A file CPython rejects still goes to libcst, which may know newer syntax; when both
-    # reject it, the finding carries CPython's position and message.
+    # A file CPython rejects is one finding with CPython's position and message.
     assert [f.code for f in check_source("def f(:\n", "u.py")] == ["GH001"]
+
+
+CLI_SCRIPT = textwrap.dedent('''
+    import json, runpy, sys
+    sys.argv = ["gradhealth", "scan", "--static-only", "--format", "json", sys.argv[1]]
+    try:
+        runpy.run_module("gradcheck_tool", run_name="__main__")
+    except SystemExit as done:
+        code = done.code
+    loaded = sorted({m.split(".")[0] for m in sys.modules} & {"libcst", "torch", "numpy", "tabulate"})
+    print(json.dumps({"exit": code, "loaded": loaded}), file=sys.stderr)
+''')
+
+
+def test_static_scan_with_findings_and_fixes_never_imports_libcst(tmp_path: Path) -> None:
+    # Findings with unsafe edits (GH201's clip insertion, GH208's lr) and a move (GH202):
+    # the edits come from the ast-based tree; libcst is for codemods after a probe only.
+    train = tmp_path / "train.py"
+    train.write_text(
+        "import torch\n"
+        "model = torch.nn.LSTM(8, 8)\n"
+        "opt = torch.optim.Adam(model.parameters(), lr=0.5)\n"
+        "for x in loader:\n"
+        "    opt.zero_grad()\n"
+        "    model(x)[0].sum().backward()\n"
+        "    opt.step()\n"
+        "    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", CLI_SCRIPT, str(train)], cwd=REPO, capture_output=True,
+                            text=True, timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    status = json.loads(result.stderr.strip().splitlines()[-1])
+    report = json.loads(result.stdout)
+    assert status == {"exit": 1, "loaded": []}, result.stderr
+    codes = {f["code"]: f for f in report["findings"]}
+    assert {"GH202", "GH208"} <= set(codes)
+    assert codes["GH208"]["fix"]["edits"], codes["GH208"]  # an edit was attached, without libcst

@@ -1,13 +1,10 @@
 """Where findings point, GH001, GH201's severity, and the fixes' edits."""
 from __future__ import annotations
 
-import libcst as cst
 import pytest
-from libcst.metadata import MetadataWrapper, PositionProvider
 
 from gradcheck_tool.findings import Applicability, Finding, Position, Severity
 from gradcheck_tool.static import STATIC_RULES, check_source
-from gradcheck_tool.static.positions import compute_positions
 
 
 def only(findings: list[Finding], code: str) -> Finding:
@@ -65,17 +62,6 @@ def test_positions_with_tabs_unicode_and_crlf() -> None:
     assert span(finding) == (5, 2, 5, 12)
 
 
-def test_positions_match_libcst_position_provider() -> None:
-    sources = [s for rule in STATIC_RULES.values() for s in rule.GOOD + rule.BAD]
-    sources += [TRAIN, "x = 'é'\r\nif a:\r\n\tb = (1,\n  2)  # c\n\n@d\ndef f(*, a=1): return a\n"]
-    for source in sources:
-        module = cst.parse_module(source)
-        expected = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
-        ours = compute_positions(module)
-        for node, where in expected.items():
-            assert ours[node] == where, (source, node)
-
-
 @pytest.mark.parametrize(("source", "row", "column"), [
     ("def f(:\n    pass\n", 1, 7),
     ("x = (1,\n", 1, 5),
@@ -93,11 +79,6 @@ def test_syntax_error_is_one_gh001(source: str, row: int, column: int) -> None:
     assert finding.severity is Severity.ERROR
     assert finding.location == Position(row, column)
     assert finding.filename == "broken.py"
-
-
-def test_newer_syntax_that_libcst_reads_is_not_an_error() -> None:
-    source = "type Vec = list[float]\nfor b in data:\n    loss.backward()\n    opt.step()\n"
-    assert {f.code for f in check_source(source, "t.py")} == {"GH201", "GH205"}
 
 
 CNN = """\
@@ -206,7 +187,7 @@ def test_unsafe_edits_remove_their_finding(code: str, source: str) -> None:
     finding = only(check_source(source, "t.py"), code)
     assert finding.fix.applicability is Applicability.UNSAFE
     fixed = apply(source, finding)
-    cst.parse_module(fixed)
+    compile(fixed, "t.py", "exec")
     after = check_source(fixed, "t.py")
     assert code not in {f.code for f in after}, fixed
     assert not {"GH202", "GH203", "GH204"} & {f.code for f in after}, fixed

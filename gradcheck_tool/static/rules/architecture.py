@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from typing import Iterator
 
-import libcst as cst
+from gradcheck_tool.static.analysis import syntax
 
 from gradcheck_tool.findings import Finding, Severity
-from gradcheck_tool.static.base import SourceContext, StaticRule, display, example
-from gradcheck_tool.static.facts import Scope
-from gradcheck_tool.static.forward import SATURATING_FUNCTIONS, ForwardDepth, saturating_call
-from gradcheck_tool.static.stacks import SATURATING_LAYERS, LayerStacks
+from gradcheck_tool.static.analysis.context import SourceContext
+from gradcheck_tool.static.rules.base import StaticRule, display, example
+from gradcheck_tool.static.analysis.facts import Scope
+from gradcheck_tool.static.analysis.forward import SATURATING_FUNCTIONS, ForwardDepth, saturating_call
+from gradcheck_tool.static.analysis.stacks import SATURATING_LAYERS, LayerStacks
 
 THRESHOLD = 4
 _RELEVANT = SATURATING_FUNCTIONS | set(SATURATING_LAYERS)
@@ -195,7 +196,7 @@ class DeepSaturatingStack(StaticRule):
         for scope in ctx.facts.scopes:
             sites = ctx.facts.by_scope.get(scope, ())
             if not any(s.method in _RELEVANT or (
-                    isinstance(s.node, cst.Call) and saturating_call(s.node, ctx.facts))
+                    isinstance(s.node, syntax.Call) and saturating_call(s.node, ctx.facts))
                     for s in sites):
                 continue
             for call, run in stacks.in_scope(scope):

@@ -9,11 +9,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
-import libcst as cst
+from gradcheck_tool.static.analysis import syntax
 
-from gradcheck_tool.static.names import (
+from gradcheck_tool.static.analysis.names import (
     ImportMap,
     child_fields,
+    children,
     dotted,
     identifiers,
     import_aliases,
@@ -22,20 +23,20 @@ from gradcheck_tool.static.names import (
     number,
 )
 
-Scope = cst.CSTNode  # a FunctionDef or the Module
+Scope = syntax.CSTNode  # a FunctionDef or the Module
 
 
 @dataclass(frozen=True)
 class Site:
     """A call or an assignment, and where it runs."""
 
-    node: cst.CSTNode  # Call, Assign or AugAssign
+    node: syntax.CSTNode  # Call, Assign or AugAssign
     scope: Scope
-    loops: tuple[cst.CSTNode, ...]  # enclosing For/While of this scope, outermost first
-    statement: Optional[cst.SimpleStatementLine]
-    parent: Optional[cst.CSTNode]
-    grandparent: Optional[cst.CSTNode]
-    outer_call: Optional[cst.Call]  # innermost call whose arguments hold this node
+    loops: tuple[syntax.CSTNode, ...]  # enclosing For/While of this scope, outermost first
+    statement: Optional[syntax.SimpleStatementLine]
+    parent: Optional[syntax.CSTNode]
+    grandparent: Optional[syntax.CSTNode]
+    outer_call: Optional[syntax.Call]  # innermost call whose arguments hold this node
     name: Optional[str] = None  # resolved callee of a call: "torch.optim.Adam"
     receiver: Optional[str] = None  # dotted receiver of a method call: "self.optimizer"
     in_lambda: bool = False
@@ -43,7 +44,7 @@ class Site:
     in_optimizer_class: bool = False  # inside a class that implements an optimizer
     # The `if` arms it runs under, scope-relative, outermost first: (If node, True for the
     # body, False for the else/elif arm); tells `if amp: ... else: ...` branches apart.
-    branches: tuple[tuple[cst.If, bool], ...] = ()
+    branches: tuple[tuple[syntax.If, bool], ...] = ()
 
     def exclusive(self, other: "Site") -> bool:
         """Whether this site and ``other`` sit in different arms of one ``if``: never both run."""
@@ -55,41 +56,41 @@ class Site:
         return last(self.name) if self.name else attr_name(self.node)
 
 
-def attr_name(node: cst.CSTNode) -> str:
+def attr_name(node: syntax.CSTNode) -> str:
     """The method a call names, ``"step"`` for ``opt.step()``; "" when not an attribute call."""
-    func = node.func if isinstance(node, cst.Call) else None
-    return func.attr.value if isinstance(func, cst.Attribute) else ""
+    func = node.func if isinstance(node, syntax.Call) else None
+    return func.attr.value if isinstance(func, syntax.Attribute) else ""
 
 
 @dataclass(frozen=True)
 class FileFacts:
     imports: ImportMap
     sites: tuple[Site, ...]  # calls (post-order) and assignments, in evaluation order
-    values: Mapping[str, cst.BaseExpression]  # last value bound to each dotted target
-    assigned_to: Mapping[cst.CSTNode, str]  # value expression -> its dotted target
+    values: Mapping[str, syntax.BaseExpression]  # last value bound to each dotted target
+    assigned_to: Mapping[syntax.CSTNode, str]  # value expression -> its dotted target
     constants: Mapping[str, float]  # names bound once, to a numeric literal
-    constant_nodes: Mapping[str, cst.CSTNode]
-    functions: Mapping[str, tuple[cst.FunctionDef, ...]]
-    owner: Mapping[cst.FunctionDef, Optional[cst.ClassDef]]
-    defined_in: Mapping[cst.FunctionDef, Scope]  # the scope whose body holds the def
+    constant_nodes: Mapping[str, syntax.CSTNode]
+    functions: Mapping[str, tuple[syntax.FunctionDef, ...]]
+    owner: Mapping[syntax.FunctionDef, Optional[syntax.ClassDef]]
+    defined_in: Mapping[syntax.FunctionDef, Scope]  # the scope whose body holds the def
     scopes: tuple[Scope, ...]  # the module first, then functions in source order
-    loop_scope: Mapping[cst.CSTNode, Scope]
-    classes: tuple[cst.ClassDef, ...]
+    loop_scope: Mapping[syntax.CSTNode, Scope]
+    classes: tuple[syntax.ClassDef, ...]
     by_scope: Mapping[Scope, tuple[Site, ...]] = field(default_factory=dict)
     by_kind: Mapping[type, tuple[Site, ...]] = field(default_factory=dict)
     bound_once: frozenset = frozenset()  # dotted targets bound exactly once in the file
     # `for p in fc.parameters():` folded into the iteration around it: (scope, "p") -> iters
-    parameter_loops: Mapping[tuple, tuple[cst.BaseExpression, ...]] = field(
+    parameter_loops: Mapping[tuple, tuple[syntax.BaseExpression, ...]] = field(
         default_factory=dict)
 
     def constructed(self, target: Optional[str]) -> Optional[str]:
         """The resolved callee that built ``target`` (``self.opt = optim.Adam(...)``)."""
         value = self.values.get(target or "")
-        return self.imports.resolve(value.func) if isinstance(value, cst.Call) else None
+        return self.imports.resolve(value.func) if isinstance(value, syntax.Call) else None
 
     @property
     def calls(self) -> tuple[Site, ...]:
-        return self.by_kind.get(cst.Call, ())
+        return self.by_kind.get(syntax.Call, ())
 
     def receivers_of(self, method: str) -> frozenset[str]:
         """Every receiver a method is called on: ``receivers_of("zero_grad")``."""
@@ -106,7 +107,7 @@ class _Walk:
     before it are done (restoring the state a handler changed).
     """
 
-    module: cst.Module
+    module: syntax.Module
     raw: list = field(default_factory=list)
     aliases: dict = field(default_factory=dict)
     values: dict = field(default_factory=dict)
@@ -120,11 +121,11 @@ class _Walk:
     classes: list = field(default_factory=list)
     parameter_loops: dict = field(default_factory=dict)
     todo: list = field(default_factory=list)
-    scope: Optional[cst.CSTNode] = None
+    scope: Optional[syntax.CSTNode] = None
     loops: tuple = ()
-    statement: Optional[cst.SimpleStatementLine] = None
-    outer_call: Optional[cst.Call] = None
-    klass: Optional[cst.ClassDef] = None
+    statement: Optional[syntax.SimpleStatementLine] = None
+    outer_call: Optional[syntax.Call] = None
+    klass: Optional[syntax.ClassDef] = None
     lambdas: int = 0
     embedding: int = 0
     optimizer_class: int = 0
@@ -134,7 +135,7 @@ class _Walk:
         self.todo.append((self.module, None, None))
         while self.todo:
             item = self.todo.pop()
-            if callable(item):
+            if type(item) is not tuple:  # a callable scheduled by a handler
                 item()
                 continue
             node, parent, grandparent = item
@@ -148,7 +149,7 @@ class _Walk:
         """Schedule ``work`` (nodes and callables) to run in the order given."""
         self.todo.extend(reversed(work))
 
-    def items(self, node: cst.CSTNode, parent, names: tuple = (), skip: tuple = ()) -> list:
+    def items(self, node: syntax.CSTNode, parent, names: tuple = (), skip: tuple = ()) -> list:
         out = []
         for name in names or child_fields(type(node)):
             if name in skip:
@@ -160,8 +161,11 @@ class _Walk:
                 out.append((value, node, parent))
         return out
 
-    def push_children(self, node: cst.CSTNode, parent, **kw) -> None:
-        self.then(*self.items(node, parent, **kw))
+    def push_children(self, node: syntax.CSTNode, parent, **kw) -> None:
+        if kw:
+            self.then(*self.items(node, parent, **kw))
+        else:
+            self.todo.extend([(child, node, parent) for child in reversed(children(node))])
 
     def setter(self, **state):
         saved = {key: getattr(self, key) for key in state}
@@ -176,15 +180,15 @@ class _Walk:
 
         return enter, leave
 
-    def record(self, node: cst.CSTNode, parent, grandparent) -> None:
+    def record(self, node: syntax.CSTNode, parent, grandparent) -> None:
         self.raw.append((
             node, self.scope, self.loops, self.statement, parent, grandparent,
             self.outer_call, self.lambdas > 0, self.embedding > 0, self.optimizer_class > 0,
             self.branches,
         ))
 
-    def bind(self, target: cst.CSTNode, value: Optional[cst.CSTNode]) -> None:
-        if isinstance(target, (cst.Tuple, cst.List)):
+    def bind(self, target: syntax.CSTNode, value: Optional[syntax.CSTNode]) -> None:
+        if isinstance(target, (syntax.Tuple, syntax.List)):
             for element in target.elements:
                 self.bind(element.value, None)
             return
@@ -201,7 +205,7 @@ class _Walk:
 
     _ImportFrom = _Import
 
-    def _FunctionDef(self, node: cst.FunctionDef, parent, grandparent) -> None:
+    def _FunctionDef(self, node: syntax.FunctionDef, parent, grandparent) -> None:
         self.functions.setdefault(node.name.value, []).append(node)
         self.owner[node] = self.klass
         self.defined_in[node] = self.scope
@@ -209,12 +213,12 @@ class _Walk:
         params = node.params
         for param in (*params.posonly_params, *params.params, *params.kwonly_params,
                       params.star_arg, params.star_kwarg):
-            if isinstance(param, cst.Param):  # a parameter is never a constant
+            if isinstance(param, syntax.Param):  # a parameter is never a constant
                 self.bindings[param.name.value] = self.bindings.get(param.name.value, 0) + 2
         enter, leave = self.setter(scope=node, loops=(), klass=None, outer_call=None, branches=())
         self.then(enter, *self.items(node, parent), leave)
 
-    def _ClassDef(self, node: cst.ClassDef, parent, grandparent) -> None:
+    def _ClassDef(self, node: syntax.ClassDef, parent, grandparent) -> None:
         self.classes.append(node)
         implements_optimizer = any(
             "Optimizer" in name for base in node.bases for name in identifiers(base))
@@ -222,30 +226,30 @@ class _Walk:
             klass=node, optimizer_class=self.optimizer_class + implements_optimizer)
         self.then(enter, *self.items(node, parent), leave)
 
-    def _Lambda(self, node: cst.Lambda, parent, grandparent) -> None:
+    def _Lambda(self, node: syntax.Lambda, parent, grandparent) -> None:
         enter, leave = self.setter(lambdas=self.lambdas + 1)
         self.then(enter, *self.items(node, parent), leave)
 
-    def _loop(self, node: cst.CSTNode, parent, header: tuple[str, ...]) -> None:
+    def _loop(self, node: syntax.CSTNode, parent, header: tuple[str, ...]) -> None:
         self.loop_scope[node] = self.scope
         loops = self.loops
-        if not (isinstance(node, cst.For) and _iterates_parameters(node.iter)):
+        if not (isinstance(node, syntax.For) and _iterates_parameters(node.iter)):
             loops = (*loops, node)
-        elif isinstance(node.target, cst.Name):
+        elif isinstance(node.target, syntax.Name):
             key = (self.scope, node.target.value)
             self.parameter_loops[key] = (*self.parameter_loops.get(key, ()), node.iter)
         enter, leave = self.setter(loops=loops)
         self.then(*self.items(node, parent, names=header), enter,
                   *self.items(node, parent, skip=header), leave)
 
-    def _For(self, node: cst.For, parent, grandparent) -> None:
+    def _For(self, node: syntax.For, parent, grandparent) -> None:
         self.bind(node.target, None)
         self._loop(node, parent, ("target", "iter"))
 
-    def _While(self, node: cst.While, parent, grandparent) -> None:
+    def _While(self, node: syntax.While, parent, grandparent) -> None:
         self._loop(node, parent, ())
 
-    def _If(self, node: cst.If, parent, grandparent) -> None:
+    def _If(self, node: syntax.If, parent, grandparent) -> None:
         guarded = any("Embedding" in name for name in identifiers(node.test))
         enter, leave = self.setter(embedding=self.embedding + guarded,
                                    branches=(*self.branches, (node, True)))
@@ -258,7 +262,7 @@ class _Walk:
         enter, leave = self.setter(statement=node)
         self.then(enter, *self.items(node, parent), leave)
 
-    def _Call(self, node: cst.Call, parent, grandparent) -> None:
+    def _Call(self, node: syntax.Call, parent, grandparent) -> None:
         enter, leave = self.setter(outer_call=node)
         self.then(*self.items(node, parent, names=("func",)), enter,
                   *self.items(node, parent, names=("args",)), leave,
@@ -272,20 +276,20 @@ class _Walk:
 
         self.then(*self.items(node, parent), bind)
 
-    def _Assign(self, node: cst.Assign, parent, grandparent) -> None:
+    def _Assign(self, node: syntax.Assign, parent, grandparent) -> None:
         self._assignment(node, parent, grandparent, [t.target for t in node.targets], node.value)
 
-    def _AnnAssign(self, node: cst.AnnAssign, parent, grandparent) -> None:
+    def _AnnAssign(self, node: syntax.AnnAssign, parent, grandparent) -> None:
         self._assignment(node, parent, grandparent, [node.target], node.value)
 
-    def _AugAssign(self, node: cst.AugAssign, parent, grandparent) -> None:
+    def _AugAssign(self, node: syntax.AugAssign, parent, grandparent) -> None:
         self._assignment(node, parent, grandparent, [node.target], None)
 
 
 # Node types whose handler changes the walk's state; every other node just walks its children.
 _HANDLERS = {
-    getattr(cst, name[1:]): method for name, method in vars(_Walk).items()
-    if name[1:2].isupper() and hasattr(cst, name[1:])
+    getattr(syntax, name[1:]): method for name, method in vars(_Walk).items()
+    if name[1:2].isupper() and hasattr(syntax, name[1:])
 }
 
 
@@ -297,29 +301,29 @@ _PARAMETER_NAME = re.compile(r"^(params|grads|parameters|param_groups|\w+_params
 _WRAPPERS = frozenset({"enumerate", "zip", "reversed", "list", "tuple", "sorted", "filter"})
 
 
-def _iterates_parameters(iterable: cst.BaseExpression) -> bool:
+def _iterates_parameters(iterable: syntax.BaseExpression) -> bool:
     """``for p in model.parameters()`` and friends only fan one update out over tensors:
     they are part of the surrounding iteration, not a training loop of their own."""
-    if isinstance(iterable, (cst.List, cst.Tuple)):
+    if isinstance(iterable, (syntax.List, syntax.Tuple)):
         return True  # `for w in [w1, w2]:`
-    if isinstance(iterable, cst.Call):
+    if isinstance(iterable, syntax.Call):
         func = iterable.func
-        if isinstance(func, cst.Attribute) and func.attr.value in _PARAMETER_METHODS:
+        if isinstance(func, syntax.Attribute) and func.attr.value in _PARAMETER_METHODS:
             return True
         # `enumerate(model.parameters())`, `zip(params, grads)`: look through the wrapper.
-        if isinstance(func, cst.Name) and func.value in _WRAPPERS:
+        if isinstance(func, syntax.Name) and func.value in _WRAPPERS:
             return any(_iterates_parameters(a.value) for a in iterable.args
                        if a.keyword is None and not a.star)
         return False
-    if isinstance(iterable, cst.Subscript):  # group["params"]
+    if isinstance(iterable, syntax.Subscript):  # group["params"]
         key = iterable.slice[0].slice if len(iterable.slice) == 1 else None
-        value = key.value if isinstance(key, cst.Index) else None
-        text = value.evaluated_value if isinstance(value, cst.SimpleString) else None
+        value = key.value if isinstance(key, syntax.Index) else None
+        text = value.evaluated_value if isinstance(value, syntax.SimpleString) else None
         return isinstance(text, str) and bool(_PARAMETER_NAME.match(text))
     return bool(_PARAMETER_NAME.match(last(dotted(iterable))))
 
 
-def collect_facts(module: cst.Module) -> FileFacts:
+def collect_facts(module: syntax.Module) -> FileFacts:
     state = _Walk(module=module, scope=module)
     state.scopes.append(module)
     state.run()
@@ -327,9 +331,9 @@ def collect_facts(module: cst.Module) -> FileFacts:
     sites = []
     for node, scope, loops, statement, parent, grandparent, outer, in_lambda, emb, opt, arms in state.raw:
         name = receiver = None
-        if isinstance(node, cst.Call):
+        if isinstance(node, syntax.Call):
             name = imports.resolve(node.func)
-            if isinstance(node.func, cst.Attribute):
+            if isinstance(node.func, syntax.Attribute):
                 receiver = imports.resolve(node.func.value)
         sites.append(Site(node, scope, loops, statement, parent, grandparent, outer, name,
                           receiver, in_lambda, emb, opt, arms))

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from gradcheck_tool.findings import Position, Severity
-from gradcheck_tool.static.base import SourceContext
-from gradcheck_tool.static.names import argument, number
+from gradcheck_tool.static.analysis.context import SourceContext
+from gradcheck_tool.static.analysis.names import argument, number
 
 _NORM_CLIPS = frozenset({"clip_grad_norm_", "clip_grad_norm", "clip_gradients"})
 

@@ -12,10 +12,10 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
-import libcst as cst
+from gradcheck_tool.static.analysis import syntax
 
-from gradcheck_tool.static.facts import FileFacts, Scope, Site
-from gradcheck_tool.static.names import dotted, identifiers, last, number, subtree
+from gradcheck_tool.static.analysis.facts import FileFacts, Scope, Site
+from gradcheck_tool.static.analysis.names import dotted, identifiers, last, number, subtree
 
 CLIP_FUNCTIONS = frozenset({
     "clip_grad_norm_", "clip_grad_norm", "clip_grad_value_", "clip_grads_with_norm_",
@@ -48,18 +48,18 @@ class Kind(str, enum.Enum):
 class Event:
     kind: Kind
     site: Site
-    loops: tuple[cst.CSTNode, ...]  # enclosing loops, relative to the scope being read
+    loops: tuple[syntax.CSTNode, ...]  # enclosing loops, relative to the scope being read
     amp: bool = False  # through a GradScaler: scaler.scale(loss).backward(), scaler.step(opt)
     manual: bool = False  # a hand-written update such as p.data.add_(p.grad, alpha=-lr)
     target: str = ""  # the optimizer (or scaler) involved, as written
     closure: bool = False  # `optimizer.step(closure)`: the closure runs backward (LBFGS)
     managed: bool = False  # clipping configured by keyword; the callee decides when it runs
-    via: tuple[cst.Call, ...] = ()  # helper calls this event was inlined through
-    helpers: tuple[cst.FunctionDef, ...] = ()  # the functions those calls ran
+    via: tuple[syntax.Call, ...] = ()  # helper calls this event was inlined through
+    helpers: tuple[syntax.FunctionDef, ...] = ()  # the functions those calls ran
     outer_branches: tuple = ()  # the `if` arms of the calls it was inlined through
 
     @property
-    def node(self) -> cst.CSTNode:
+    def node(self) -> syntax.CSTNode:
         return self.site.node
 
     @property
@@ -80,13 +80,13 @@ class Event:
 class Iteration:
     """One training iteration: a loop body (or a step function) and its events in order."""
 
-    node: cst.CSTNode  # For / While / FunctionDef / Module
+    node: syntax.CSTNode  # For / While / FunctionDef / Module
     events: tuple[Event, ...]
     scope_events: tuple[Event, ...]  # everything in the enclosing function, for "anywhere" checks
 
     @property
     def is_loop(self) -> bool:
-        return isinstance(self.node, (cst.For, cst.While))
+        return isinstance(self.node, (syntax.For, syntax.While))
 
     def of(self, *kinds: Kind) -> tuple[Event, ...]:
         return tuple(e for e in self.events if e.kind in kinds)
@@ -116,7 +116,7 @@ def _on_grad(receiver: Optional[str]) -> bool:
     return (receiver or "").endswith((".grad", ".grad.data"))
 
 
-def _mentions_grad(node: cst.CSTNode) -> bool:
+def _mentions_grad(node: syntax.CSTNode) -> bool:
     return any(n == "grad" or _GRAD_NAME.match(n) for n in identifiers(node))
 
 
@@ -140,37 +140,37 @@ def is_optimizer(receiver: Optional[str], facts: FileFacts) -> bool:
     return "opt" in leaf.lower() or receiver in facts.receivers_of("zero_grad")
 
 
-def classify(site: Site, facts: FileFacts, module: cst.Module) -> Optional[Event]:
+def classify(site: Site, facts: FileFacts, module: syntax.Module) -> Optional[Event]:
     node = site.node
     if site.in_lambda:
         return None
-    if isinstance(node, cst.Assign):
+    if isinstance(node, syntax.Assign):
         # `p.grad = None` zeroes; `p.grad = g` overwrites: either way nothing accumulates.
-        if any(isinstance(t.target, cst.Attribute) and t.target.attr.value == "grad"
+        if any(isinstance(t.target, syntax.Attribute) and t.target.attr.value == "grad"
                for t in node.targets):
             return Event(Kind.ZERO_GRAD, site, site.loops)
         if len(node.targets) == 1 and _owns_grad(node.targets[0].target, node.value):
             return _manual(site)  # w = w - lr * w.grad
         return None
-    if isinstance(node, cst.AnnAssign):
+    if isinstance(node, syntax.AnnAssign):
         if node.value is not None and _owns_grad(node.target, node.value):
             return _manual(site)
         return None
-    if isinstance(node, cst.AugAssign):
+    if isinstance(node, syntax.AugAssign):
         # `w -= lr * w.grad`; a `+=` only with the target's own .grad, since
         # `norm += p.grad.norm() ** 2` is bookkeeping, not an update.
-        if isinstance(node.operator, cst.SubtractAssign) and not _mentions_grad(
+        if isinstance(node.operator, syntax.SubtractAssign) and not _mentions_grad(
                 node.target) and _mentions_grad(node.value):
             return _manual(site)
-        if isinstance(node.operator, cst.AddAssign) and _owns_grad(node.target, node.value):
+        if isinstance(node.operator, syntax.AddAssign) and _owns_grad(node.target, node.value):
             return _manual(site)
         return None
     method = site.method
     func = node.func
-    receiver_node = func.value if isinstance(func, cst.Attribute) else None
+    receiver_node = func.value if isinstance(func, syntax.Attribute) else None
     if method in _BACKWARD_METHODS and receiver_node is not None:
-        scaled = isinstance(receiver_node, cst.Call) and isinstance(
-            receiver_node.func, cst.Attribute) and receiver_node.func.attr.value == "scale"
+        scaled = isinstance(receiver_node, syntax.Call) and isinstance(
+            receiver_node.func, syntax.Attribute) and receiver_node.func.attr.value == "scale"
         return Event(Kind.BACKWARD, site, site.loops, amp=scaled)
     on_grad = _on_grad(site.receiver)
     if method in CLIP_FUNCTIONS or _CLIP_NAME.search(method) or (method in ("clamp_", "clip_") and on_grad):
@@ -205,7 +205,7 @@ def classify(site: Site, facts: FileFacts, module: cst.Module) -> Optional[Event
     return None
 
 
-def _disabled(value: cst.BaseExpression) -> bool:
+def _disabled(value: syntax.BaseExpression) -> bool:
     """``clip_grad=None`` / ``max_grad_norm=0``: the option written out, switched off."""
     return dotted(value) in ("None", "False") or number(value) == 0
 
@@ -217,33 +217,33 @@ def _manual(site: Site) -> Optional[Event]:
     return Event(Kind.STEP, site, site.loops, manual=True)
 
 
-def _owns_grad(target: cst.CSTNode, value: cst.CSTNode) -> bool:
+def _owns_grad(target: syntax.CSTNode, value: syntax.CSTNode) -> bool:
     """Whether ``value`` reads the gradient of ``target`` itself (``w.grad`` for ``w`` or
     ``w.data``): what tells an update apart from ``x = torch.autograd.grad(...)``."""
     root = (dotted(target) or "").partition(".")[0]
     if not root or _mentions_grad(target):
         return False
-    return any(isinstance(n, cst.Attribute) and n.attr.value == "grad"
+    return any(isinstance(n, syntax.Attribute) and n.attr.value == "grad"
                and (dotted(n.value) or "").partition(".")[0] == root for n in subtree(value))
 
 
-def _first_arg(node: cst.Call, module: cst.Module) -> str:
+def _first_arg(node: syntax.Call, module: syntax.Module) -> str:
     return module.code_for_node(node.args[0].value) if node.args else ""
 
 
-def _helpers(site: Site, facts: FileFacts) -> list[cst.FunctionDef]:
+def _helpers(site: Site, facts: FileFacts) -> list[syntax.FunctionDef]:
     """Functions of this file that run when this call runs (itself, or closures passed in)."""
     node = site.node
-    if not isinstance(node, cst.Call):
+    if not isinstance(node, syntax.Call):
         return []
     found = []
     for arg in node.args:
-        if isinstance(arg.value, cst.Name):
+        if isinstance(arg.value, syntax.Name):
             found.extend(_resolve_function(arg.value.value, None, site, facts))
     func = node.func
-    if isinstance(func, cst.Name):
+    if isinstance(func, syntax.Name):
         found.extend(_resolve_function(func.value, None, site, facts))
-    elif isinstance(func, cst.Attribute) and dotted(func.value) in ("self", "cls"):
+    elif isinstance(func, syntax.Attribute) and dotted(func.value) in ("self", "cls"):
         found.extend(_resolve_function(func.attr.value, "self", site, facts))
     return found
 
@@ -254,13 +254,13 @@ def _resolve_function(name: str, on: Optional[str], site: Site, facts: FileFacts
     scope (an LBFGS closure) before one defined at module level."""
     candidates = facts.functions.get(name, ())
     if on == "self":
-        klass = facts.owner.get(site.scope) if isinstance(site.scope, cst.FunctionDef) else None
+        klass = facts.owner.get(site.scope) if isinstance(site.scope, syntax.FunctionDef) else None
         same_class = [f for f in candidates if facts.owner.get(f) is klass and klass is not None]
         candidates = same_class or candidates
     else:
         plain = [f for f in candidates if facts.owner.get(f) is None]
         local = [f for f in plain if facts.defined_in.get(f) is site.scope]
-        candidates = local or [f for f in plain if isinstance(facts.defined_in.get(f), cst.Module)]
+        candidates = local or [f for f in plain if isinstance(facts.defined_in.get(f), syntax.Module)]
     return candidates[:1] if len(candidates) == 1 else []
 
 
@@ -269,7 +269,7 @@ class _Reader:
     """Reads scopes' events for one training_iterations() call, then is dropped."""
 
     facts: FileFacts
-    module: cst.Module
+    module: syntax.Module
     memo: dict = field(default_factory=dict)  # scope -> its complete events
     budget: int = _INLINE_BUDGET  # helper expansions left; bounds mutually recursive code
 
@@ -304,7 +304,7 @@ class _Reader:
         return tuple(out), complete
 
 
-def _training_loop(step: Event, backward_loops: set) -> cst.CSTNode:
+def _training_loop(step: Event, backward_loops: set) -> syntax.CSTNode:
     """The loop a step belongs to: the innermost one that also runs backward(). A loop
     that only steps (`for opt in optimizers: opt.step()`) fans the update out; it is
     part of the iteration around it. With no backward() in sight, the innermost loop."""
@@ -312,13 +312,13 @@ def _training_loop(step: Event, backward_loops: set) -> cst.CSTNode:
                 step.loops[-1])
 
 
-def training_iterations(facts: FileFacts, module: cst.Module) -> tuple[Iteration, ...]:
+def training_iterations(facts: FileFacts, module: syntax.Module) -> tuple[Iteration, ...]:
     reader = _Reader(facts, module)
     per_scope = {scope: reader.events(scope, (scope,))[0] for scope in facts.scopes}
     # A helper inlined into some loop is judged there, with its caller's context.
     inlined_in_loop = {h for events in per_scope.values() for e in events if e.loops
                        for h in e.helpers}
-    found: dict[cst.CSTNode, Iteration] = {}
+    found: dict[syntax.CSTNode, Iteration] = {}
     for scope, events in per_scope.items():
         steps = [e for e in events if e.kind is Kind.STEP]
         backward_loops = {loop for e in events if e.kind is Kind.BACKWARD for loop in e.loops}

@@ -4,13 +4,14 @@ from __future__ import annotations
 import re
 from typing import Iterator, Optional
 
-import libcst as cst
+from gradcheck_tool.static.analysis import syntax
 
 from gradcheck_tool.findings import Finding, Severity
-from gradcheck_tool.static.base import SourceContext, StaticRule, display, example
-from gradcheck_tool.static.events import Kind
-from gradcheck_tool.static.facts import Site
-from gradcheck_tool.static.names import argument, identifiers, last, number
+from gradcheck_tool.static.analysis.context import SourceContext
+from gradcheck_tool.static.rules.base import StaticRule, display, example
+from gradcheck_tool.static.analysis.events import Kind
+from gradcheck_tool.static.analysis.facts import Site
+from gradcheck_tool.static.analysis.names import argument, identifiers, last, number
 
 # Schedulers whose argument is a count of step() calls: StepLR(step_size), MultiStepLR
 # (milestones), ExponentialLR (a factor per call).
@@ -35,7 +36,7 @@ def _epoch_sized(ctx: SourceContext, site: Site, kind: str) -> Optional[str]:
     if any(_IN_ITERATIONS.search(n) for n in identifiers(arg.value)):
         return None
     values = [number(e.value, ctx.facts.constants) for e in arg.value.elements] if isinstance(
-        arg.value, (cst.List, cst.Tuple)) else [number(arg.value, ctx.facts.constants)]
+        arg.value, (syntax.List, syntax.Tuple)) else [number(arg.value, ctx.facts.constants)]
     if all(v is not None and v < _MAX_EPOCHS for v in values):
         return text
     if any("epoch" in n.lower() for n in identifiers(arg.value)):
@@ -184,12 +185,12 @@ class EpochSchedulerPerBatch(StaticRule):
                 )
 
 
-def _per_batch(scope: cst.CSTNode, depth: int) -> bool:
+def _per_batch(scope: syntax.CSTNode, depth: int) -> bool:
     """A loop inside another loop of its function (the epoch loop), or the loop of a
     function that runs once per epoch (named ``*epoch*`` or taking an ``epoch`` argument)."""
     if depth > 0:
         return True
-    if isinstance(scope, cst.FunctionDef):
+    if isinstance(scope, syntax.FunctionDef):
         names = [scope.name.value] + [p.name.value for p in scope.params.params]
         return any("epoch" in n.lower() for n in names)
     return False

@@ -4,15 +4,10 @@ from __future__ import annotations
 from typing import Iterator
 
 from gradcheck_tool.findings import Finding, Severity
-from gradcheck_tool.static.base import (
-    SourceContext,
-    StaticRule,
-    display,
-    edit_or_display,
-    example,
-)
-from gradcheck_tool.static.clip_order import misplaced
-from gradcheck_tool.static.events import CLIP_TRIGGER, Event, Iteration, Kind, clips_raw_grads
+from gradcheck_tool.static.analysis.context import SourceContext
+from gradcheck_tool.static.rules.base import StaticRule, display, edit_or_display, example
+from gradcheck_tool.static.rules.clip_order import misplaced
+from gradcheck_tool.static.analysis.events import CLIP_TRIGGER, Event, Iteration, Kind, clips_raw_grads
 
 
 class ClipWithoutUnscale(StaticRule):

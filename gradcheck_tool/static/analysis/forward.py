@@ -12,11 +12,11 @@ import re
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
-import libcst as cst
+from gradcheck_tool.static.analysis import syntax
 
-from gradcheck_tool.static.facts import FileFacts, Scope, attr_name
-from gradcheck_tool.static.names import dotted, identifiers, is_torch_nn, last
-from gradcheck_tool.static.stacks import SATURATING_LAYERS, blocks, body_of, iterations
+from gradcheck_tool.static.analysis.facts import FileFacts, Scope, attr_name
+from gradcheck_tool.static.analysis.names import dotted, identifiers, is_torch_nn, last
+from gradcheck_tool.static.analysis.stacks import SATURATING_LAYERS, blocks, body_of, iterations
 
 SATURATING_FUNCTIONS = frozenset({"sigmoid", "tanh", "hardtanh", "hardsigmoid", "softsign",
                                   "sigmoid_", "tanh_", "expit"})
@@ -24,14 +24,14 @@ _NORM = re.compile(r"(^|_)(bn|ln|gn)\d*$|norm", re.IGNORECASE)
 _MAX_UNROLL = 16  # enough to cross any threshold worth reporting; keeps huge ranges cheap
 
 
-def saturating_call(call: cst.Call, facts: FileFacts) -> bool:
+def saturating_call(call: syntax.Call, facts: FileFacts) -> bool:
     func = call.func
-    leaf = func.attr.value if isinstance(func, cst.Attribute) else last(facts.imports.resolve(func))
+    leaf = func.attr.value if isinstance(func, syntax.Attribute) else last(facts.imports.resolve(func))
     if leaf in SATURATING_FUNCTIONS:
         return True  # torch.tanh(x), F.sigmoid(x), x.sigmoid(), layer(x).tanh()
     if _saturating_alias(dotted(func), facts):
         return True  # ACTIVATION = torch.tanh; ...; ACTIVATION(x)
-    if isinstance(func, cst.Call):
+    if isinstance(func, syntax.Call):
         return is_torch_nn(facts.imports.resolve(func.func), *SATURATING_LAYERS)  # nn.Tanh()(x)
     return is_torch_nn(facts.constructed(dotted(func)), *SATURATING_LAYERS)  # self.act(x)
 
@@ -42,12 +42,12 @@ def _saturating_alias(name: Optional[str], facts: FileFacts) -> bool:
     if not name or name not in facts.bound_once:
         return False
     value = facts.values.get(name)
-    target = facts.imports.resolve(value) if isinstance(value, (cst.Name, cst.Attribute)) else None
+    target = facts.imports.resolve(value) if isinstance(value, (syntax.Name, syntax.Attribute)) else None
     return bool(target) and last(target) in SATURATING_FUNCTIONS and target.startswith(
         ("torch.", "F.", "nn.functional."))
 
 
-def _norm_call(call: cst.Call, facts: FileFacts) -> bool:
+def _norm_call(call: syntax.Call, facts: FileFacts) -> bool:
     name = facts.imports.resolve(call.func) or ""
     return bool(_NORM.search(last(name))) or "Norm" in (facts.constructed(name) or "")
 
@@ -64,22 +64,22 @@ class ForwardDepth:
         if not any(self._no_grad(d.decorator) for d in decorators):
             self._block(body_of(scope), {})
 
-    def _no_grad(self, node: cst.CSTNode) -> bool:
+    def _no_grad(self, node: syntax.CSTNode) -> bool:
         """Code under ``torch.no_grad()``/``inference_mode()`` (sampling, evaluation)
         sends no gradient back, so how many tanh calls it chains does not matter."""
-        call = node.func if isinstance(node, cst.Call) else node
+        call = node.func if isinstance(node, syntax.Call) else node
         return last(self.facts.imports.resolve(call)) in ("no_grad", "inference_mode")
 
     def _block(self, statements, env: dict) -> None:
         for stmt in statements:
-            if isinstance(stmt, (cst.SimpleStatementLine, cst.SimpleStatementSuite)):
+            if isinstance(stmt, (syntax.SimpleStatementLine, syntax.SimpleStatementSuite)):
                 for small in stmt.body:
                     self._small(small, env)
-            elif isinstance(stmt, cst.For):
+            elif isinstance(stmt, syntax.For):
                 count = iterations(stmt.iter, self.facts) or 1
                 for _ in range(min(count, _MAX_UNROLL)):
                     self._block(body_of(stmt), env)
-            elif isinstance(stmt, cst.If):
+            elif isinstance(stmt, syntax.If):
                 self.depth(stmt.test, env)
                 branches = []
                 for block in blocks(stmt):
@@ -90,15 +90,15 @@ class ForwardDepth:
                     branches.append(dict(env))
                 for name in set().union(*branches):
                     env[name] = min(b.get(name, env.get(name, 0)) for b in branches)
-            elif isinstance(stmt, cst.With) and any(self._no_grad(i.item) for i in stmt.items):
+            elif isinstance(stmt, syntax.With) and any(self._no_grad(i.item) for i in stmt.items):
                 continue
-            elif isinstance(stmt, (cst.With, cst.While, cst.Try)):
+            elif isinstance(stmt, (syntax.With, syntax.While, syntax.Try)):
                 for block in blocks(stmt):
                     self._block(block, env)
 
-    def _small(self, small: cst.CSTNode, env: dict) -> None:
-        if isinstance(small, (cst.Assign, cst.AnnAssign)) and small.value is not None:
-            targets = [t.target for t in small.targets] if isinstance(small, cst.Assign) \
+    def _small(self, small: syntax.CSTNode, env: dict) -> None:
+        if isinstance(small, (syntax.Assign, syntax.AnnAssign)) and small.value is not None:
+            targets = [t.target for t in small.targets] if isinstance(small, syntax.Assign) \
                 else [small.target]
             depth = self.depth(small.value, env)
             for target in targets:
@@ -106,20 +106,20 @@ class ForwardDepth:
                     # `c = f * c + i * g`, `h = h + block(h)`: an additive path carries the
                     # old value through untouched (LSTM cell state, residual stream).
                     env[name] = env.get(name, 0) if _carries(small.value, name) else depth
-        elif isinstance(small, cst.AugAssign):
+        elif isinstance(small, syntax.AugAssign):
             depth = self.depth(small.value, env)
             name = dotted(small.target)
-            if name and not isinstance(small.operator, (cst.AddAssign, cst.SubtractAssign)):
+            if name and not isinstance(small.operator, (syntax.AddAssign, syntax.SubtractAssign)):
                 env[name] = max(env.get(name, 0), depth)
-        elif isinstance(small, (cst.Expr, cst.Return)) and small.value is not None:
+        elif isinstance(small, (syntax.Expr, syntax.Return)) and small.value is not None:
             self.depth(small.value, env)
 
-    def depth(self, node: cst.CSTNode, env: dict) -> int:
-        if isinstance(node, cst.Name):
+    def depth(self, node: syntax.CSTNode, env: dict) -> int:
+        if isinstance(node, syntax.Name):
             return env.get(node.value, 0)
-        if isinstance(node, cst.Call):
+        if isinstance(node, syntax.Call):
             parts = [self.depth(a.value, env) for a in node.args]
-            if isinstance(node.func, (cst.Attribute, cst.Call)):
+            if isinstance(node.func, (syntax.Attribute, syntax.Call)):
                 parts.append(self.depth(node.func, env))
             inner = max(parts, default=0)
             if _norm_call(node, self.facts) or attr_name(node) in ("detach", "detach_"):
@@ -128,49 +128,49 @@ class ForwardDepth:
                 self.found.append((node, inner + 1))
                 return inner + 1
             return inner
-        if isinstance(node, cst.BinaryOperation):
-            if isinstance(node.operator, (cst.Add, cst.Subtract)):
+        if isinstance(node, syntax.BinaryOperation):
+            if isinstance(node.operator, (syntax.Add, syntax.Subtract)):
                 terms = _summands(node)
                 for term in terms:
-                    if isinstance(term, cst.Name) and any(
+                    if isinstance(term, syntax.Name) and any(
                             term.value in identifiers(t) for t in terms if t is not term):
                         for t in terms:
                             self.depth(t, env)
                         return env.get(term.value, 0)  # x + f(x): the skip path
             return max(self.depth(node.left, env), self.depth(node.right, env))
-        if isinstance(node, (cst.Attribute, cst.Subscript)):
+        if isinstance(node, (syntax.Attribute, syntax.Subscript)):
             return self.depth(node.value, env)
-        if isinstance(node, (cst.UnaryOperation, cst.Await)):
+        if isinstance(node, (syntax.UnaryOperation, syntax.Await)):
             return self.depth(node.expression, env)
-        if isinstance(node, (cst.Tuple, cst.List)):
+        if isinstance(node, (syntax.Tuple, syntax.List)):
             return max((self.depth(e.value, env) for e in node.elements), default=0)
-        if isinstance(node, cst.IfExp):
+        if isinstance(node, syntax.IfExp):
             return max(self.depth(node.body, env), self.depth(node.orelse, env))
         return 0
 
 
-def _summands(node: cst.CSTNode) -> list:
+def _summands(node: syntax.CSTNode) -> list:
     """The terms of ``a + b - c`` (iteratively: such chains can be thousands long)."""
     terms, stack = [], [node]
     while stack:
         current = stack.pop()
-        if isinstance(current, cst.BinaryOperation) and isinstance(
-                current.operator, (cst.Add, cst.Subtract)):
+        if isinstance(current, syntax.BinaryOperation) and isinstance(
+                current.operator, (syntax.Add, syntax.Subtract)):
             stack.extend((current.right, current.left))
         else:
             terms.append(current)
     return terms
 
 
-def _carries(value: cst.CSTNode, name: str) -> bool:
+def _carries(value: syntax.CSTNode, name: str) -> bool:
     terms = _summands(value)
     return len(terms) > 1 and any(
-        not isinstance(t, cst.Call) and name in identifiers(t) for t in terms)
+        not isinstance(t, syntax.Call) and name in identifiers(t) for t in terms)
 
 
-def _names(target: cst.CSTNode) -> Iterator[str]:
-    if isinstance(target, (cst.Tuple, cst.List)):
+def _names(target: syntax.CSTNode) -> Iterator[str]:
+    if isinstance(target, (syntax.Tuple, syntax.List)):
         for element in target.elements:
             yield from _names(element.value)
-    elif isinstance(target, cst.Name):
+    elif isinstance(target, syntax.Name):
         yield target.value

@@ -4,17 +4,13 @@ from __future__ import annotations
 from typing import Iterator, Optional
 
 from gradcheck_tool.findings import Finding, Severity
-from gradcheck_tool.static.base import (
-    SourceContext,
-    StaticRule,
-    edit_or_display,
-    example,
-)
+from gradcheck_tool.static.analysis.context import SourceContext
+from gradcheck_tool.static.rules.base import StaticRule, edit_or_display, example
 from gradcheck_tool.fixes.clip_config import config_gaps
 from gradcheck_tool.fixes.clip_fix import insertion, propose
-from gradcheck_tool.static.events import Event, Iteration, Kind
-from gradcheck_tool.static.names import last
-from gradcheck_tool.static.risk import Risk, explosion_risk
+from gradcheck_tool.static.analysis.events import Event, Iteration, Kind
+from gradcheck_tool.static.analysis.names import last
+from gradcheck_tool.static.analysis.risk import Risk, explosion_risk
 
 
 def line_search(ctx: SourceContext, step: Event) -> bool:

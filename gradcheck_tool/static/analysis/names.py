@@ -6,97 +6,75 @@ or the full path: every spelling resolves to one dotted name.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Iterator, Mapping, Optional, Union
 
-import libcst as cst
+from gradcheck_tool.static.analysis import syntax
 
 NO_CONSTANTS: Mapping[str, float] = MappingProxyType({})
 
-# Fields holding only whitespace, commas and parentheses: skipping them roughly halves a walk.
-_SKIPPED_FIELDS = frozenset(
-    {"lpar", "rpar", "comma", "leading_lines", "lines_after_decorators", "header", "footer",
-     "newline", "semicolon", "equal", "colon", "dot", "operator", "asynchronous"}
-)
-
-
-def _node_fields(kind: type) -> tuple[str, ...]:
-    return tuple(
-        f.name for f in dataclasses.fields(kind)
-        if f.name not in _SKIPPED_FIELDS and not f.name.startswith("whitespace")
-    )
-
-
-# Built once at import from libcst's node classes: a read-only table, not a cache.
-_FIELDS: Mapping[type, tuple[str, ...]] = MappingProxyType({
-    kind: _node_fields(kind)
-    for kind in vars(cst).values()
-    if isinstance(kind, type) and issubclass(kind, cst.CSTNode) and dataclasses.is_dataclass(kind)
-})
-
-
 def child_fields(kind: type) -> tuple[str, ...]:
-    """The fields of a node type that can hold statements or expressions, in source order."""
-    names = _FIELDS.get(kind)
-    return names if names is not None else _node_fields(kind)
-
-
-_PLAIN = frozenset({str, int, bool, type(None), list, tuple})
+    """The fields of a node type that can hold statements or expressions, in libcst's order."""
+    return kind.FIELDS
 
 
 def is_node(value: object) -> bool:
-    # CSTNode is an ABC, so isinstance() is slow; an exact type lookup settles most values.
-    kind = type(value)
-    return kind in _FIELDS or (kind not in _PLAIN and isinstance(value, cst.CSTNode))
+    return isinstance(value, syntax.CSTNode)
 
 
-def children(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
-    for name in child_fields(type(node)):
-        value = getattr(node, name)
-        if type(value) in (list, tuple):
-            yield from (item for item in value if is_node(item))
-        elif is_node(value):
-            yield value
+def children(node: syntax.CSTNode) -> tuple[syntax.CSTNode, ...]:
+    """The node's child nodes in field order; computed once per node (rules walk the same
+    subtrees many times)."""
+    found = node.__dict__.get("_children")
+    if found is None:
+        kids = []
+        for name in node.FIELDS:
+            value = getattr(node, name)
+            if type(value) is list:
+                kids.extend(item for item in value if isinstance(item, syntax.CSTNode))
+            elif isinstance(value, syntax.CSTNode):
+                kids.append(value)
+        found = node._children = tuple(kids)
+    return found
 
 
-def subtree(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+def subtree(node: syntax.CSTNode) -> Iterator[syntax.CSTNode]:
     """Every node under ``node`` (itself included), pre-order, without recursion."""
     stack = [node]
     while stack:
         current = stack.pop()
         yield current
-        stack.extend(reversed(list(children(current))))
+        stack.extend(reversed(children(current)))
 
 
-def identifiers(node: cst.CSTNode) -> Iterator[str]:
+def identifiers(node: syntax.CSTNode) -> Iterator[str]:
     """Every name and attribute name used in an expression."""
     for sub in subtree(node):
-        if isinstance(sub, cst.Name):
+        if isinstance(sub, syntax.Name):
             yield sub.value
-        elif isinstance(sub, cst.Attribute):
+        elif isinstance(sub, syntax.Attribute):
             yield sub.attr.value
 
 
-def dotted(node: Optional[cst.CSTNode]) -> Optional[str]:
+def dotted(node: Optional[syntax.CSTNode]) -> Optional[str]:
     """``a.b.c`` for a chain of attributes on a name, else None (calls, subscripts...)."""
     parts = []
-    while isinstance(node, cst.Attribute):
+    while isinstance(node, syntax.Attribute):
         parts.append(node.attr.value)
         node = node.value
-    if not isinstance(node, cst.Name):
+    if not isinstance(node, syntax.Name):
         return None
     parts.append(node.value)
     return ".".join(reversed(parts))
 
 
-def keyword_arg(call: cst.Call, keyword: str) -> Optional[cst.Arg]:
+def keyword_arg(call: syntax.Call, keyword: str) -> Optional[syntax.Arg]:
     """The argument passed as ``keyword=...``."""
     return next((a for a in call.args if a.keyword and a.keyword.value == keyword), None)
 
 
-def argument(call: cst.Call, position: int, keyword: str) -> Optional[cst.Arg]:
+def argument(call: syntax.Call, position: int, keyword: str) -> Optional[syntax.Arg]:
     """The argument for a parameter that may be passed by keyword or at ``position``."""
     positional = [a for a in call.args if a.keyword is None and not a.star]
     found = positional[position] if len(positional) > position else None
@@ -107,30 +85,30 @@ def last(name: Optional[str]) -> str:
     return (name or "").rpartition(".")[2]
 
 
-def import_aliases(node: Union[cst.Import, cst.ImportFrom]) -> Iterator[tuple[str, str]]:
+def import_aliases(node: Union[syntax.Import, syntax.ImportFrom]) -> Iterator[tuple[str, str]]:
     """(local name, qualified name) pairs an import statement binds."""
-    if isinstance(node, cst.Import):
+    if isinstance(node, syntax.Import):
         for alias in node.names:
             name = dotted(alias.name)
             if name is None:
                 continue
-            if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+            if alias.asname is not None and isinstance(alias.asname.name, syntax.Name):
                 yield alias.asname.name.value, name
             else:
                 head = name.partition(".")[0]
                 yield head, head
         return
     # Relative imports name the user's own modules: leave those names as written.
-    if node.relative or node.module is None or isinstance(node.names, cst.ImportStar):
+    if node.relative or node.module is None or isinstance(node.names, syntax.ImportStar):
         return
     module = dotted(node.module)
     if module is None:
         return
     for alias in node.names:
-        if not isinstance(alias.name, cst.Name):
+        if not isinstance(alias.name, syntax.Name):
             continue
         local = alias.name.value
-        if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+        if alias.asname is not None and isinstance(alias.asname.name, syntax.Name):
             local = alias.asname.name.value
         yield local, f"{module}.{alias.name.value}"
 
@@ -141,7 +119,7 @@ class ImportMap:
 
     aliases: Mapping[str, str] = field(default_factory=dict)
 
-    def resolve(self, node: Optional[cst.CSTNode]) -> Optional[str]:
+    def resolve(self, node: Optional[syntax.CSTNode]) -> Optional[str]:
         name = dotted(node)
         if name is None:
             return None
@@ -168,31 +146,31 @@ def is_torch_nn(name: Optional[str], *leaves: str) -> bool:
 
 
 _OPS = {
-    cst.Add: lambda a, b: a + b,
-    cst.Subtract: lambda a, b: a - b,
-    cst.Multiply: lambda a, b: a * b,
-    cst.Divide: lambda a, b: a / b,
-    cst.Power: lambda a, b: a**b,
+    syntax.Add: lambda a, b: a + b,
+    syntax.Subtract: lambda a, b: a - b,
+    syntax.Multiply: lambda a, b: a * b,
+    syntax.Divide: lambda a, b: a / b,
+    syntax.Power: lambda a, b: a**b,
 }
 
 
-def number(node: Optional[cst.CSTNode],
+def number(node: Optional[syntax.CSTNode],
            constants: Mapping[str, float] = NO_CONSTANTS) -> Optional[float]:
     """The value of a numeric literal expression (``3e-4``, ``-1``, ``1 / 3``, a constant name)."""
     try:
-        if isinstance(node, cst.Integer):
+        if isinstance(node, syntax.Integer):
             return float(int(node.value, 0))
-        if isinstance(node, cst.Float):
+        if isinstance(node, syntax.Float):
             return float(node.value)
-        if isinstance(node, cst.Name):
+        if isinstance(node, syntax.Name):
             return constants.get(node.value)
-        if isinstance(node, cst.UnaryOperation) and isinstance(
-                node.operator, (cst.Minus, cst.Plus)):
+        if isinstance(node, syntax.UnaryOperation) and isinstance(
+                node.operator, (syntax.Minus, syntax.Plus)):
             value = number(node.expression, constants)
             if value is None:
                 return None
-            return -value if isinstance(node.operator, cst.Minus) else value
-        if isinstance(node, cst.BinaryOperation) and type(node.operator) in _OPS:
+            return -value if isinstance(node.operator, syntax.Minus) else value
+        if isinstance(node, syntax.BinaryOperation) and type(node.operator) in _OPS:
             left, right = number(node.left, constants), number(node.right, constants)
             if left is None or right is None:
                 return None
@@ -203,7 +181,7 @@ def number(node: Optional[cst.CSTNode],
     return None
 
 
-def integer(node: Optional[cst.CSTNode],
+def integer(node: Optional[syntax.CSTNode],
             constants: Mapping[str, float] = NO_CONSTANTS) -> Optional[int]:
     value = number(node, constants)
     if value is None or value != int(value) or abs(value) > 10**6:
@@ -211,10 +189,10 @@ def integer(node: Optional[cst.CSTNode],
     return int(value)
 
 
-def range_length(node: Optional[cst.CSTNode],
+def range_length(node: Optional[syntax.CSTNode],
                  constants: Mapping[str, float] = NO_CONSTANTS) -> Optional[int]:
     """``len(range(...))`` when every argument is a known integer, else None."""
-    if not (isinstance(node, cst.Call) and dotted(node.func) == "range"):
+    if not (isinstance(node, syntax.Call) and dotted(node.func) == "range"):
         return None
     if any(arg.keyword or arg.star for arg in node.args) or not 1 <= len(node.args) <= 3:
         return None

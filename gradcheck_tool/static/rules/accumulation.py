@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from typing import Iterator, Optional
 
-import libcst as cst
+from gradcheck_tool.static.analysis import syntax
 
 from gradcheck_tool.findings import Finding, Severity
-from gradcheck_tool.static.base import SourceContext, StaticRule, display, example
-from gradcheck_tool.static.events import Event, Kind
-from gradcheck_tool.static.names import dotted, subtree
+from gradcheck_tool.static.analysis.context import SourceContext
+from gradcheck_tool.static.rules.base import StaticRule, display, example
+from gradcheck_tool.static.analysis.events import Event, Kind
+from gradcheck_tool.static.analysis.names import dotted, subtree
 
 _AVERAGES = frozenset({"mean", "div", "div_", "true_divide"})
 _STACKS = frozenset({"stack", "cat", "tensor"})
@@ -17,30 +18,30 @@ _STACKS = frozenset({"stack", "cat", "tensor"})
 def _every_kth(event: Event) -> bool:
     """``if (i + 1) % k == 0: optimizer.step()`` (or a helper called there): the event runs
     on every k-th iteration only."""
-    return any(isinstance(n, cst.BinaryOperation) and isinstance(n.operator, cst.Modulo)
+    return any(isinstance(n, syntax.BinaryOperation) and isinstance(n.operator, syntax.Modulo)
                for node, arm in event.branches if arm for n in subtree(node.test))
 
 
-def _divides(node: cst.CSTNode) -> bool:
+def _divides(node: syntax.CSTNode) -> bool:
     """``loss / k``, ``loss * (1 / k)``, ``loss.div(k)``, ``torch.stack(losses).mean()``."""
     for n in subtree(node):
-        if isinstance(n, cst.BinaryOperation) and isinstance(n.operator, (cst.Divide, cst.FloorDivide)):
+        if isinstance(n, syntax.BinaryOperation) and isinstance(n.operator, (syntax.Divide, syntax.FloorDivide)):
             return True
-        if isinstance(n, cst.Call) and isinstance(n.func, cst.Attribute) and n.func.attr.value in _AVERAGES:
+        if isinstance(n, syntax.Call) and isinstance(n.func, syntax.Attribute) and n.func.attr.value in _AVERAGES:
             if n.func.attr.value != "mean":
                 return True
             inner = n.func.value  # a mean over collected micro-batch losses
-            if isinstance(inner, cst.Call) and (dotted(inner.func) or "").rpartition(".")[2] in _STACKS:
+            if isinstance(inner, syntax.Call) and (dotted(inner.func) or "").rpartition(".")[2] in _STACKS:
                 return True
     return False
 
 
-def _loss_of(backward: Event) -> cst.BaseExpression:
+def _loss_of(backward: Event) -> syntax.BaseExpression:
     """What ``backward`` differentiates: ``loss`` in ``loss.backward()``,
     ``scaler.scale(loss).backward()`` and ``accelerator.backward(loss)``."""
     node = backward.node
     receiver = node.func.value
-    if isinstance(receiver, cst.Call) and isinstance(receiver.func, cst.Attribute) \
+    if isinstance(receiver, syntax.Call) and isinstance(receiver.func, syntax.Attribute) \
             and receiver.func.attr.value == "scale" and receiver.args:
         return receiver.args[0].value
     positional = [a for a in node.args if a.keyword is None]
@@ -68,22 +69,22 @@ def _undivided(ctx: SourceContext, backward: Event) -> Optional[str]:
         return None  # `model(x).sum().backward()` undivided, but also not read
     names = {name, name.partition(".")[0]}  # `out.loss.backward()`: how `out` was built
     built = [s for s in ctx.facts.by_scope.get(backward.site.scope, ())
-             if isinstance(s.node, (cst.Assign, cst.AugAssign, cst.AnnAssign))
+             if isinstance(s.node, (syntax.Assign, syntax.AugAssign, syntax.AnnAssign))
              and names & _targets(s.node)]
     if not built:
         return None  # a parameter or a helper's result: how it is scaled is not in sight
     for site in built:
         node = site.node
-        if isinstance(node, cst.AugAssign):
-            if isinstance(node.operator, (cst.DivideAssign, cst.MultiplyAssign)):
+        if isinstance(node, syntax.AugAssign):
+            if isinstance(node.operator, (syntax.DivideAssign, syntax.MultiplyAssign)):
                 return None
         elif node.value is not None and _divides(node.value):
             return None
     return name
 
 
-def _targets(node: cst.CSTNode) -> set[str]:
-    if isinstance(node, cst.Assign):
+def _targets(node: syntax.CSTNode) -> set[str]:
+    if isinstance(node, syntax.Assign):
         return {dotted(t.target) or "" for t in node.targets}
     return {dotted(node.target) or ""}
 

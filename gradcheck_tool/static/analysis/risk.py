@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import libcst as cst
+from gradcheck_tool.static.analysis import syntax
 
 from gradcheck_tool.findings import Severity
-from gradcheck_tool.static.base import SourceContext
-from gradcheck_tool.static.names import dotted, is_torch_nn, last, subtree
-from gradcheck_tool.static.optim import high_learning_rates
+from gradcheck_tool.static.analysis.context import SourceContext
+from gradcheck_tool.static.analysis.names import dotted, is_torch_nn, last, subtree
+from gradcheck_tool.static.analysis.optim import high_learning_rates
 
 _RECURRENT = ("RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell")
 _ATTENTION = ("MultiheadAttention", "Transformer", "TransformerEncoder", "TransformerDecoder",
@@ -67,16 +67,16 @@ def transformers_model(name: str) -> Optional[str]:
     return klass if _MODEL_CLASS.match(klass) and not _NOT_A_MODEL.search(klass) else None
 
 
-def _computes_attention(klass: cst.ClassDef) -> bool:
+def _computes_attention(klass: syntax.ClassDef) -> bool:
     """A class of the file whose code takes a softmax and a matrix product: attention
     written by hand (``softmax(q @ k.transpose(-2, -1))``), whatever the class is called."""
     softmax = matmul = False
     for node in subtree(klass):
-        if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.MatrixMultiply):
+        if isinstance(node, syntax.BinaryOperation) and isinstance(node.operator, syntax.MatrixMultiply):
             matmul = True
-        elif isinstance(node, cst.Call):
+        elif isinstance(node, syntax.Call):
             func = node.func
-            leaf = func.attr.value if isinstance(func, cst.Attribute) else last(dotted(func) or "")
+            leaf = func.attr.value if isinstance(func, syntax.Attribute) else last(dotted(func) or "")
             softmax = softmax or leaf in _SOFTMAX
             matmul = matmul or leaf in _MATMUL
         if softmax and matmul:

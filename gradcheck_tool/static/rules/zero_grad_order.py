@@ -4,9 +4,10 @@ from __future__ import annotations
 from typing import Iterator, Optional
 
 from gradcheck_tool.findings import Finding, Severity
-from gradcheck_tool.static.base import SourceContext, StaticRule, display, example
-from gradcheck_tool.static.events import Event, Iteration, Kind
-from gradcheck_tool.static.names import last
+from gradcheck_tool.static.analysis.context import SourceContext
+from gradcheck_tool.static.rules.base import StaticRule, display, example
+from gradcheck_tool.static.analysis.events import Event, Iteration, Kind
+from gradcheck_tool.static.analysis.names import last
 
 
 def _clears(reset: Event, step: Event, ctx: SourceContext) -> bool:

@@ -4,9 +4,10 @@ from __future__ import annotations
 from typing import Iterator, Optional
 
 from gradcheck_tool.findings import Finding, Severity
-from gradcheck_tool.static.base import SourceContext, StaticRule, example
+from gradcheck_tool.static.analysis.context import SourceContext
+from gradcheck_tool.static.rules.base import StaticRule, example
 from gradcheck_tool.fixes.clip_move import move_or_display
-from gradcheck_tool.static.events import CLIP_TRIGGER, Event, Iteration, Kind
+from gradcheck_tool.static.analysis.events import CLIP_TRIGGER, Event, Iteration, Kind
 
 
 def _between(it: Iteration, first: int, kind: Kind, last: int) -> Optional[Event]:

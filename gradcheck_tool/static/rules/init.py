@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import re
-from functools import cached_property
 from typing import Iterator, Optional
 
-import libcst as cst
+from gradcheck_tool.static.analysis import syntax
 
 from gradcheck_tool.findings import Finding, Severity
-from gradcheck_tool.static.base import SourceContext, StaticRule, display, example
-from gradcheck_tool.static.facts import Site
-from gradcheck_tool.static.names import argument, dotted, integer, keyword_arg, last, number, subtree
+from gradcheck_tool.static.analysis.context import SourceContext
+from gradcheck_tool.static.rules.base import StaticRule, display, example
+from gradcheck_tool.static.analysis.facts import Site
+from gradcheck_tool.static.analysis.names import argument, dotted, integer, keyword_arg, last, number
+from gradcheck_tool.static.analysis.weights import Uses, is_parameter, used_as_weight
 
 _STD_CEILING = 0.5
 # Embeddings, tokens, positions and biases are not fan-in-scaled maps: N(0, 1) is their
@@ -19,19 +20,6 @@ _NOT_A_WEIGHT = re.compile(
     r"emb|tok|pos|cls|query|queries|latent|prompt|probe|pad|buf|codebook|noise|mask|bias|eps",
     re.IGNORECASE)
 _WEIGHT_LIKE = re.compile(r"weight|kernel|param|(^|\.)w\w?\d*(\.|$)|\.data$", re.IGNORECASE)
-# A trainable torch.randn(...) is only a fan-in weight with evidence: multiplied into the
-# activations somewhere in the file, or named like a weight. Tables of scores (a CRF's
-# transition matrix, logits) and inputs (GAN noise, latent codes) are not scaled maps.
-_WEIGHT_NAME = re.compile(r"weight|kernel|proj|^w[a-z]?\d*(_|$)", re.IGNORECASE)
-_NOT_A_MAP = re.compile(
-    r"^(trans|transitions?|crf|potentials?|scores?|logits?|noise|ideas?|latents?)$")
-_MATMUL_FUNCTIONS = frozenset({"mm", "matmul", "bmm", "linear", "einsum", "addmm", "mv",
-                               "baddbmm", "addbmm", "bilinear", "tensordot"})
-# Views of a tensor that keep it the same weight: `w.t()`, `w.T`, `w.data`.
-_VIEWS = frozenset({"t", "T", "mT", "data", "transpose", "permute", "view", "reshape",
-                    "contiguous", "to", "unsqueeze"})
-
-
 class UnscaledNormalInit(StaticRule):
     """What it does:
     Finds weights drawn with a standard deviation that ignores fan-in: ``nn.init.normal_(w)``,
@@ -188,7 +176,7 @@ class UnscaledNormalInit(StaticRule):
     )
 
     def check(self, ctx: SourceContext) -> Iterator[Finding]:
-        uses = _Uses(ctx)
+        uses = Uses(ctx)
         for site in ctx.facts.calls:
             if site.embedding_branch:
                 continue
@@ -196,16 +184,16 @@ class UnscaledNormalInit(StaticRule):
             if found is not None:
                 yield found
 
-    def _normal(self, ctx: SourceContext, site: Site, uses: "_Uses") -> Optional[Finding]:
+    def _normal(self, ctx: SourceContext, site: Site, uses: "Uses") -> Optional[Finding]:
         name, call = site.name or "", site.node
         if last(name) not in ("normal_", "normal"):
             return None
         if name.endswith(("init.normal_", "init.normal")):
             target, std = argument(call, 0, "tensor"), argument(call, 2, "std")
             target_code = ctx.code(target.value) if target else ""
-        elif last(name) == "normal_" and isinstance(call.func, cst.Attribute):
+        elif last(name) == "normal_" and isinstance(call.func, syntax.Attribute):
             std, target_code = argument(call, 1, "std"), ctx.code(call.func.value)
-            if _is_parameter(ctx, site.grandparent):
+            if is_parameter(ctx, site.grandparent):
                 target_code = ctx.facts.assigned_to.get(site.grandparent, target_code)
             elif not _WEIGHT_LIKE.search(target_code):
                 return None  # noise, not a weight
@@ -223,20 +211,20 @@ class UnscaledNormalInit(StaticRule):
                         f"or `nn.init.kaiming_normal_({target_code})` / `xavier_normal_`."),
         )
 
-    def _randn(self, ctx: SourceContext, site: Site, uses: "_Uses") -> Optional[Finding]:
+    def _randn(self, ctx: SourceContext, site: Site, uses: "Uses") -> Optional[Finding]:
         if site.name not in ("torch.randn", "randn") or site.parent is None:
             return None
         call = site.node
         grad_kw = keyword_arg(call, "requires_grad")
         unscaled = (
-            (isinstance(site.parent, cst.Arg) and _is_parameter(ctx, site.grandparent))
+            (isinstance(site.parent, syntax.Arg) and is_parameter(ctx, site.grandparent))
             or (grad_kw is not None and dotted(grad_kw.value) == "True"
-                and isinstance(site.parent, (cst.Assign, cst.AnnAssign)))
-            or (isinstance(site.parent, cst.Attribute)
+                and isinstance(site.parent, (syntax.Assign, syntax.AnnAssign)))
+            or (isinstance(site.parent, syntax.Attribute)
                 and site.parent.attr.value == "requires_grad_")
         )
         shape = [a.value for a in call.args if a.keyword is None and not a.star]
-        if len(shape) == 1 and isinstance(shape[0], (cst.Tuple, cst.List)):
+        if len(shape) == 1 and isinstance(shape[0], (syntax.Tuple, syntax.List)):
             shape = [e.value for e in shape[0].elements]
         # A literal 1 in the shape makes it a vector or a token, not a fan-in map.
         if not unscaled or len(shape) < 2 or 1 in [integer(d, ctx.facts.constants) for d in shape]:
@@ -245,12 +233,12 @@ class UnscaledNormalInit(StaticRule):
         # attention heads: its fan-in is the head count (8-16), a gain of at most ~4 into a
         # softmax or a norm, not a map compounded layer after layer.
         scope = site.scope
-        if (isinstance(scope, cst.FunctionDef) and scope.name.value.startswith("test")) or any(
+        if (isinstance(scope, syntax.FunctionDef) and scope.name.value.startswith("test")) or any(
                 "head" in ctx.code(d).lower() for d in shape[-2:]):
             return None
-        owner = site.outer_call if _is_parameter(ctx, site.grandparent) else call
+        owner = site.outer_call if is_parameter(ctx, site.grandparent) else call
         target = ctx.facts.assigned_to.get(owner, "") if owner is not None else ""
-        if not _used_as_weight(uses, target) or self._exempt(ctx, target, site, uses):
+        if not used_as_weight(uses, target) or self._exempt(ctx, target, site, uses):
             return None
         dims = [ctx.code(d) for d in shape]
         sizes = [integer(d, ctx.facts.constants) for d in shape[-2:]]
@@ -267,92 +255,10 @@ class UnscaledNormalInit(StaticRule):
         )
 
     @staticmethod
-    def _exempt(ctx: SourceContext, target: str, site: Site, uses: "_Uses") -> bool:
+    def _exempt(ctx: SourceContext, target: str, site: Site, uses: "Uses") -> bool:
         owner = target.rsplit(".weight", 1)[0]
         klass = ctx.facts.owner.get(site.scope)  # `self.weight` inside class Embedding
         return bool(_NOT_A_WEIGHT.search(target)) or "Embedding" in (
             ctx.facts.constructed(owner) or "") or bool(
             klass and owner == "self" and _NOT_A_WEIGHT.search(klass.name.value)
         ) or target in uses.normalized
-
-
-def _used_as_weight(uses: "_Uses", target: str) -> bool:
-    leaf = last(target)
-    tokens = [t.lower() for t in re.split(r"[_\d]+", leaf) if t]
-    if not tokens or tokens[0] == "z" or any(_NOT_A_MAP.match(t) for t in tokens):
-        return False  # `z = torch.randn(...)`, `self.transitions`, `G_ideas`
-    if target in uses.model_inputs:
-        return False  # `G(G_ideas)`: the input of a module, not one of its weights
-    return target in uses.multiplied or bool(_WEIGHT_NAME.search(leaf))
-
-
-class _Uses:
-    """How the file uses its tensors; each part read on first use, so only files with a
-    candidate pay for the walk."""
-
-    def __init__(self, ctx: SourceContext) -> None:
-        self.ctx = ctx
-
-    @cached_property
-    def _read(self) -> tuple[frozenset, frozenset]:
-        ctx, multiplied, inputs = self.ctx, set(), set()
-        for site in ctx.facts.calls:
-            call, name = site.node, site.name or ""
-            if _is_module(ctx, call.func):
-                inputs.update(_operand(a.value) for a in call.args)
-            elif last(name) in _MATMUL_FUNCTIONS and (last(name) != "linear" or name.startswith(
-                    ("torch.", "F.", "nn.functional."))):  # F.linear, not a `self.linear` layer
-                operands = [a.value for a in call.args]
-                if isinstance(call.func, cst.Attribute):
-                    operands.append(call.func.value)  # w.mm(x)
-                multiplied.update(_operand(o) for o in operands)
-        for node in _matmuls(ctx.module):
-            multiplied.update((_operand(node.left), _operand(node.right)))
-        return frozenset(multiplied - {None}), frozenset(inputs - {None})
-
-    @property
-    def multiplied(self) -> frozenset:  # dotted names used as a matmul operand
-        return self._read[0]
-
-    @property
-    def model_inputs(self) -> frozenset:  # dotted names passed to a module call: `net(x)`
-        return self._read[1]
-
-    @cached_property
-    def normalized(self) -> frozenset:
-        """Tensors the file normalises before use (cosine classifiers, weight norm): their
-        scale never reaches the activations."""
-        return frozenset({dotted(a.value) for s in self.ctx.facts.calls if last(s.name) in _NORMALIZERS
-                          for a in s.node.args} - {None})
-
-
-def _matmuls(module: cst.Module) -> Iterator[cst.BinaryOperation]:
-    for node in subtree(module):
-        if isinstance(node, cst.BinaryOperation) and isinstance(node.operator,
-                                                                 cst.MatrixMultiply):
-            yield node
-
-
-def _operand(node: cst.CSTNode) -> Optional[str]:
-    """The tensor an operand is a view of: ``w`` for ``w``, ``w.t()``, ``w.T``, ``w.data``."""
-    while True:
-        if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and \
-                node.func.attr.value in _VIEWS:
-            node = node.func.value
-        elif isinstance(node, cst.Attribute) and node.attr.value in _VIEWS:
-            node = node.value
-        else:
-            return dotted(node)
-
-
-def _is_module(ctx: SourceContext, func: cst.CSTNode) -> bool:
-    """``net(x)`` where ``net`` was built by a class: ``G = nn.Sequential(...)``, ``Net()``."""
-    made = ctx.facts.constructed(dotted(func))
-    return bool(made) and last(made)[:1].isupper()
-
-
-_NORMALIZERS = frozenset({"normalize", "weight_norm", "spectral_norm"})
-
-
-def _is_parameter(ctx: SourceContext, node: Optional[cst.CSTNode]) -> bool:
-    return isinstance(node, cst.Call) and last(ctx.facts.imports.resolve(node.func)) == "Parameter"

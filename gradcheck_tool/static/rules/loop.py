@@ -3,24 +3,20 @@ from __future__ import annotations
 
 from typing import Iterator
 
-import libcst as cst
+from gradcheck_tool.static.analysis import syntax
 
 from gradcheck_tool.findings import Finding, Severity
-from gradcheck_tool.static.base import (
-    SourceContext,
-    StaticRule,
-    edit_or_display,
-    example,
-)
-from gradcheck_tool.static.events import Event, Kind
+from gradcheck_tool.static.analysis.context import SourceContext
+from gradcheck_tool.static.rules.base import StaticRule, edit_or_display, example
+from gradcheck_tool.static.analysis.events import Event, Kind
 
 
 def _accumulates(step: Event) -> bool:
     """``w = (w - lr * w.grad).detach().requires_grad_()`` builds a new leaf with no
     ``.grad``; only in-place updates keep the tensor whose gradient keeps growing."""
     node = step.node
-    return not (step.manual and isinstance(node, cst.Assign)
-                and all(isinstance(t.target, cst.Name) for t in node.targets))
+    return not (step.manual and isinstance(node, syntax.Assign)
+                and all(isinstance(t.target, syntax.Name) for t in node.targets))
 
 
 def _per_context(ctx: SourceContext, step: Event, backward: Event) -> bool:
