@@ -20,6 +20,7 @@ from torch import nn
 from gradcheck_tool.probe import kinds
 from gradcheck_tool.probe.functional import FunctionalActivations, ParamUse
 from gradcheck_tool.probe.outputs import first_float_tensor
+from gradcheck_tool.probe.sharded import to_local
 
 # The flat tails: where the derivative is below 10% of its maximum.
 _TANH_TAIL = math.sqrt(0.9)  # 1 - y^2 < 0.1
@@ -282,7 +283,7 @@ class Collector:
                 continue
             if g.is_sparse:
                 g = g.coalesce().values()
-            self._queue.put(l2(g.detach()), name, "param")
+            self._queue.put(l2(to_local(g).detach()), name, "param")  # a shard's norm: made whole by the engine
 
     def end_pass(self) -> dict[str, float]:
         """Transfer the queue to the host once and fold it into the accumulators.
