@@ -17,8 +17,8 @@ import torch
 
 from gradcheck_tool import loader
 from gradcheck_tool.errors import GradhealthError, first_line, out_of_memory
-from gradcheck_tool.launch import is_rank_zero
 from gradcheck_tool.findings import Finding, Position, ProbeResult, ProbeStatus, Span
+from gradcheck_tool.launch import is_rank_zero
 from gradcheck_tool.probe.engine import Progress, run_probe
 from gradcheck_tool.probe.record import ProbeRecord, StepStats
 from gradcheck_tool.probe.sharded import Local, process_group
