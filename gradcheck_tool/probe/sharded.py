@@ -16,8 +16,9 @@ How the numbers stay those of the unsharded model:
   adds) is mapped back to the sharded parameters (``aliases``).
 
 Memory per rank: the probe batch's activations in full, plus 1/N of the parameters and
-gradients, plus the largest sharded unit's gathered parameters (benchmarks/probe_memory.py
-measures it).  The model is built whole on each rank's host first, then sharded; the shards move
+gradients, plus the gathered parameters and gradients of the unit being run; the root unit (which
+holds tied weights, such as a language model's embedding and head) stays gathered for the whole
+pass (benchmarks/probe_memory.py measures it).  The model is built whole on each rank's host first, then sharded; the shards move
 to the device (``--device cuda`` is ``cuda:LOCAL_RANK``, nccl; ``cpu`` is gloo).
 """
 from __future__ import annotations
