@@ -17,8 +17,11 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, Optional
 
+from gradcheck_tool.errors import GradhealthError
+
 LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 _POLL_S = 0.05
+_CONNECT_S = 60.0
 
 
 def launch_problem(environ: Mapping[str, str] = os.environ) -> Optional[str]:
@@ -60,7 +63,15 @@ class Job:
         self.rank, self.world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
         agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
         self.timeout_s = timeout_s
-        self.store = _store(self.rank == 0 and not agent, timeout_s)
+        try:  # a short wait to connect (torchrun's store is already up), a long one for rank 0's code
+            self.store = _store(self.rank == 0 and not agent, _CONNECT_S)
+            self.store.set_timeout(timedelta(seconds=timeout_s))
+        except Exception as err:  # noqa: BLE001 - torch's store errors (DistNetworkError, RuntimeError) vary
+            from gradcheck_tool.errors import first_line
+
+            raise GradhealthError(f"--distributed: cannot reach the job's store at {os.environ['MASTER_ADDR']}:"
+                                  f"{os.environ['MASTER_PORT']} ({first_line(err, type(err).__name__)}); "
+                                  "launch with torchrun") from err
         self.key = _prefix()
 
     def finish(self, code: int) -> int:
