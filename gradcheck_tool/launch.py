@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, Optional
 
-from gradcheck_tool.errors import GradhealthError
+from gradcheck_tool.errors import GradhealthError, first_line
 
 LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 _POLL_S = 0.05
@@ -67,8 +67,6 @@ class Job:
             self.store = _store(self.rank == 0 and not agent, _CONNECT_S)
             self.store.set_timeout(timedelta(seconds=timeout_s))
         except Exception as err:  # noqa: BLE001 - torch's store errors (DistNetworkError, RuntimeError) vary
-            from gradcheck_tool.errors import first_line
-
             raise GradhealthError(f"--distributed: cannot reach the job's store at {os.environ['MASTER_ADDR']}:"
                                   f"{os.environ['MASTER_PORT']} ({first_line(err, type(err).__name__)}); "
                                   "launch with torchrun") from err
