@@ -56,6 +56,7 @@ class ScanOptions:
     max_memory: Optional[int] = None  # bytes for the isolated child; None: 80% of physical memory
     verbose: bool = False
     curvature: bool = False  # measure the stability bound before the optimizer steps (GH144, GH140's advice)
+    distributed: bool = False  # shard the model with FSDP2 over the torchrun job (probe/sharded.py)
 
     def enabled(self, path: Path) -> frozenset[str]:
         try:

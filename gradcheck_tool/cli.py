@@ -132,6 +132,9 @@ def _scan_options(command):
 @main.command()
 @_scan_options
 @click.option("--fix", is_flag=True, help="Apply fixes, as `gradhealth fix` does.")
+@click.option("--distributed", is_flag=True,
+              help="Under torchrun: shard the model over the job's processes with FSDP2 and probe it there "
+                   "(one file; rank 0 writes the report).")
 def scan(fix: bool, **kwargs) -> None:
     """Check the training code and probe the models in PATHS (files or directories).
 
@@ -165,8 +168,11 @@ def fix(**kwargs) -> None:
 
 def _run(paths, static_only, model_expr, probes, train_steps, seed, device, input_shape, input_dtype, select, extend_select,
          ignore, exclude, extend_exclude, force_exclude, fmt, output, fail_on, timeout, max_memory, unsafe_fixes,
-         diff, fix_level, verbose, fix, curvature=False, jobs=0) -> None:
+         diff, fix_level, verbose, fix, curvature=False, jobs=0, distributed=False) -> None:
+    import dataclasses
+
     from gradcheck_tool import config, files, pool
+    from gradcheck_tool.launch import Job, is_rank_zero
     from gradcheck_tool.report import RENDERERS
 
     try:
@@ -177,6 +183,10 @@ def _run(paths, static_only, model_expr, probes, train_steps, seed, device, inpu
         targets = files.python_files(paths, options.root, patterns, force_exclude)
         threshold = Severity(fail_on or cfg.fail_on or "warning")
         files.check_output(None if diff else output)
+        if distributed:
+            _check_distributed(targets, options, fix)
+            options = dataclasses.replace(options, distributed=True)
+        job = Job((options.timeout or 86400.0) + 300.0) if distributed else None
     except GradhealthError as err:
         _fail(str(err))
     findings, probes_done, failed, changed = [], [], False, False
@@ -210,11 +220,11 @@ def _run(paths, static_only, model_expr, probes, train_steps, seed, device, inpu
             probe = ProbeResult(str(path), ProbeStatus.FAILED, reason=message)
         if probe is not None:
             probes_done.append(probe)
-            if probe.status is ProbeStatus.SKIPPED:
+            if probe.status is ProbeStatus.SKIPPED and is_rank_zero():
                 _say(f"{path}: probe skipped: {probe.reason}")
     report = Report(findings=tuple(sorted(findings, key=lambda f: f.sort_key)), probes=tuple(probes_done),
                     files=len(targets), root=str(options.root.resolve()))
-    if not diff:
+    if not diff and is_rank_zero():  # under torchrun every rank holds the same report: rank 0 writes it
         text = RENDERERS[fmt](report)
         if output:
             files.write_report(output, text)
@@ -222,11 +232,23 @@ def _run(paths, static_only, model_expr, probes, train_steps, seed, device, inpu
             click.echo(text, nl=False)
     if fix:
         _say(tally.line())
-    if failed:
-        sys.exit(2)
-    if diff and changed:
-        sys.exit(1)
-    sys.exit(1 if report.worst_at_least(threshold) else 0)
+    code = 2 if failed else 1 if diff and changed else 1 if report.worst_at_least(threshold) else 0
+    sys.exit(job.finish(code) if job is not None else code)
+
+
+def _check_distributed(targets, options, fix: bool) -> None:
+    from gradcheck_tool.launch import launch_problem
+
+    problem = launch_problem()
+    if problem is not None:
+        raise GradhealthError(problem)
+    if fix:
+        raise GradhealthError("--distributed scans, it does not fix: drop --fix/--diff, or fix without torchrun")
+    if options.static_only:
+        raise GradhealthError("--distributed shards the probe, and --static-only runs none: drop one of them")
+    if len(targets) != 1:
+        raise GradhealthError(f"--distributed probes one file per torchrun job, and {len(targets)} were found: "
+                              "name one file")
 
 
 def _file_error(path: Path, err: Exception) -> str:

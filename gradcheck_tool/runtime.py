@@ -5,8 +5,10 @@ scans never load torch.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -16,8 +18,10 @@ import torch
 from gradcheck_tool import loader
 from gradcheck_tool.errors import GradhealthError, first_line, out_of_memory
 from gradcheck_tool.findings import Finding, Position, ProbeResult, ProbeStatus, Span
+from gradcheck_tool.launch import is_rank_zero
 from gradcheck_tool.probe.engine import Progress, run_probe
 from gradcheck_tool.probe.record import ProbeRecord, StepStats
+from gradcheck_tool.probe.sharded import Local, process_group
 from gradcheck_tool.probe.steps import build_optimizer, measure_steps
 from gradcheck_tool.rules import OPTIMIZER_CODES, run_rules
 from gradcheck_tool.static.analysis.amp_usage import read_precision
@@ -46,10 +50,12 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def probe_spec(spec: loader.ModelSpec, probes: int, seed: int, progress: Optional[Progress] = None) -> ProbeRecord:
+def probe_spec(spec: loader.ModelSpec, probes: int, seed: int, progress: Optional[Progress] = None,
+               sharding: Local = Local()) -> ProbeRecord:
     try:
         return run_probe(spec.model, spec.make_inputs, spec.loss_fn, probes=probes, seed=seed,
-                         model_name=spec.name, inputs_description=spec.inputs_description, progress=progress)
+                         model_name=spec.name, inputs_description=spec.inputs_description, progress=progress,
+                         sharding=sharding)
     except GradhealthError:
         raise
     except Exception as err:
@@ -90,13 +96,23 @@ def scan_path(path: Path, options, progress: Optional[Progress] = None, display_
     precision = read_precision(source)
     from_parameters = read_optimizer_params(source)  # GH113's severity
     _seed_everything(options.seed)  # the file builds its model at import: same seed, same weights
-    spec = loader.load(path, loader.LoadOptions(options.model_expr, options.input_shape,
-                                                options.input_dtype, options.device))
-    if spec is None:
-        return [], ProbeResult(filename, ProbeStatus.SKIPPED,
-                               "no model found: define build_model() or pass --model to probe it")
-    record = probe_spec(spec, options.probes, options.seed, progress)
-    if optimizer is not None and options.train_steps > 0:
+    distributed = options.distributed
+    with process_group(options.device) if distributed else contextlib.nullcontext() as sharding:
+        # Sharded: built on the host, as on every rank, then FSDP2 moves each rank's shards to its device.
+        spec = loader.load(path, loader.LoadOptions(options.model_expr, options.input_shape,
+                                                    options.input_dtype, "cpu" if distributed else options.device))
+        if spec is None:
+            return [], ProbeResult(filename, ProbeStatus.SKIPPED,
+                                   "no model found: define build_model() or pass --model to probe it")
+        if sharding is not None:
+            spec = dataclasses.replace(spec, model=sharding.shard(spec.model),
+                                       make_inputs=sharding.inputs(spec.make_inputs))
+        record = probe_spec(spec, options.probes, options.seed, progress, sharding or Local())
+    if distributed and optimizer is not None and options.train_steps > 0:
+        if is_rank_zero():
+            print(f"{filename}: --distributed does not run the file's optimizer steps yet (GH140-GH144); "
+                  "scan without --distributed for them", file=sys.stderr)
+    elif optimizer is not None and options.train_steps > 0:
         stats = train_spec(spec, optimizer, options.train_steps, options.seed, progress, options.curvature)
         record = dataclasses.replace(record, steps=stats)
     record = dataclasses.replace(record, precision=precision, optimizer_from_parameters=from_parameters)

@@ -21,6 +21,7 @@ from gradcheck_tool.probe import kinds
 from gradcheck_tool.probe.attention import AttentionProbe
 from gradcheck_tool.probe.functional import FunctionalActivations, ParamUse
 from gradcheck_tool.probe.outputs import first_float_tensor
+from gradcheck_tool.probe.sharded import to_local
 
 # The flat tails: where the derivative is below 10% of its maximum.
 _TANH_TAIL = math.sqrt(0.9)  # 1 - y^2 < 0.1
@@ -40,28 +41,38 @@ def l2(t: torch.Tensor) -> torch.Tensor:
 EXPONENTS = (-150, 64)  # floor(log2 |g|) from fp32's smallest subnormal (2^-149) to 2^63, one bin each
 
 
-def _magnitudes(t: torch.Tensor) -> torch.Tensor:
-    """[L2 norm, max |t|]: two reductions, queued as one tensor (fp16/bf16 accumulated in fp32)."""
-    dtype = torch.float32 if t.dtype in (torch.float16, torch.bfloat16) else None
-    return torch.stack([torch.linalg.vector_norm(t, dtype=dtype), torch.linalg.vector_norm(t, math.inf, dtype=dtype)])
+def _magnitudes(t: torch.Tensor) -> list[torch.Tensor]:
+    """[L2 norm, min, max]: two reductions, queued as they come (fp16/bf16 L2 accumulated in fp32).
+
+    max |t| is read on the host as max(|min|, |max|), exactly the inf-norm: ``aminmax`` is one
+    pass, where ``vector_norm(t, inf)`` took ~100x the L2 norm's time on CPU (4 ms vs 32 us at
+    262k entries), the largest part of the probe's cost there."""
+    low, high = torch.aminmax(t)
+    return [l2(t), low, high]
+
+
+def _largest(low: float, high: float) -> float:
+    """max |t| from its min and max; NaN if either is (as the inf-norm gives NaN)."""
+    return max(abs(low), abs(high)) if low == low and high == high else math.nan
 
 
 EXPONENT_SAMPLE = 1 << 12  # entries per call the exponent histogram reads; a larger gradient is strided
 
 
-def _exponents(g: torch.Tensor) -> torch.Tensor:
+def _exponents(g: torch.Tensor) -> tuple[torch.Tensor, int]:
     """How many entries have each floor(log2 |g|) (zeros left out: log2(0) = -inf is out of range).
 
     Above ``EXPONENT_SAMPLE`` entries the histogram is taken on an evenly strided sample and scaled
     back by the stride: the shares GH151 reads are estimated from >= 4096 entries per call (a 1%
     share to within ~0.2%, before summing over calls and batches), and the hook stays a small part
     of the backward it watches; a log2 over every entry cost more than the backward on a
-    transformer (probe_overhead: 3.7x the bare passes, 1.2x with the sample)."""
+    transformer (probe_overhead: 3.7x the bare passes, 1.2x with the sample).  Returns the float32
+    counts of the sample and the stride, which the host multiplies in float32 (``end_pass``)."""
     low, high = EXPONENTS
     flat = g.reshape(-1)
     stride = max(1, flat.numel() // EXPONENT_SAMPLE)
     sample = flat[::stride] if stride > 1 else flat
-    return torch.histc(sample.float().abs().log2_(), bins=high - low, min=low, max=high) * stride
+    return torch.histc(sample.float().abs().log2_(), bins=high - low, min=low, max=high), stride
 
 
 @dataclass
@@ -116,14 +127,18 @@ class LayerAccumulator:
 
 @dataclass
 class _Queue:
-    """Device tensors waiting for the pass's single host transfer, and where each goes."""
+    """Device tensors waiting for the pass's single host transfer, and where each goes.
+
+    Each is queued as it is (a view, no kernel): one ``torch.cat`` at the end of the pass promotes
+    them to one dtype (float64 when any is, else float32: every float32 value exact either way)."""
 
     tensors: list = field(default_factory=list)
-    targets: list = field(default_factory=list)  # (accumulator or key, kind)
+    targets: list = field(default_factory=list)  # (accumulator or key, kind, entries, extra)
 
-    def put(self, tensor: torch.Tensor, target, kind: str) -> None:
-        self.tensors.append(tensor.reshape(-1).to(torch.float64))
-        self.targets.append((target, kind, tensor.numel()))
+    def put(self, tensors: list[torch.Tensor], target, kind: str, extra=None) -> None:
+        flat = [t.reshape(-1) for t in tensors]
+        self.tensors.extend(flat)
+        self.targets.append((target, kind, sum(t.numel() for t in flat), extra))
 
 
 class Collector:
@@ -266,10 +281,11 @@ class Collector:
         acc.unit_samples += t.shape[0] if t.dim() >= 2 else 1
         acc.unit_positions += t.numel() // max(acc.units, 1)
         if dead_capable:
-            self._queue.put((t > 0).any(dim=reduce_dims) if reduce_dims else t > 0, acc, "alive")
+            self._queue.put([(t > 0).any(dim=reduce_dims) if reduce_dims else t > 0], acc, "alive")
         else:
             tail = t.abs() > _TANH_TAIL if saturating == "tanh" else (t < _SIGMOID_TAIL) | (t > 1 - _SIGMOID_TAIL)
-            self._queue.put(tail.sum(dim=reduce_dims) if reduce_dims else tail, acc, "tail")
+            # Counts in float64: a float32 cat would round them above 2**24.
+            self._queue.put([(tail.sum(dim=reduce_dims) if reduce_dims else tail).double()], acc, "tail")
 
     def _grad_hook(self, acc: LayerAccumulator):
         def hook(grad: torch.Tensor) -> None:
@@ -277,7 +293,8 @@ class Collector:
                 acc.backward_order = self._backward_count
                 self._backward_count += 1
             g = grad.detach()
-            self._queue.put(torch.cat([_magnitudes(g).to(torch.float32), _exponents(g)]), acc, "grad")
+            counts, stride = _exponents(g)
+            self._queue.put([*_magnitudes(g), counts], acc, "grad", stride)
 
         return hook
 
@@ -290,16 +307,26 @@ class Collector:
         """Record ||d loss / d output||, the reference every backward ratio is taken against."""
         for t in tensors:
             if t.requires_grad:
-                t.register_hook(lambda g: self._queue.put(l2(g.detach()), "", "output"))
+                t.register_hook(lambda g: self._queue.put([l2(g.detach())], "", "output"))
 
     def queue_param_grads(self, named_params: list[tuple[str, nn.Parameter]]) -> None:
+        """Every parameter gradient's L2 norm, a few fused ``_foreach_norm`` kernels for all of
+        them (one per dtype group on a GPU; on CPU the same per-tensor norms as ``l2``)."""
+        groups: dict[bool, tuple[list, list]] = {}
         for name, p in named_params:
             g = p.grad
             if g is None:
                 continue
             if g.is_sparse:
                 g = g.coalesce().values()
-            self._queue.put(l2(g.detach()), name, "param")
+            g = to_local(g).detach()  # a shard's norm: made whole by the engine
+            names, grads = groups.setdefault(g.dtype in (torch.float16, torch.bfloat16), ([], []))
+            names.append(name)
+            grads.append(g)
+        for half, (names, grads) in groups.items():
+            norms = torch._foreach_norm(grads, 2, dtype=torch.float32 if half else None)
+            for name, norm in zip(names, norms):
+                self._queue.put([norm], name, "param")
 
     def end_pass(self) -> dict[str, float]:
         """Transfer the queue to the host once and fold it into the accumulators.
@@ -314,7 +341,7 @@ class Collector:
             return param_norms
         flat = torch.cat(q.tensors).cpu().numpy()
         offset = 0
-        for (target, kind, n) in q.targets:
+        for (target, kind, n, extra) in q.targets:
             values = flat[offset: offset + n]
             offset += n
             if kind == "param":
@@ -326,12 +353,13 @@ class Collector:
             acc: LayerAccumulator = target
             if kind == "out":
                 acc.out_sq += float(values[0]) ** 2
-                acc.out_max = max(acc.out_max, float(values[1]))
+                acc.out_max = max(acc.out_max, _largest(float(values[1]), float(values[2])))
             elif kind == "grad":
                 acc.grad_sq += float(values[0]) ** 2
                 acc.grad_seen = True
-                acc.grad_max = max(acc.grad_max, float(values[1]))
-                counts = values[2:]
+                acc.grad_max = max(acc.grad_max, _largest(float(values[1]), float(values[2])))
+                # The float32 product the device used to take, summed over calls in float64.
+                counts = (values[3:].astype(np.float32) * np.float32(extra)).astype(np.float64)
                 acc.grad_exponents = counts if acc.grad_exponents is None else acc.grad_exponents + counts
             elif kind == "alive":
                 alive = values > 0

@@ -27,6 +27,7 @@ from gradcheck_tool.probe.losses import LossWatch
 from gradcheck_tool.probe.outputs import DEFAULT_LOSS, compute_loss, describe_default_loss, floating_outputs
 from gradcheck_tool.probe.record import LayerStats, ParamStats, ProbeRecord
 from gradcheck_tool.probe.recurrent import through_time
+from gradcheck_tool.probe.sharded import Local
 from gradcheck_tool.probe.state import preserved
 from gradcheck_tool.probe.symmetry import symmetric_layers
 from gradcheck_tool.probe.unregistered import UnregisteredWatch
@@ -81,7 +82,9 @@ def run_probe(
     model_name: Optional[str] = None,
     inputs_description: str = "",
     progress: Optional[Progress] = None,
+    sharding: Local = Local(),
 ) -> ProbeRecord:
+    """``sharding``: ``probe.sharded.Sharded`` when the model is sharded with FSDP2 (``--distributed``)."""
     if probes < 1:
         raise GradhealthError(f"--probes must be at least 1, got {probes}")
     named_params = list(model.named_parameters())
@@ -141,7 +144,7 @@ def run_probe(
                 if batch == 0:
                     symmetry = symmetric_layers(watched, collector.output_layer())
                 collector.queue_param_grads(trainable)
-                norms = collector.end_pass()
+                norms = sharding.global_grad_norms(collector.end_pass(), [n for n, _ in trainable])
                 del output, loss, inputs
                 for name, _ in trainable:
                     if name in norms:
@@ -166,12 +169,19 @@ def run_probe(
                     recurrent.append(stats)
     duration = time.perf_counter() - start
 
-    layers = _layer_stats(collector.layers, probes, norm_ends)
-    params = tuple(_param_stats(name, p, per_param.get(name), _use(name, p, collector.uses))
-                   for name, p in named_params)
+    # The forward ran on the parameters FSDP2 gathered: name them as the model's own.
+    alias, uses = sharding.aliases(), collector.uses
+    norm_ends = {alias.get(k, k): v for k, v in norm_ends.items()}
+    if uses is not None and alias:
+        uses = ParamUse({alias.get(i, i) for i in uses.consumed}, {alias.get(i, i) for i in uses.cut},
+                        uses.cut_modules)
+    layers = _layer_stats(collector.layers, probes, norm_ends, sharding.full)
+    weight_norms = sharding.norms([p for _, p in named_params])
+    params = tuple(_param_stats(name, p, norm, per_param.get(name), _use(name, p, uses))
+                   for (name, p), norm in zip(named_params, weight_norms))
     return ProbeRecord(
         model=model_name or type(model).__name__,
-        device=str(next(p.device for _, p in named_params)),
+        device=sharding.describe(str(next(p.device for _, p in named_params))),
         seed=seed,
         batches=probes,
         loss=loss_name,
@@ -218,13 +228,13 @@ def _use(name: str, p: nn.Parameter, uses: Optional[ParamUse]) -> Optional[str]:
     return "used" if id(p) in uses.consumed else "unused"
 
 
-def _param_stats(name: str, p: nn.Parameter, norms: Optional[list[float]], use: Optional[str]) -> ParamStats:
+def _param_stats(name: str, p: nn.Parameter, norm: float, norms: Optional[list[float]], use: Optional[str]) -> ParamStats:
     finite = [n for n in (norms or []) if math.isfinite(n)]
     return ParamStats(
         name=name,
         module=name.rpartition(".")[0],
         shape=tuple(p.shape),
-        norm=float(l2(p.detach())),
+        norm=norm,
         grad_norm=statistics.fmean(finite) if finite else None,
         grad_norms=tuple(finite),
         grad_nonfinite=len(finite) != len(norms or []),
@@ -233,7 +243,8 @@ def _param_stats(name: str, p: nn.Parameter, norms: Optional[list[float]], use: 
     )
 
 
-def _layer_stats(accumulators: list[LayerAccumulator], passes: int, norm_ends: dict[int, int]) -> tuple[LayerStats, ...]:
+def _layer_stats(accumulators: list[LayerAccumulator], passes: int, norm_ends: dict[int, int],
+                 full: Callable[[torch.Tensor], torch.Tensor]) -> tuple[LayerStats, ...]:
     called = sorted((a for a in accumulators if a.calls and a.order is not None), key=lambda a: a.order)
     out = []
     for index, acc in enumerate(called):
@@ -264,7 +275,7 @@ def _layer_stats(accumulators: list[LayerAccumulator], passes: int, norm_ends: d
                 saturated_fraction=saturated,
                 units=acc.units,
                 samples_per_unit=samples,
-                weight_init=classify(weight) if weight is not None else None,
+                weight_init=classify(full(weight)) if weight is not None else None,
                 next_activation=acc.next_activation if weight is not None else None,
                 params=tuple(f"{acc.name}.{n}" for n, _ in module.named_parameters(recurse=False)),
                 normalisation=kinds.normalisation(module),
