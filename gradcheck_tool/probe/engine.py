@@ -142,7 +142,7 @@ def run_probe(
                 loss.backward()
                 unregistered.after_backward(first=batch == 0)
                 if batch == 0:
-                    symmetry = symmetric_layers(watched, collector.output_layer())
+                    symmetry = symmetric_layers(watched, collector.output_layer(), sharding.full)
                 collector.queue_param_grads(trainable)
                 norms = sharding.global_grad_norms(collector.end_pass(), [n for n, _ in trainable])
                 del output, loss, inputs

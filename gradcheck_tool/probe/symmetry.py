@@ -19,7 +19,7 @@ weight layer, once per probe.  Only rows whose projections coincide are compared
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -31,26 +31,35 @@ WEIGHT_TOL = 1e-6  # rows equal to within this share of max |W| are identical
 GRAD_TOL = 1e-4  # gradient rows equal to within this share of the pair's max |grad| (rounding of identical sums)
 
 
-def _weight_and_grad(module: nn.Module) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+Full = Callable[[torch.Tensor], torch.Tensor]  # a sharded tensor gathered whole (``Sharding.full``)
+
+
+def _whole(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor
+
+
+def _weight_and_grad(module: nn.Module, full: Full) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
     if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
         return None  # rows are tokens, not units: each row's gradient comes from its own tokens
     param = module.weight_ih_l0 if isinstance(module, nn.RNNBase) else getattr(module, "weight", None)
     weight = kinds.primary_weight(module)
     if weight is None or not isinstance(param, torch.Tensor) or param.grad is None or param.grad.is_sparse:
         return None
-    grad = param.grad.t() if weight.shape != param.shape else param.grad  # GPT-2's Conv1D
-    return weight.detach().reshape(weight.shape[0], -1), grad.detach().reshape(weight.shape[0], -1)
+    weight, grad = full(weight.detach()), full(param.grad.detach())
+    grad = grad.t() if weight.shape != grad.shape else grad  # GPT-2's Conv1D
+    return weight.reshape(weight.shape[0], -1), grad.reshape(weight.shape[0], -1)
 
 
-def symmetric_layers(watched: list[tuple[str, nn.Module]], output_layer: Optional[str]) -> list[SymmetryStats]:
+def symmetric_layers(watched: list[tuple[str, nn.Module]], output_layer: Optional[str],
+                     full: Full = _whole) -> list[SymmetryStats]:
     """``unit_symmetry`` of every watched layer but ``output_layer``, keeping those with identical units."""
-    found = (unit_symmetry(name, module) for name, module in watched if name != output_layer)
+    found = (unit_symmetry(name, module, full) for name, module in watched if name != output_layer)
     return [stats for stats in found if stats is not None]
 
 
-def unit_symmetry(name: str, module: nn.Module) -> Optional[SymmetryStats]:
+def unit_symmetry(name: str, module: nn.Module, full: Full = _whole) -> Optional[SymmetryStats]:
     """The units of ``module`` that are stuck together, or None when there are none."""
-    pair = _weight_and_grad(module)
+    pair = _weight_and_grad(module, full)
     if pair is None:
         return None
     rows, grads = pair
