@@ -57,6 +57,7 @@ class ScanOptions:
     max_memory: Optional[int] = None  # bytes for the isolated child; None: 80% of physical memory
     verbose: bool = False
     curvature: bool = False  # measure the stability bound before the optimizer steps (GH144, GH140's advice)
+    amp: Optional[str] = None  # "fp16"/"bf16": a real autocast (+ GradScaler) run of the steps (GH150, GH151)
 
     def enabled(self, path: Path) -> frozenset[str]:
         try:
@@ -185,7 +186,7 @@ def lint_file(path: Path, options: ScanOptions, progress: Optional[Progress] = N
     # GH212 compares the file's clip threshold with the probe's norms: it needs a probe too.
     probing = not options.static_only and any(c.startswith("GH1") or c in PROBE_CHECKED_RULES for c in enabled)
     # The optimizer the probe runs (GH140, GH143): the file's only rebuildable torch.optim constructor.
-    steps = probing and options.train_steps > 0 and bool(OPTIMIZER_CODES & enabled)
+    steps = probing and ((options.train_steps > 0 and bool(OPTIMIZER_CODES & enabled)) or options.amp is not None)
     analysis = analyse(source, filename, rules=any(c.startswith(STATIC_FAMILIES) for c in enabled),
                        optimizers=steps)
     static = analysis.findings

@@ -16,11 +16,12 @@ import torch
 from gradcheck_tool import loader
 from gradcheck_tool.errors import GradhealthError, first_line, out_of_memory
 from gradcheck_tool.findings import Finding, Position, ProbeResult, ProbeStatus, Span
+from gradcheck_tool.probe.amp import measure_amp
 from gradcheck_tool.probe.engine import Progress, run_probe
-from gradcheck_tool.probe.record import ProbeRecord, StepStats
-from gradcheck_tool.probe.steps import build_optimizer, measure_steps
+from gradcheck_tool.probe.record import AmpStats, Precision, ProbeRecord, StepStats
+from gradcheck_tool.probe.steps import build_optimizer, measure_steps, parameters_kept
 from gradcheck_tool.rules import OPTIMIZER_CODES, run_rules
-from gradcheck_tool.static.amp_usage import read_precision
+from gradcheck_tool.static.amp_usage import as_asked, read_precision
 from gradcheck_tool.static.optim import OptimizerCall
 
 
@@ -78,6 +79,28 @@ def train_spec(spec: loader.ModelSpec, optimizer: OptimizerCall, steps: int, see
     return dataclasses.replace(stats, warmup=optimizer.warmup) if stats is not None else None
 
 
+def amp_spec(spec: loader.ModelSpec, optimizer: Optional[OptimizerCall], precision: Precision, steps: int,
+             seed: int, progress: Optional[Progress] = None) -> AmpStats:
+    """The file's optimizer steps under real autocast in ``precision.dtype`` (--amp), from the initial
+    weights, which are restored afterwards; without a rebuildable optimizer the weights stay at init."""
+    try:
+        built = build_optimizer(optimizer.name, dict(optimizer.kwargs), spec.model) if optimizer else None
+    except GradhealthError:
+        built = None
+    device = next((p.device.type for p in spec.model.parameters()), "cpu")
+    try:
+        with parameters_kept(spec.model):
+            return measure_amp(spec.model, spec.make_inputs, spec.loss_fn, built, dtype=precision.dtype,
+                               device_type=device, steps=steps, seed=seed, scaler=precision.scaler,
+                               init_scale=precision.init_scale, growth_interval=precision.growth_interval,
+                               progress=progress)
+    except GradhealthError:
+        raise
+    except Exception as err:
+        raise GradhealthError(f"{spec.name}: a training step under {precision.dtype} autocast on {device} raised "
+                              f"{type(err).__name__}: {first_line(err)}; scan without --amp") from err
+
+
 def scan_path(path: Path, options, progress: Optional[Progress] = None, display_name: Optional[str] = None,
               optimizer: Optional[OptimizerCall] = None) -> tuple[list[Finding], ProbeResult]:
     """Probe one file (``options``: api.ScanOptions), then run ``optimizer`` (the file's own, when
@@ -86,6 +109,8 @@ def scan_path(path: Path, options, progress: Optional[Progress] = None, display_
     filename = display_name or str(path)
     # How the file trains (GH150/GH151), read before its code runs: importing it may change or remove it.
     precision = read_precision(path.read_text(encoding="utf-8-sig"))
+    if options.amp:
+        precision = as_asked(precision, options.amp)
     _seed_everything(options.seed)  # the file builds its model at import: same seed, same weights
     spec = loader.load(path, loader.LoadOptions(options.model_expr, options.input_shape,
                                                 options.input_dtype, options.device))
@@ -93,6 +118,9 @@ def scan_path(path: Path, options, progress: Optional[Progress] = None, display_
         return [], ProbeResult(filename, ProbeStatus.SKIPPED,
                                "no model found: define build_model() or pass --model to probe it")
     record = probe_spec(spec, options.probes, options.seed, progress)
+    if options.amp:  # before the plain steps, which train the model
+        record = dataclasses.replace(record, amp=amp_spec(spec, optimizer, precision, options.train_steps or 10,
+                                                          options.seed, progress))
     if optimizer is not None and options.train_steps > 0:
         stats = train_spec(spec, optimizer, options.train_steps, options.seed, progress, options.curvature)
         record = dataclasses.replace(record, steps=stats)

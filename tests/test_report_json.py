@@ -150,10 +150,10 @@ def test_skipped_probe_has_null_fields_and_empty_arrays():
     probe = _render_valid(_report(SKIPPED))["probes"][0]
     assert list(probe) == ["filename", "model", "device", "seed", "batches", "loss", "status", "reason", "inputs",
                            "duration_s", "parameters", "layers", "recurrent", "total_grad_norms",
-                           "output_grad_norm", "input_rms", "recommended_max_norm", "steps", "precision"]
+                           "output_grad_norm", "input_rms", "recommended_max_norm", "steps", "precision", "amp"]
     assert probe["filename"] == "utils.py" and probe["status"] == "skipped" and probe["reason"] == "no model defined"
     for key in ("model", "device", "seed", "batches", "loss", "inputs", "duration_s", "output_grad_norm",
-                "input_rms", "recommended_max_norm", "steps", "precision"):
+                "input_rms", "recommended_max_norm", "steps", "precision", "amp"):
         assert probe[key] is None, key
     for key in ("parameters", "layers", "recurrent", "total_grad_norms"):
         assert probe[key] == [], key

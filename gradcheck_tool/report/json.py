@@ -106,6 +106,7 @@ def _probe(p: ProbeResult) -> dict:
         "recommended_max_norm": None if r is None else plain(r.recommended_max_norm),
         "steps": None if r is None or r.steps is None else plain(dataclasses.asdict(r.steps)),
         "precision": None if r is None or r.precision is None else plain(dataclasses.asdict(r.precision)),
+        "amp": None if r is None or r.amp is None else plain(dataclasses.asdict(r.amp)),
     }
 
 
