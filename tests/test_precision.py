@@ -16,7 +16,7 @@ from gradcheck_tool.probe.engine import run_probe
 from gradcheck_tool.probe.record import Precision
 from gradcheck_tool.report.json import load_schema
 from gradcheck_tool.rules import run_rules
-from gradcheck_tool.rules.precision import flushed_share
+from gradcheck_tool.rules.underflow import flushed_share
 from gradcheck_tool.static.amp_usage import read_precision
 
 

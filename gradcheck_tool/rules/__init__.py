@@ -12,7 +12,8 @@ from gradcheck_tool.rules.activations import CollapsingActivations, ExplodingAct
 from gradcheck_tool.rules.depth import ExplodingGradients, VanishingGradients
 from gradcheck_tool.rules.nonfinite import NonFiniteActivations, NonFiniteGradients
 from gradcheck_tool.rules.parameters import GradientFreeParameters, InitScaleMismatch
-from gradcheck_tool.rules.precision import Fp16OverflowRisk, Fp16UnderflowRisk
+from gradcheck_tool.rules.precision import Fp16OverflowRisk
+from gradcheck_tool.rules.underflow import Fp16UnderflowRisk
 from gradcheck_tool.rules.recurrent import ExplodingThroughTime, VanishingThroughTime
 from gradcheck_tool.rules.stability import LrAboveEdgeOfStability
 from gradcheck_tool.rules.units import DeadUnits, SaturatedActivations
