@@ -147,6 +147,19 @@ def test_amp_asks_for_a_precision_the_file_does_not_have():
     assert (legacy.init_scale, legacy.growth_interval) == (4096.0, 300)
 
 
+def test_python_api_runs_the_amp_probe_and_restores_the_model():
+    from gradcheck_tool import scan
+
+    model = _overflowing()
+    before = [p.detach().clone() for p in model.parameters()]
+    report = scan(model, lambda: torch.randn(32, 64), CE, select=["GH150", "GH151"], amp="fp16",
+                  optimizer=lambda params: torch.optim.AdamW(params, lr=1e-3), train_steps=3)
+    assert [(f.code, f.severity.value, f.module) for f in report.findings] == [("GH150", "error", "2")]
+    assert report.probes[0].record.amp.verdict == "collapse"
+    assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
+    assert scan(_overflowing(), lambda: torch.randn(32, 64), CE, select=["GH150", "GH151"]).findings == ()
+
+
 MODEL = '''
 import torch
 from torch import nn
