@@ -53,7 +53,7 @@ def measure_amp(model: nn.Module, make_inputs: Callable[[], Any], loss_fn: Optio
     scaler = scaler and dtype == "fp16"
     grad_scaler = torch.amp.GradScaler(device_type, init_scale=init_scale, growth_interval=growth_interval) \
         if scaler else None
-    room = int(math.log2(init_scale / FLOOR)) + 1 if scaler else 0
+    room = max(0, int(math.log2(init_scale / FLOOR)) + 1) if scaler else 0
     scales: list[float] = []
     losses: list[Optional[float]] = []
     skipped: list[int] = []
