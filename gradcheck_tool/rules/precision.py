@@ -16,7 +16,10 @@ FP16_NORMAL = -14  # log2 of its smallest normal: below it a value keeps fewer t
 DEFAULT_SCALE = 2.0**16  # torch's GradScaler init_scale
 FLUSHED = 0.01  # share of a module's nonzero gradient entries lost to zero that counts
 # Outputs autocast keeps in fp32 (its fp32 op list) or that come from fp32 weights by lookup.
-FP32_OUTPUTS = frozenset({"LayerNorm", "GroupNorm", "Softmax", "LogSoftmax", "Embedding", "EmbeddingBag"})
+FP32_OUTPUTS = frozenset({"Softmax", "LogSoftmax"})
+# Libraries' own norms and embeddings too (BartScaledWordEmbedding, ConvNextLayerNorm, LlamaRMSNorm: an
+# fp32 weight times the normalised input gives fp32); BatchNorm keeps its input's dtype.
+FP32_NORMS = frozenset({"layer", "group", "rms"})
 
 
 def training_precision(record: ProbeRecord, backward: bool = False) -> Precision:
@@ -30,7 +33,9 @@ def training_precision(record: ProbeRecord, backward: bool = False) -> Precision
 
 def half_modules(record: ProbeRecord) -> list[LayerStats]:
     """The modules whose outputs (and output gradients) are fp16 under fp16 autocast."""
-    return sorted((layer for layer in record.layers if layer.type not in FP32_OUTPUTS), key=lambda l: l.order)
+    return sorted((layer for layer in record.layers if layer.type not in FP32_OUTPUTS
+                   and layer.normalisation not in FP32_NORMS and not layer.type.endswith(("Embedding", "EmbeddingBag"))),
+                  key=lambda l: l.order)
 
 
 def _measured(amp: AmpStats) -> dict:
@@ -46,7 +51,8 @@ class Fp16OverflowRisk(RuntimeRule):
     |output| of each module is compared with fp16's maximum (65504): it names the first module, in
     forward order, over it — under fp16 autocast its output becomes inf and everything after it NaN
     — and, when the loss is not scaled, the first whose |gradient at its output| is over.  Modules
-    whose output autocast keeps in fp32 (LayerNorm, GroupNorm, softmax, embeddings) are left out.
+    whose output autocast keeps in fp32 (layer, group and RMS norms, softmax, embeddings, libraries' own
+    subclasses included) are left out.
     How the file trains is read from its source (``torch.autocast(..., dtype=torch.float16)``,
     ``.half()``, ``GradScaler``, Lightning/Hugging Face/accelerate fp16 switches).  Silent for an
     fp32 file (its recipe has nothing to overflow: ``--amp fp16`` asks the question) and in bf16,
