@@ -8,6 +8,8 @@ measured in the same run: the probe (3 batches) plus 10 optimizer steps is the b
   ``--curvature`` turns it on in a scan.
 - update ratios: ``measure_steps`` with the per-step ||Δw|| (always on) against the same steps with
   the update bookkeeping skipped.
+- amp: ``measure_amp`` (``--amp fp16``: the same 10 steps under real autocast and a GradScaler,
+  probe/amp.py; a skipped step is one more step) added to the scan, on the CPU (torch's CPU autocast).
 Both models use a real loss (cross-entropy on random labels), as curvature needs one.
 """
 from __future__ import annotations
@@ -24,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gradcheck_tool.probe import steps as steps_module  # noqa: E402
+from gradcheck_tool.probe.amp import measure_amp  # noqa: E402
 from gradcheck_tool.probe.curvature import measure_curvature  # noqa: E402
 from gradcheck_tool.probe.engine import run_probe  # noqa: E402
 from gradcheck_tool.probe.steps import build_optimizer, measure_steps, parameters_kept  # noqa: E402
@@ -70,9 +73,13 @@ def main() -> None:
     for build in (gpt2, resnet):
         label, model, make, loss, (name, kwargs) = build()
 
-        def scan(curvature: bool = False, updates: bool = True):
+        def scan(curvature: bool = False, updates: bool = True, amp: bool = False):
             with parameters_kept(model):
                 run_probe(model, make, loss, probes=3)
+                if amp:
+                    with parameters_kept(model):
+                        measure_amp(model, make, loss, build_optimizer(name, kwargs, model), dtype="fp16",
+                                    device_type="cpu", steps=10, seed=0)
                 original = steps_module._update
                 if not updates:  # the baseline: the same steps without the per-step update norms
                     steps_module._update = lambda w, before: (before.new_zeros(()), before.new_zeros(()))
@@ -85,11 +92,15 @@ def main() -> None:
         base = timed(lambda: scan(updates=False), args.repeats)
         with_updates = timed(scan, args.repeats)
         with_curvature = timed(lambda: scan(curvature=True), args.repeats)
+        with_amp = timed(lambda: scan(amp=True), args.repeats)
         with parameters_kept(model):
             c = measure_curvature(model, make, loss, build_optimizer(name, kwargs, model), seed=0)
+            a = measure_amp(model, make, loss, build_optimizer(name, kwargs, model), dtype="fp16",
+                            device_type="cpu", steps=10, seed=0)
         print(f"{label}: scan {base:.2f}s; update ratios {with_updates / base:.2f}x; "
               f"curvature {with_curvature / with_updates:.2f}x ({c.hvps} HVPs, λ_max {c.sharpness:.3g}, "
-              f"bound {c.bound:.3g}, lr/bound {kwargs['lr'] / c.bound:.3g})")
+              f"bound {c.bound:.3g}, lr/bound {kwargs['lr'] / c.bound:.3g}); "
+              f"amp fp16 {with_amp / with_updates:.2f}x ({len(a.scales)} steps, {len(a.skipped)} skipped: {a.verdict})")
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ class ScanOptions:
     verbose: bool = False
     curvature: bool = False  # measure the stability bound before the optimizer steps (GH144, GH140's advice)
     distributed: bool = False  # shard the model with FSDP2 over the torchrun job (probe/sharded.py)
+    amp: Optional[str] = None  # "fp16"/"bf16": a real autocast (+ GradScaler) run of the steps (GH150, GH151)
 
     def enabled(self, path: Path) -> frozenset[str]:
         try:
@@ -185,7 +186,7 @@ def lint_file(path: Path, options: ScanOptions, progress: Optional[Progress] = N
     # GH212 compares the file's clip threshold with the probe's norms: it needs a probe too.
     probing = not options.static_only and any(c.startswith("GH1") or c in PROBE_CHECKED_RULES for c in enabled)
     # The optimizer the probe runs (GH140, GH143): the file's only rebuildable torch.optim constructor.
-    steps = probing and options.train_steps > 0 and bool(OPTIMIZER_CODES & enabled)
+    steps = probing and ((options.train_steps > 0 and bool(OPTIMIZER_CODES & enabled)) or options.amp is not None)
     analysis = analyse(source, filename, rules=any(c.startswith(STATIC_FAMILIES) for c in enabled),
                        optimizers=steps)
     static = analysis.findings
@@ -263,12 +264,15 @@ def scan(
     optimizer: Optional[Callable[[Any], Any]] = None,
     train_steps: int = 10,
     curvature: bool = False,
+    amp: Optional[str] = None,
 ) -> Report:
     """Probe an in-memory model on ``inputs`` (a tensor, tuple or dict, or a zero-argument
     callable returning one) and return the Report.  ``optimizer`` builds the training
     optimizer from the parameters (``lambda params: torch.optim.Adam(params, lr=3e-3)``):
     it is run for ``train_steps`` steps (GH140-GH143), after measuring the stability bound at
-    initialisation when ``curvature`` (GH144).  The model is handed back exactly as it
+    initialisation when ``curvature`` (GH144).  ``amp`` ("fp16" or "bf16"): the same steps (or, with
+    no optimizer, steps that leave the weights at init) under real autocast and, for fp16, a
+    GradScaler, judged by GH150/GH151 as a model trained so.  The model is handed back exactly as it
     was: mode, parameters, gradients, buffers and RNG state are restored.  ``select`` takes
     codes, prefixes or names, as ``--select`` does."""
     from gradcheck_tool.probe.engine import run_probe
@@ -277,6 +281,16 @@ def scan(
 
     make = inputs if callable(inputs) else (lambda: inputs)
     record = run_probe(model, make, loss_fn, probes=probes, seed=seed)
+    if amp is not None:
+        from gradcheck_tool.probe.amp import measure_amp
+        from gradcheck_tool.probe.record import Precision
+
+        device = next((p.device.type for p in model.parameters()), "cpu")
+        with parameters_kept(model):
+            built = optimizer([p for p in model.parameters() if p.requires_grad]) if optimizer is not None else None
+            stats = measure_amp(model, make, loss_fn, built, dtype=amp, device_type=device, steps=train_steps or 10,
+                                seed=seed)
+        record = dataclasses.replace(record, amp=stats, precision=Precision(amp, amp == "fp16", asked=True))
     if optimizer is not None and train_steps > 0:
         with parameters_kept(model):
             built = optimizer([p for p in model.parameters() if p.requires_grad])

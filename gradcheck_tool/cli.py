@@ -29,7 +29,7 @@ def _split(values: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _options(cfg, model_expr, probes, train_steps, seed, device, input_shape, input_dtype, static_only,
-             select, extend_select, ignore, timeout, max_memory, verbose, curvature=False):
+             select, extend_select, ignore, timeout, max_memory, verbose, curvature=False, amp=None):
     from gradcheck_tool import registry
     from gradcheck_tool.api import ScanOptions
 
@@ -60,6 +60,7 @@ def _options(cfg, model_expr, probes, train_steps, seed, device, input_shape, in
         root=cfg.root or Path.cwd(), isolate=True, verbose=verbose,
         timeout=_positive(timeout if timeout is not None else cfg.timeout, 120.0, "--timeout"),
         max_memory=_gib(max_memory if max_memory is not None else cfg.max_memory), curvature=curvature,
+        amp=amp,
     )
 
 
@@ -93,6 +94,10 @@ _SCAN_OPTIONS = [
     click.option("--curvature", is_flag=True,
                  help="Also measure the loss's sharpness at init and the lr the file's optimizer is stable at "
                       "(GH144, GH140's advice; ~10-20 Hessian-vector products, needs loss_fn)."),
+    click.option("--amp", type=click.Choice(["fp16", "bf16"]),
+                 help="Also run the file's optimizer steps under real autocast in this dtype (fp16 with a "
+                      "GradScaler, the file's own settings) and judge GH150/GH151 from the skipped steps and the "
+                      "scale; an fp32 file is judged as if it trained so."),
     click.option("--seed", type=click.IntRange(*LIMITS["seed"]),
                  help="Seed for the model's init, inputs, dropout and the default loss.  [default: 0]"),
     click.option("--device", help="cpu, cuda, cuda:N or auto.  [default: cpu]"),
@@ -168,7 +173,7 @@ def fix(**kwargs) -> None:
 
 def _run(paths, static_only, model_expr, probes, train_steps, seed, device, input_shape, input_dtype, select, extend_select,
          ignore, exclude, extend_exclude, force_exclude, fmt, output, fail_on, timeout, max_memory, unsafe_fixes,
-         diff, fix_level, verbose, fix, curvature=False, jobs=0, distributed=False) -> None:
+         diff, fix_level, verbose, fix, curvature=False, jobs=0, distributed=False, amp=None) -> None:
     import dataclasses
 
     from gradcheck_tool import config, files, pool
@@ -178,7 +183,7 @@ def _run(paths, static_only, model_expr, probes, train_steps, seed, device, inpu
     try:
         cfg = config.load(Path(paths[0]) if paths else Path.cwd())
         options = _options(cfg, model_expr, probes, train_steps, seed, device, input_shape, input_dtype, static_only,
-                           select, extend_select, ignore, timeout, max_memory, verbose, curvature)
+                           select, extend_select, ignore, timeout, max_memory, verbose, curvature, amp)
         patterns = (_split(exclude) or cfg.exclude or files.DEFAULT_EXCLUDE) + _split(extend_exclude) + cfg.extend_exclude
         targets = files.python_files(paths, options.root, patterns, force_exclude)
         threshold = Severity(fail_on or cfg.fail_on or "warning")
@@ -246,6 +251,8 @@ def _check_distributed(targets, options, fix: bool) -> None:
         raise GradhealthError("--distributed scans, it does not fix: drop --fix/--diff, or fix without torchrun")
     if options.static_only:
         raise GradhealthError("--distributed shards the probe, and --static-only runs none: drop one of them")
+    if options.amp:
+        raise GradhealthError("--distributed does not run the --amp steps yet: drop one of them")
     if len(targets) != 1:
         raise GradhealthError(f"--distributed probes one file per torchrun job, and {len(targets)} were found: "
                               "name one file")

@@ -19,12 +19,13 @@ from gradcheck_tool import loader
 from gradcheck_tool.errors import GradhealthError, first_line, out_of_memory
 from gradcheck_tool.findings import Finding, Position, ProbeResult, ProbeStatus, Span
 from gradcheck_tool.launch import is_rank_zero
+from gradcheck_tool.probe.amp import measure_amp
 from gradcheck_tool.probe.engine import Progress, run_probe
-from gradcheck_tool.probe.record import ProbeRecord, StepStats
+from gradcheck_tool.probe.record import AmpStats, Precision, ProbeRecord, StepStats
 from gradcheck_tool.probe.sharded import Local, process_group
-from gradcheck_tool.probe.steps import build_optimizer, measure_steps
+from gradcheck_tool.probe.steps import build_optimizer, measure_steps, parameters_kept
 from gradcheck_tool.rules import OPTIMIZER_CODES, run_rules
-from gradcheck_tool.static.analysis.amp_usage import read_precision
+from gradcheck_tool.static.analysis.amp_usage import as_asked, read_precision
 from gradcheck_tool.static.analysis.optim import OptimizerCall
 from gradcheck_tool.static.analysis.optimizer_params import read_optimizer_params
 
@@ -85,6 +86,28 @@ def train_spec(spec: loader.ModelSpec, optimizer: OptimizerCall, steps: int, see
     return dataclasses.replace(stats, warmup=optimizer.warmup) if stats is not None else None
 
 
+def amp_spec(spec: loader.ModelSpec, optimizer: Optional[OptimizerCall], precision: Precision, steps: int,
+             seed: int, progress: Optional[Progress] = None) -> AmpStats:
+    """The file's optimizer steps under real autocast in ``precision.dtype`` (--amp), from the initial
+    weights, which are restored afterwards; without a rebuildable optimizer the weights stay at init."""
+    try:
+        built = build_optimizer(optimizer.name, dict(optimizer.kwargs), spec.model) if optimizer else None
+    except GradhealthError:
+        built = None
+    device = next((p.device.type for p in spec.model.parameters()), "cpu")
+    try:
+        with parameters_kept(spec.model):
+            return measure_amp(spec.model, spec.make_inputs, spec.loss_fn, built, dtype=precision.dtype,
+                               device_type=device, steps=steps, seed=seed, scaler=precision.scaler,
+                               init_scale=precision.init_scale, growth_interval=precision.growth_interval,
+                               progress=progress)
+    except GradhealthError:
+        raise
+    except Exception as err:
+        raise GradhealthError(f"{spec.name}: a training step under {precision.dtype} autocast on {device} raised "
+                              f"{type(err).__name__}: {first_line(err)}; scan without --amp") from err
+
+
 def scan_path(path: Path, options, progress: Optional[Progress] = None, display_name: Optional[str] = None,
               optimizer: Optional[OptimizerCall] = None) -> tuple[list[Finding], ProbeResult]:
     """Probe one file (``options``: api.ScanOptions), then run ``optimizer`` (the file's own, when
@@ -94,6 +117,8 @@ def scan_path(path: Path, options, progress: Optional[Progress] = None, display_
     # How the file trains (GH150/GH151), read before its code runs: importing it may change or remove it.
     source = path.read_text(encoding="utf-8-sig")
     precision = read_precision(source)
+    if options.amp:
+        precision = as_asked(precision, options.amp)
     from_parameters = read_optimizer_params(source)  # GH113's severity
     _seed_everything(options.seed)  # the file builds its model at import: same seed, same weights
     distributed = options.distributed
@@ -112,9 +137,13 @@ def scan_path(path: Path, options, progress: Optional[Progress] = None, display_
         if is_rank_zero():
             print(f"{filename}: --distributed does not run the file's optimizer steps yet (GH140-GH144); "
                   "scan without --distributed for them", file=sys.stderr)
-    elif optimizer is not None and options.train_steps > 0:
-        stats = train_spec(spec, optimizer, options.train_steps, options.seed, progress, options.curvature)
-        record = dataclasses.replace(record, steps=stats)
+    else:
+        if options.amp:  # before the plain steps, which train the model
+            record = dataclasses.replace(record, amp=amp_spec(spec, optimizer, precision,
+                                                              options.train_steps or 10, options.seed, progress))
+        if optimizer is not None and options.train_steps > 0:
+            stats = train_spec(spec, optimizer, options.train_steps, options.seed, progress, options.curvature)
+            record = dataclasses.replace(record, steps=stats)
     record = dataclasses.replace(record, precision=precision, optimizer_from_parameters=from_parameters)
     findings = [_locate(f, spec.sites, filename, optimizer) for f in run_rules(record)]
     return findings, ProbeResult(filename, ProbeStatus.OK, record=record)

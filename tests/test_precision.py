@@ -16,7 +16,7 @@ from gradcheck_tool.probe.engine import run_probe
 from gradcheck_tool.probe.record import Precision
 from gradcheck_tool.report.json import load_schema
 from gradcheck_tool.rules import run_rules
-from gradcheck_tool.rules.precision import flushed_share
+from gradcheck_tool.rules.underflow import flushed_share
 from gradcheck_tool.static.analysis.amp_usage import read_precision
 
 
@@ -104,7 +104,8 @@ RMS = lambda out, x: out.square().mean().sqrt()  # noqa: E731  (gradients ~1/N, 
 def test_overflow_is_named_at_the_first_module_in_forward_order():
     fp16 = _verdicts(_overflowing(), RMS, Precision("fp16", True))
     assert fp16 == {("GH150", "error", "2")}  # module 3 (ReLU) and 4 overflow too: 2 is first
-    assert _verdicts(_overflowing(), RMS, Precision(None, False)) == {("GH150", "info", "2")}
+    assert _verdicts(_overflowing(), RMS, Precision(None, False)) == set()  # an fp32 recipe: nothing overflows
+    assert _verdicts(_overflowing(), RMS, Precision("fp16", True, asked=True)) == {("GH150", "error", "2")}  # --amp
     assert _verdicts(_overflowing(), RMS, Precision("bf16", False)) == set()
 
 
@@ -117,8 +118,23 @@ def test_underflow_without_loss_scaling():
     assert _verdicts(model, tiny, Precision("fp16", True, 2.0**16)) == set()  # x 2^16: fits
     assert {(c, s) for c, s, _ in _verdicts(model, tiny, Precision("fp16", True, 1.0))} == {("GH151", "warning")}
     assert _verdicts(model, tiny, Precision("bf16", False)) == set()
-    assert _verdicts(model, tiny, Precision(None, False)) == set()  # a default GradScaler would save them
+    assert _verdicts(model, tiny, Precision(None, False)) == set()  # fp32: nothing flushes
     assert _verdicts(model, tiny, Precision("fp16", False, trains=False)) == set()  # fp16 inference: no gradients
+
+
+def test_under_a_grad_scaler_underflow_is_a_warning_only_where_no_scale_fits():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 10))
+    tinier = lambda out, x: out.square().mean() * 1e-9  # noqa: E731  (gradients ~2^-42: 2^16 is too low)
+    (finding,) = run_rules(dataclasses.replace(run_probe(model, lambda: torch.randn(32, 64), tinier, probes=1),
+                                               precision=Precision("fp16", True)), ["GH151"])
+    assert finding.severity.value == "info" and "grows to 2^" in finding.message  # the scaler grows into it
+    assert finding.evidence["scale_needed"] <= finding.evidence["scale_ceiling"]
+    # one output with gradients 100: it caps the scale at 2^9, far under what the other outputs need
+    spread = lambda out, x: (out[:, 0] * 100.0).sum() + out[:, 1:].square().mean() * 1e-9  # noqa: E731
+    (finding,) = run_rules(dataclasses.replace(run_probe(model, lambda: torch.randn(32, 64), spread, probes=1),
+                                               precision=Precision("fp16", True)), ["GH151"])
+    assert finding.severity.value == "warning" and "no scale keeps them" in finding.message
 
 
 def _gpt2():
@@ -196,6 +212,6 @@ def test_cli_reports_underflow_where_the_file_trains_in_fp16(tmp_path):
     assert finding["module"] == "fc1" and finding["location"]["row"] == 9  # all flush: the first module
     assert finding["evidence"]["flushed"] > 0.9 and "GradScaler" in finding["fix"]["message"]
     precision = {p["filename"]: p["precision"] for p in report["probes"]}
-    assert precision == {"model.py": {"dtype": "fp16", "scaler": False, "init_scale": 65536.0, "trains": True},
-                         "scaled.py": {"dtype": "fp16", "scaler": True, "init_scale": 65536.0, "trains": True}}
+    common = {"dtype": "fp16", "init_scale": 65536.0, "trains": True, "growth_interval": 2000, "asked": False}
+    assert precision == {"model.py": dict(common, scaler=False), "scaled.py": dict(common, scaler=True)}
     assert result.returncode == 1

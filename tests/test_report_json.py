@@ -151,10 +151,10 @@ def test_skipped_probe_has_null_fields_and_empty_arrays():
     assert list(probe) == ["filename", "model", "device", "seed", "batches", "loss", "status", "reason", "inputs",
                            "duration_s", "parameters", "layers", "recurrent", "total_grad_norms",
                            "output_grad_norm", "input_rms", "recommended_max_norm", "steps", "precision",
-                           "symmetry", "attention"]
+                           "symmetry", "attention", "amp"]
     assert probe["filename"] == "utils.py" and probe["status"] == "skipped" and probe["reason"] == "no model defined"
     for key in ("model", "device", "seed", "batches", "loss", "inputs", "duration_s", "output_grad_norm",
-                "input_rms", "recommended_max_norm", "steps", "precision"):
+                "input_rms", "recommended_max_norm", "steps", "precision", "amp"):
         assert probe[key] is None, key
     for key in ("parameters", "layers", "recurrent", "total_grad_norms", "symmetry", "attention"):
         assert probe[key] == [], key

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Callable, Optional
+from typing import Callable
 
 import torch
 import torch.nn.functional as F

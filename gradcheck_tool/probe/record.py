@@ -161,6 +161,28 @@ class Precision:
     scaler: bool  # gradients are loss-scaled (GradScaler, or a trainer that scales fp16 itself)
     init_scale: float = 2.0**16  # the scale the scaler starts at (torch's default 2^16)
     trains: bool = True  # the file runs a backward pass (or a trainer): fp16 gradients exist, not only inference
+    growth_interval: int = 2000  # clean steps before the scaler doubles the scale (torch's default 2000)
+    asked: bool = False  # set by --amp, not read from the file: judge it as if the file trained so
+
+
+@dataclass(frozen=True)
+class AmpStats:
+    """A real autocast (+ GradScaler) run of the file's optimizer steps (``--amp``; probe/amp.py)."""
+
+    dtype: str  # "fp16" or "bf16"
+    device: str  # autocast's device type, "cuda" or "cpu"
+    optimizer: str  # the torch.optim class stepped; "" when the file has none (the weights stay at init)
+    scaler: bool  # a GradScaler ran (fp16 by the book)
+    init_scale: float  # its starting scale (1.0 without one)
+    growth_interval: int
+    scales: tuple[float, ...]  # the loss scale each step ran at
+    losses: tuple[Optional[float], ...]  # each step's loss under autocast; None where not finite
+    skipped: tuple[int, ...]  # steps whose update was skipped (inf/NaN gradients, or loss)
+    kinds: tuple[str, ...]  # per skipped step: "search", "spike" or "forward" (probe/amp.py: classify)
+    final_scale: float  # the scale after the last update: where it settles
+    verdict: str  # "clean", "search", "spike" or "collapse"
+    first_nonfinite: Optional[str] = None  # the module whose output (or output gradient) first went inf/NaN
+    nonfinite_in: Optional[str] = None  # "forward" or "backward": where first_nonfinite was found
 
 
 @dataclass(frozen=True)
@@ -222,6 +244,7 @@ class ProbeRecord:
     optimizer_from_parameters: Optional[bool] = None
     symmetry: tuple[SymmetryStats, ...] = ()  # only layers with identical units (GH121)
     attention: tuple[AttentionStats, ...] = ()  # attention sites of the first probe forward (GH114)
+    amp: Optional[AmpStats] = None  # None: no real mixed-precision run (--amp not given)
 
     def layer(self, name: str) -> Optional[LayerStats]:
         return next((layer for layer in self.layers if layer.name == name), None)
@@ -265,6 +288,8 @@ class ProbeRecord:
                 loss_calls=tuple(loss_call(d) for d in data.get("loss_calls", ())),
                 unregistered=tuple(unregistered(d) for d in data.get("unregistered", ())),
                 precision=Precision(**data["precision"]) if data.get("precision") else None,
+                amp=AmpStats(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["amp"].items()})
+                if data.get("amp") else None,
                 layers=tuple(layer(d) for d in data["layers"]),
                 parameters=tuple(param(d) for d in data["parameters"]),
                 recurrent=tuple(recurrent(d) for d in data["recurrent"]),

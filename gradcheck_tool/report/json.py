@@ -108,6 +108,7 @@ def _probe(p: ProbeResult) -> dict:
         "precision": None if r is None or r.precision is None else plain(dataclasses.asdict(r.precision)),
         "symmetry": [] if r is None else [_fields(s, SymmetryStats) for s in r.symmetry],
         "attention": [] if r is None else [_fields(a, AttentionStats) for a in r.attention],
+        "amp": None if r is None or r.amp is None else plain(dataclasses.asdict(r.amp)),
     }
 
 

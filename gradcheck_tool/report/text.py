@@ -50,6 +50,11 @@ def _probe_header(probe: ProbeResult) -> str:
         s = r.steps
         decay = f"weight_decay={s.weight_decay:g}" + (" decoupled" if s.decoupled and s.weight_decay else "")
         steps = f"\n  optimizer: {s.optimizer}(lr={s.lr:g}, {decay}), {len(s.losses)} training step(s)"
+    if r.amp is not None:
+        a = r.amp
+        scaler = f"GradScaler {a.init_scale:g} -> {a.final_scale:g}, " if a.scaler else ""
+        steps += (f"\n  amp: {a.dtype} autocast on {a.device}, {a.optimizer or 'no optimizer (weights at init)'}, "
+                  f"{len(a.scales)} step(s), {scaler}{len(a.skipped)} skipped: {a.verdict}")
     return (f"{one_line(probe.filename)}: {r.model} probed on {r.device}, {r.batches} batch(es), seed {r.seed}, "
             f"{r.duration_s:.2f}s\n  inputs: {r.inputs}\n  loss: {r.loss}{clip}{steps}")
 

@@ -15,7 +15,8 @@ from gradcheck_tool.rules.losses import BroadcastLossTarget, ProbabilitiesIntoLo
 from gradcheck_tool.rules.memory import ShortRecurrentMemory
 from gradcheck_tool.rules.nonfinite import NonFiniteActivations, NonFiniteGradients
 from gradcheck_tool.rules.parameters import GradientFreeParameters, InitScaleMismatch
-from gradcheck_tool.rules.precision import Fp16OverflowRisk, Fp16UnderflowRisk
+from gradcheck_tool.rules.precision import Fp16OverflowRisk
+from gradcheck_tool.rules.underflow import Fp16UnderflowRisk
 from gradcheck_tool.rules.recurrent import ExplodingThroughTime, VanishingThroughTime
 from gradcheck_tool.rules.registration import UnregisteredParameters
 from gradcheck_tool.rules.stability import LrAboveEdgeOfStability

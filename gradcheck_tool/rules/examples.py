@@ -11,6 +11,7 @@ import math
 from typing import Optional, Sequence
 
 from gradcheck_tool.probe.record import (
+    AmpStats,
     AttentionStats,
     Curvature,
     InitStats,
@@ -192,13 +193,27 @@ def trained(optimizer: str = "Adam", lr: float = 1e-3, growth: float = 5e-4, *, 
 
 def half(out_max: float = 10.0, grad_max: float = 1e-3, exponents: Sequence[tuple[int, int]] = ((-12, 100),),
          dtype: Optional[str] = None, scaler: bool = False, init_scale: float = 2.0**16,
-         trains: bool = True) -> ProbeRecord:
+         trains: bool = True, asked: bool = False, amp: Optional[str] = None) -> ProbeRecord:
     """An MLP record whose middle Linear outputs values up to ``out_max``, receives output gradients up to
     ``grad_max`` spread over powers of two as ``exponents`` ((floor(log2 |g|), count), ...), in a file
-    that trains in ``dtype`` ("fp16", "bf16" or None for fp32), with or without a GradScaler."""
+    that trains in ``dtype`` ("fp16", "bf16" or None for fp32), with or without a GradScaler; ``asked``:
+    the dtype came from --amp.  ``amp``: the verdict of a real --amp run ("clean", "search", "spike",
+    "collapse"), with the scale history such a run of 10 steps from ``init_scale`` would have."""
     base = mlp(depth=2)
     layers = tuple(dataclasses.replace(layer, out_max=out_max if layer.name == "body.2" else 1.0,
                                        grad_max=grad_max if layer.name == "body.2" else 1e-3,
                                        grad_exponents=tuple(exponents) if layer.name == "body.2" else ((-12, 100),))
                    for layer in base.layers)
-    return dataclasses.replace(base, layers=layers, precision=Precision(dtype, scaler, init_scale, trains))
+    runs = {"clean": ((), ()), "search": ((0, 1, 2), ("search",) * 3), "spike": ((5,), ("spike",)),
+            "collapse": ((0, 1, 2), ("forward",) * 3)}
+    skipped, kinds = runs[amp] if amp else ((), ())
+    scales, scale = [], init_scale
+    for t in range(3 if amp == "collapse" else 10 + len(skipped)):
+        scales.append(scale)
+        scale = scale / 2 if t in skipped else scale
+    measured = AmpStats(dtype or "fp16", "cuda", "AdamW", scaler, init_scale, 2000, tuple(scales),
+                        tuple(None if amp == "collapse" else 1.0 for _ in scales),
+                        skipped, kinds, scale, amp, "body.2" if amp in ("spike", "collapse") else None,
+                        "forward" if amp == "collapse" else "backward") if amp else None
+    return dataclasses.replace(base, layers=layers, amp=measured,
+                               precision=Precision(dtype, scaler, init_scale, trains, asked=asked))

@@ -1,19 +1,21 @@
 """Whether a file trains in half precision, read from its source (for GH150/GH151).
 
 One ``ast`` parse (stdlib, never imports torch): ``torch.autocast`` / ``torch.cuda.amp.autocast``
-and their dtype, ``GradScaler`` and its literal ``init_scale``, ``.half()``, and the trainers'
+and their dtype, ``GradScaler`` and its literal ``init_scale`` and ``growth_interval``, ``.half()``, and the trainers'
 switches (Lightning ``Trainer(precision="16-mixed")``, Hugging Face ``TrainingArguments(fp16=True)``,
 accelerate ``Accelerator(mixed_precision="fp16")``), which bring their own loss scaling.
 """
 from __future__ import annotations
 
 import ast
+import dataclasses
 import operator
 from typing import Any, Optional
 
 from gradcheck_tool.probe.record import Precision
 
 DEFAULT_SCALE = 2.0**16  # torch.amp.GradScaler's init_scale
+DEFAULT_GROWTH = 2000  # and its growth_interval
 
 
 def read_precision(source: str) -> Precision:
@@ -24,7 +26,7 @@ def read_precision(source: str) -> Precision:
     except (SyntaxError, ValueError):
         return Precision(None, False, trains=False)
     dtypes: list[str] = []
-    scaler, init_scale, trains = False, DEFAULT_SCALE, False
+    scaler, init_scale, growth_interval, trains = False, DEFAULT_SCALE, DEFAULT_GROWTH, False
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
@@ -46,9 +48,17 @@ def read_precision(source: str) -> Precision:
                 dtypes.append("fp16")
         elif leaf == "GradScaler" and _literal(kwargs.get("enabled")) is not False:
             scaler = True
-            value = _literal(kwargs.get("init_scale", node.args[1] if len(node.args) > 1 else None))
+            # torch.amp.GradScaler(device, init_scale, growth_factor, backoff_factor, growth_interval);
+            # torch.cuda.amp.GradScaler has no device: a number first is its init_scale.
+            first = 0 if node.args and isinstance(_literal(node.args[0]), (int, float)) else 1
+            positional = dict(zip(("init_scale", "growth_interval"), [
+                node.args[i] if len(node.args) > i else None for i in (first, first + 3)]))
+            value = _literal(kwargs.get("init_scale", positional["init_scale"]))
             if isinstance(value, (int, float)) and value > 0:
                 init_scale = float(value)
+            value = _literal(kwargs.get("growth_interval", positional["growth_interval"]))
+            if isinstance(value, int) and value > 0:
+                growth_interval = value
         elif leaf == "half" and not node.args:
             dtypes.append("fp16")
         elif leaf in ("to", "type") and any(_dtype(a) == "fp16" for a in [*node.args, *kwargs.values()]):
@@ -70,7 +80,14 @@ def read_precision(source: str) -> Precision:
             scaler = scaler or dtypes[-1] == "fp16"
             trains = True
     dtype = "fp16" if "fp16" in dtypes else ("bf16" if dtypes else None)
-    return Precision(dtype, scaler and dtype == "fp16", init_scale, trains)
+    return Precision(dtype, scaler and dtype == "fp16", init_scale, trains, growth_interval)
+
+
+def as_asked(precision: Precision, dtype: str) -> Precision:
+    """``--amp dtype``: judge the file as training in ``dtype``, with its own scaler settings; fp16 with a
+    GradScaler (by the book) unless the file itself trains in fp16 without one."""
+    scaler = dtype == "fp16" and (precision.scaler or precision.dtype != "fp16")
+    return dataclasses.replace(precision, dtype=dtype, scaler=scaler, trains=True, asked=True)
 
 
 def _name(node: ast.AST) -> str:
