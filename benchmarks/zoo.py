@@ -1,7 +1,8 @@
 """The calibration zoo: does `gradhealth scan` stay quiet on real architectures at their default init?
 
 For every model in ``zoo_models.SPECS`` (transformers configs at small sizes, random init, no
-downloads; an LSTM LM; a model with optional unused parameters) this writes a model file into a
+downloads; an LSTM LM; a model with optional unused parameters; torchvision's classification
+list where torchvision imports, ``zoo_torchvision.py``) this writes a model file into a
 temporary directory (``build_model()``, ``example_inputs()``) and scans it through the real CLI,
 ``python -m gradcheck_tool scan FILE --format json`` with default options (but ``--timeout 900``,
 so a loaded machine does not fail a slow probe), twice:
@@ -17,6 +18,7 @@ a known true positive (``KNOWN_TRUE_POSITIVES``: HF DeiT, HF MobileViT), which m
     python benchmarks/zoo.py --only resnet-50,bert --variant default
     python benchmarks/zoo.py --family seq2seq --out /tmp/zoo.json
     python benchmarks/zoo.py --only resnet-50 --update  # rescan one model, keep the file's other rows
+    /work/venvs/tv/bin/python benchmarks/zoo.py --family torchvision --update  # torchvision's venv
 
 It prints a table (model, family, verdict, findings with codes and severity, wall time, loss,
 max_norm) and the false-alarm count, and writes ``benchmarks/zoo_results.json`` and
