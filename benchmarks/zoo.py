@@ -1,7 +1,8 @@
 """The calibration zoo: does `gradhealth scan` stay quiet on real architectures at their default init?
 
 For every model in ``zoo_models.SPECS`` (transformers configs at small sizes, random init, no
-downloads; an LSTM LM; a model with optional unused parameters) this writes a model file into a
+downloads; an LSTM LM; a model with optional unused parameters; torchvision's classification
+list where torchvision imports, ``zoo_torchvision.py``) this writes a model file into a
 temporary directory (``build_model()``, ``example_inputs()``) and scans it through the real CLI,
 ``python -m gradcheck_tool scan FILE --format json`` with default options (but ``--timeout 900``,
 so a loaded machine does not fail a slow probe), twice:
@@ -17,6 +18,7 @@ a known true positive (``KNOWN_TRUE_POSITIVES``: HF DeiT, HF MobileViT), which m
     python benchmarks/zoo.py --only resnet-50,bert --variant default
     python benchmarks/zoo.py --family seq2seq --out /tmp/zoo.json
     python benchmarks/zoo.py --only resnet-50 --update  # rescan one model, keep the file's other rows
+    /work/venvs/tv/bin/python benchmarks/zoo.py --family torchvision --update  # torchvision's venv
 
 It prints a table (model, family, verdict, findings with codes and severity, wall time, loss,
 max_norm) and the false-alarm count, and writes ``benchmarks/zoo_results.json`` and
@@ -65,6 +67,19 @@ def loss_fn(output, inputs):
 '''
 
 
+def environment() -> dict[str, str]:
+    """The versions a scan ran under (torchvision's arm runs in its own venv: rows may differ)."""
+    import importlib.metadata
+
+    versions = {"python": sys.version.split()[0]}
+    for package in ("torch", "transformers", "torchvision"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
 @dataclasses.dataclass
 class Result:
     model: str
@@ -78,6 +93,7 @@ class Result:
     max_norm: Optional[float] = None
     grad_norms: list[float] = dataclasses.field(default_factory=list)
     error: Optional[str] = None
+    env: dict[str, str] = dataclasses.field(default_factory=environment)
 
     @property
     def alarm(self) -> bool:
@@ -135,9 +151,15 @@ def scan(name: str, variant: str, directory: Path, timeout: float = 900) -> Resu
                   max_norm=probe.get("recommended_max_norm"), grad_norms=probe.get("total_grad_norms", []))
 
 
-def short(findings: list[dict]) -> str:
-    return ", ".join(f"{f['code']}:{f['severity'][0]}" + (f"@{f['module']}" if f["module"] else "")
-                     for f in findings) or "-"
+def short(findings: list[dict], per_code: int = 3) -> str:
+    """``code:severity@module`` for each finding, at most ``per_code`` of each code and severity
+    (then ``+N``): GH112 names every unused parameter, which would swamp the table."""
+    groups: dict[str, list[str]] = {}
+    for f in findings:
+        groups.setdefault(f"{f['code']}:{f['severity'][0]}", []).append(f"@{f['module']}" if f["module"] else "")
+    return ", ".join(", ".join(key + where for where in wheres[:per_code])
+                     + (f" +{len(wheres) - per_code}" if len(wheres) > per_code else "")
+                     for key, wheres in groups.items()) or "-"
 
 
 def table(results: list[Result]) -> str:
@@ -164,25 +186,45 @@ def summary(results: list[Result]) -> dict[str, Any]:
         "false_alarms_task_loss": sorted(r.model for r in results if r.variant == "task" and r.false_alarm),
         "true_positives_missed": sorted({r.model for r in default if r.missed}),
         "failed": sorted({f"{r.model}/{r.variant}" for r in results if r.verdict == "failed"}),
+        "task_vs_default": compare(results),
+    }
+
+
+def compare(results: list[Result]) -> dict[str, Any]:
+    """The two loss runs of each model scanned both ways: same verdict?  And the suggested
+    max_norm under the default loss over the task loss's (issue 9: within 2x)."""
+    by = {(r.model, r.variant): r for r in results if r.verdict != "failed"}
+    both = [(by[m, "default"], by[m, "task"]) for m, v in by if v == "default" and (m, "task") in by]
+    ratios = {d.model: d.max_norm / t.max_norm for d, t in both if d.max_norm and t.max_norm}
+    outside = sorted(m for m, q in ratios.items() if not 0.5 <= q <= 2)
+    return {
+        "models": len(both),
+        "same_verdict": sum(d.verdict == t.verdict for d, t in both),
+        "verdict_differs": sorted(f"{d.model}: {d.verdict} / {t.verdict}" for d, t in both if d.verdict != t.verdict),
+        "max_norm_ratio_min": round(min(ratios.values()), 3) if ratios else None,
+        "max_norm_ratio_max": round(max(ratios.values()), 3) if ratios else None,
+        "max_norm_ratio_outside_2x": {m: round(ratios[m], 3) for m in outside},
     }
 
 
 def ordered(results: list[Result]) -> list[Result]:
-    return sorted(results, key=lambda r: (VARIANTS.index(r.variant), list(SPECS).index(r.model)))
+    """Default-loss rows first, then in the zoo's order; rows of models this interpreter cannot
+    build (torchvision's, merged with --update from another venv) keep the order they came in."""
+    known = {name: i for i, name in enumerate(SPECS)}
+    return sorted(results, key=lambda r: (VARIANTS.index(r.variant), known.get(r.model, len(known))))
 
 
 def write(results: list[Result], out: Path) -> dict[str, Any]:
-    import torch
-    import transformers
-
     results = ordered(results)
     stats = summary(results)
-    meta = {"torch": torch.__version__, "transformers": transformers.__version__, "python": sys.version.split()[0]}
+    envs = sorted({json.dumps(r.env, sort_keys=True) for r in results if r.env})
+    meta = {"environments": [json.loads(e) for e in envs]}
     out.write_text(json.dumps({"meta": meta, "summary": stats,
                                "results": [dict(dataclasses.asdict(r), false_alarm=r.false_alarm)
                                            for r in results]}, indent=1) + "\n")
     out.with_suffix(".md").write_text(
-        f"Zoo results ({', '.join(f'{k} {v}' for k, v in meta.items())}); written by benchmarks/zoo.py.\n\n"
+        "Zoo results, written by benchmarks/zoo.py; run under "
+        + "; ".join(", ".join(f"{k} {v}" for k, v in env.items()) for env in meta["environments"]) + ".\n\n"
         + table(results) + "\n\n" + "\n".join(f"- {k}: {v}" for k, v in stats.items()) + "\n")
     return stats
 
@@ -234,6 +276,11 @@ def main(argv: Optional[list[str]] = None) -> int:
           f"{stats['false_alarms_default_init']}")
     print(f"false alarms with the task loss: {len(stats['false_alarms_task_loss'])} {stats['false_alarms_task_loss']}")
     print(f"known true positives missed: {stats['true_positives_missed']}")
+    both = stats["task_vs_default"]
+    if both["models"]:
+        print(f"task loss vs default loss: {both['same_verdict']} of {both['models']} same verdict "
+              f"{both['verdict_differs']}; max_norm default/task {both['max_norm_ratio_min']}-"
+              f"{both['max_norm_ratio_max']}, outside 2x: {both['max_norm_ratio_outside_2x']}")
     if stats["failed"]:
         print(f"failed scans: {stats['failed']}")
     return 1 if stats["false_alarms_default_init"] or stats["true_positives_missed"] or stats["failed"] else 0

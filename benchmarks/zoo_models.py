@@ -41,7 +41,8 @@ KNOWN_TRUE_POSITIVES = {
 @dataclasses.dataclass(frozen=True)
 class Spec:
     name: str
-    family: str  # text-decoder, text-encoder, seq2seq, vision-cnn, vision-transformer, speech, ssm-rnn, custom
+    family: str  # text-decoder, text-encoder, seq2seq, vision-cnn, vision-transformer, speech, ssm-rnn, custom,
+    # torchvision (zoo_torchvision.py, where torchvision imports)
     build: Callable[[], nn.Module]
     inputs: Callable[[], Any]
     task_inputs: Callable[[], Any]
@@ -264,6 +265,13 @@ SPECS: dict[str, Spec] = {s.name: s for s in [
     _custom("optional-heads", OptionalHeadClassifier, lambda: torch.randn(IMAGE_BATCH, 3, 32, 32), 10,
             "aux_head and mask_token unused by this forward"),
 ]}
+
+try:  # torchvision's whole classification list, where it imports (its own venv: benchmarks/README.md)
+    import zoo_torchvision
+except ImportError:
+    zoo_torchvision = None
+else:
+    SPECS.update((s.name, s) for s in zoo_torchvision.specs(Spec))
 
 FAMILIES = sorted({s.family for s in SPECS.values()})
 

@@ -118,7 +118,9 @@ class ExplodingGradients(_DepthRule):
     ``rules/signals.py``).  Fires when the gradient grows by two orders of magnitude or
     more across a stack (error from four).  Also fires when some layer's output gradient
     exceeds the gradient at the model output by three orders of magnitude *and* its
-    gradient x activation norm exceeds the median layer's by as much: a layer whose
+    gradient x activation norm exceeds the median layer's by as much, and it is a jump:
+    100x the median gradient of the 8 layers after it (a growth spread over many residual
+    blocks reaches the stem as large as the layers next to it: a trend): a layer whose
     activations are small by design (RWKV's tiny embeddings feeding a LayerNorm) has a
     large gradient in proportion, and its weights' relative step is ordinary.  When a
     normalisation layer follows the peak it is named: LayerNorm of a (nearly) constant row,
@@ -165,6 +167,11 @@ class ExplodingGradients(_DepthRule):
            examples.residual_bn(), examples.residual_bn(losses=(2.3, 40.0, math.inf)))
 
     PEAK_DECADES = 3.0
+    # A peak is a jump: 100x the median gradient of the next 8 layers (DeiT: ~1e4x, the LayerNorm
+    # right after it).  A growth spread over many blocks (ResNet-152's residual BatchNorm stream,
+    # 3.5 decades over 50 blocks) reaches the stem as large as the layers just after it.
+    LOCAL_DECADES = 2.0
+    LOCAL_WINDOW = 8
 
     def check(self, record: ProbeRecord) -> Iterator[Finding]:
         if _nonfinite(record):
@@ -212,7 +219,8 @@ class ExplodingGradients(_DepthRule):
         """The layer whose output gradient is 1000x the model output's, when its ||gradient|| x
         ||activation|| is also 1000x the median layer's: a layer whose activations are tiny by
         design (RWKV's embeddings feeding a LayerNorm, a collapsed signal) has a large gradient
-        in proportion, and that product, which a rescaling cannot move, stays ordinary."""
+        in proportion, and that product, which a rescaling cannot move, stays ordinary.  And only
+        when it is a jump over the layers right after it (LOCAL_DECADES)."""
         ref = record.output_grad_norm
         if not ref:
             return None
@@ -223,6 +231,9 @@ class ExplodingGradients(_DepthRule):
         typical = median(products.values()) if products else None
         if worst.name in products and typical and products[worst.name] < 10**self.PEAK_DECADES * typical:
             return None
+        after = [layer.grad_norm for layer in record.layers if layer.order > worst.order and layer.grad_norm]
+        if after and worst.grad_norm < 10**self.LOCAL_DECADES * median(after[:self.LOCAL_WINDOW]):
+            return None  # no jump: a growth spread over the layers after it, a trend's story
         return worst.name, worst.grad_norm / ref
 
 

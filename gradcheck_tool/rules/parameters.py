@@ -28,6 +28,16 @@ def behind_zero_gamma(record: ProbeRecord) -> set[str]:
     return explained
 
 
+def zero_head(record: ProbeRecord) -> Optional[str]:
+    """The model's last weight layer when it starts with a zero weight and gets a gradient itself
+    (torchvision's ViT zero-initialises ``heads.head``): every parameter before it gets an exactly
+    zero gradient until the first step moves it, by design."""
+    head = max((layer for layer in record.layers if layer.weight_init is not None),
+               key=lambda layer: layer.order, default=None)
+    weight = next((p for p in record.parameters if head is not None and p.name == f"{head.name}.weight"), None)
+    return head.name if weight is not None and weight.norm == 0.0 and any(weight.grad_norms) else None
+
+
 class GradientFreeParameters(RuntimeRule):
     """A trainable parameter gets no gradient: None, or exactly zero on every probe batch.
 
@@ -47,8 +57,9 @@ class GradientFreeParameters(RuntimeRule):
     output matters, yet it never learns.  Exactly zero means the path exists but is blocked:
     dead units after it, a multiplication by a zero-initialised weight (then it can be
     transient: deliberate zero-init of a residual branch's last layer unblocks after one step,
-    so the layers of a branch whose last normalisation starts at γ = 0 are not reported), or an
-    integer cast.
+    so the layers of a branch whose last normalisation starts at γ = 0 are not reported, nor
+    the layers before a zero-initialised classifier head that gets a gradient, as torchvision's
+    ViT has), or an integer cast.
 
     Example: ``h + self.aux(h).detach()`` in forward (warning); ``self.unused = nn.Linear(8, 8)``
     defined in ``__init__`` and never called (information).
@@ -69,8 +80,10 @@ class GradientFreeParameters(RuntimeRule):
             return
         by_module: dict[str, list[ParamStats]] = defaultdict(list)
         by_design = behind_zero_gamma(record)
+        head = zero_head(record)
         for p in record.parameters:
-            if p.requires_grad and (p.grad_norm is None or (not any(p.grad_norms) and p.module not in by_design)):
+            transient = p.module in by_design or (head is not None and p.module != head)
+            if p.requires_grad and (p.grad_norm is None or (not any(p.grad_norms) and not transient)):
                 by_module[p.module].append(p)
         for module, params in by_module.items():
             none = all(p.grad_norm is None for p in params)

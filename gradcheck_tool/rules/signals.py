@@ -17,6 +17,7 @@ always matches its numbers.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from statistics import median
 from typing import Optional, Sequence
@@ -85,21 +86,48 @@ class Trend:
         return 10**self.intercept, 10 ** (self.intercept + self.total)
 
 
-def stack_key(name: str) -> Optional[str]:
+_STAGE = re.compile(r"([A-Za-z]+)(\d+)")
+
+
+def numbered_stages(names: Sequence[str]) -> set[str]:
+    """Paths of containers numbered by name rather than by index: siblings ``<word><n>`` under one
+    parent, at least three, each holding modules (torchvision's ResNet ``layer1`` ... ``layer4``,
+    ShuffleNet's ``stage2`` ..., RegNet's ``trunk_output.block1`` ..., DenseNet's
+    ``features.denseblock1`` ...).  Leaves named ``fc1``, ``fc2`` or ``conv1`` are no stage (a
+    hand-written MLP stays one stack), nor is a pair (Inception's ``AuxLogits.conv0``, ``conv1``)."""
+    containers = {".".join(name.split(".")[:i]) for name in names for i in range(1, name.count(".") + 1)}
+    seen: dict[tuple[str, str], set[str]] = {}
+    for path in containers:
+        parent, _, part = path.rpartition(".")
+        match = _STAGE.fullmatch(part)
+        if match:
+            seen.setdefault((parent, match[1]), set()).add(path)
+    return {path for paths in seen.values() if len(paths) >= 3 for path in paths}
+
+
+def stack_key(name: str, stages: frozenset[str] = frozenset()) -> Optional[str]:
     """The numbered container a layer sits in (``model.encoder.layers`` for
-    ``model.encoder.layers.3.fc1``), None for layers outside any."""
+    ``model.encoder.layers.3.fc1``; ``layer*`` for ``layer3.5.conv2`` when ``layer3`` is among
+    ``stages``, see ``numbered_stages``), None for layers outside any."""
     parts = name.split(".")
-    index = next((i for i, part in enumerate(parts) if part.isdigit()), None)
-    return None if index is None else ".".join(parts[:index])
+    for i, part in enumerate(parts):
+        if part.isdigit():
+            return ".".join(parts[:i])
+        if ".".join(parts[:i + 1]) in stages:
+            return ".".join(parts[:i] + [_STAGE.fullmatch(part)[1] + "*"])
+    return None
 
 
 def stacks(record: ProbeRecord) -> list[list[LayerStats]]:
     """The record's layers grouped by stack, in execution order.  Layers outside every
     numbered container (embeddings, a stem, a head) join no stack, unless the model has no
-    numbered container at all: then it is one stack."""
+    numbered container at all: then it is one stack.  Numbered stages of one network
+    (``layer1`` ... ``layer4``) are one stack: the blocks of a ResNet are one chain, whichever
+    stage they sit in."""
+    stages = frozenset(numbered_stages([layer.name for layer in record.layers]))
     groups: dict[Optional[str], list[LayerStats]] = {}
     for layer in record.layers:
-        groups.setdefault(stack_key(layer.name), []).append(layer)
+        groups.setdefault(stack_key(layer.name, stages), []).append(layer)
     if set(groups) == {None}:
         return [groups[None]]
     return [layers for key, layers in groups.items() if key is not None]
