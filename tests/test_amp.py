@@ -19,7 +19,7 @@ from gradcheck_tool.probe.engine import run_probe
 from gradcheck_tool.probe.record import Precision
 from gradcheck_tool.report.json import load_schema
 from gradcheck_tool.rules import run_rules
-from gradcheck_tool.static.amp_usage import as_asked, read_precision
+from gradcheck_tool.static.analysis.amp_usage import as_asked, read_precision
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

@@ -3,7 +3,7 @@
 Step ``t`` is the autocast recipe on probe batch ``t`` (``torch.manual_seed(seed + t)``): forward
 and loss under ``torch.autocast(device_type, dtype)``; with a GradScaler ``scaler.scale(loss)
 .backward()``, ``scaler.step(optimizer)``, ``scaler.update()``, the scaler built with the file's own
-``init_scale`` and ``growth_interval`` (static/amp_usage.py).  fp16 runs with a GradScaler unless the
+``init_scale`` and ``growth_interval`` (static/analysis/amp_usage.py).  fp16 runs with a GradScaler unless the
 file trains in fp16 without one; bf16 runs without (fp32's exponent range).  A step is skipped when
 the scaler lowers the scale at its update (it found inf/NaN gradients), or, with no scaler, when a
 gradient is not finite.  The model trains: the caller keeps its parameters (``parameters_kept``).
