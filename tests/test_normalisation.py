@@ -1,5 +1,4 @@
 """What the probe records about normalisation, residual branches and parameter use, against the model's own structure."""
-import pytest
 import torch
 from torch import nn
 

@@ -1,7 +1,6 @@
 """assert_trainable and the pytest plugin (the pytest11 entry point, run in a real pytest subprocess)."""
 import subprocess
 import sys
-import textwrap
 
 import pytest
 import torch

@@ -43,7 +43,8 @@ def _weight_and_grad(module: nn.Module, full: Full) -> Optional[tuple[torch.Tens
         return None  # rows are tokens, not units: each row's gradient comes from its own tokens
     param = module.weight_ih_l0 if isinstance(module, nn.RNNBase) else getattr(module, "weight", None)
     weight = kinds.primary_weight(module)
-    if weight is None or not isinstance(param, torch.Tensor) or param.grad is None or param.grad.is_sparse:
+    if weight is None or not isinstance(param, torch.Tensor) or not param.is_leaf or param.grad is None \
+            or param.grad.is_sparse:  # a non-leaf weight (a parametrization) has no .grad of its own
         return None
     weight, grad = full(weight.detach()), full(param.grad.detach())
     grad = grad.t() if weight.shape != grad.shape else grad  # GPT-2's Conv1D
