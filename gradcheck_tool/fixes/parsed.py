@@ -8,6 +8,7 @@ import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, ParentNodeProvider, PositionProvider
 
 from gradcheck_tool.findings import Edit, Position, split_lines
+from gradcheck_tool.static.analysis import names
 
 
 class ParsedFile:
@@ -52,41 +53,10 @@ class ParsedFile:
 
 
 def dotted(node: Optional[cst.CSTNode]) -> Optional[str]:
-    """``a.b.c`` for a chain of attributes on a name, else None (the libcst twin of
-    ``static.analysis.names.dotted``, for codemods on libcst trees)."""
-    parts = []
-    while isinstance(node, cst.Attribute):
-        parts.append(node.attr.value)
-        node = node.value
-    if not isinstance(node, cst.Name):
-        return None
-    parts.append(node.value)
-    return ".".join(reversed(parts))
+    """``names.dotted`` on a libcst tree."""
+    return names.dotted(node, cst)
 
 
 def import_aliases(node: Union[cst.Import, cst.ImportFrom]) -> Iterator[tuple[str, str]]:
-    """(local name, qualified name) pairs an import statement binds; relative imports and
-    ``*`` bind none we can name."""
-    if isinstance(node, cst.Import):
-        for alias in node.names:
-            name = dotted(alias.name)
-            if name is None:
-                continue
-            if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
-                yield alias.asname.name.value, name
-            else:
-                head = name.partition(".")[0]
-                yield head, head
-        return
-    if node.relative or node.module is None or isinstance(node.names, cst.ImportStar):
-        return
-    module = dotted(node.module)
-    if module is None:
-        return
-    for alias in node.names:
-        if not isinstance(alias.name, cst.Name):
-            continue
-        local = alias.name.value
-        if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
-            local = alias.asname.name.value
-        yield local, f"{module}.{alias.name.value}"
+    """``names.import_aliases`` on a libcst tree: relative imports and ``*`` bind none we can name."""
+    return names.import_aliases(node, cst)

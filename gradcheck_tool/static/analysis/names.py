@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Iterator, Mapping, Optional, Union
+from typing import Iterator, Mapping, Optional
 
 from gradcheck_tool.static.analysis import syntax
 
@@ -57,13 +57,15 @@ def identifiers(node: syntax.CSTNode) -> Iterator[str]:
             yield sub.attr.value
 
 
-def dotted(node: Optional[syntax.CSTNode]) -> Optional[str]:
-    """``a.b.c`` for a chain of attributes on a name, else None (calls, subscripts...)."""
+def dotted(node, tree=syntax) -> Optional[str]:
+    """``a.b.c`` for a chain of attributes on a name, else None (calls, subscripts...).
+    ``tree``: the module of the node classes, ``syntax`` or libcst (their names are the same),
+    so the codemods read libcst trees with the same function."""
     parts = []
-    while isinstance(node, syntax.Attribute):
+    while isinstance(node, tree.Attribute):
         parts.append(node.attr.value)
         node = node.value
-    if not isinstance(node, syntax.Name):
+    if not isinstance(node, tree.Name):
         return None
     parts.append(node.value)
     return ".".join(reversed(parts))
@@ -85,30 +87,30 @@ def last(name: Optional[str]) -> str:
     return (name or "").rpartition(".")[2]
 
 
-def import_aliases(node: Union[syntax.Import, syntax.ImportFrom]) -> Iterator[tuple[str, str]]:
-    """(local name, qualified name) pairs an import statement binds."""
-    if isinstance(node, syntax.Import):
+def import_aliases(node, tree=syntax) -> Iterator[tuple[str, str]]:
+    """(local name, qualified name) pairs an import statement binds (``tree``: as for ``dotted``)."""
+    if isinstance(node, tree.Import):
         for alias in node.names:
-            name = dotted(alias.name)
+            name = dotted(alias.name, tree)
             if name is None:
                 continue
-            if alias.asname is not None and isinstance(alias.asname.name, syntax.Name):
+            if alias.asname is not None and isinstance(alias.asname.name, tree.Name):
                 yield alias.asname.name.value, name
             else:
                 head = name.partition(".")[0]
                 yield head, head
         return
     # Relative imports name the user's own modules: leave those names as written.
-    if node.relative or node.module is None or isinstance(node.names, syntax.ImportStar):
+    if node.relative or node.module is None or isinstance(node.names, tree.ImportStar):
         return
-    module = dotted(node.module)
+    module = dotted(node.module, tree)
     if module is None:
         return
     for alias in node.names:
-        if not isinstance(alias.name, syntax.Name):
+        if not isinstance(alias.name, tree.Name):
             continue
         local = alias.name.value
-        if alias.asname is not None and isinstance(alias.asname.name, syntax.Name):
+        if alias.asname is not None and isinstance(alias.asname.name, tree.Name):
             local = alias.asname.name.value
         yield local, f"{module}.{alias.name.value}"
 
