@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import fnmatch
 import importlib.util
 import os
@@ -29,7 +30,6 @@ from gradcheck_tool.findings import (
 )
 from gradcheck_tool.fixes.codemods import attach_runtime_fixes
 from gradcheck_tool.import_safety import training_at_import
-from gradcheck_tool.rules import OPTIMIZER_CODES
 from gradcheck_tool.static.rules.clip_threshold import ClipThreshold, ClipThresholdTooLow
 from gradcheck_tool.static.engine import PROBE_CHECKED_RULES, analyse
 from gradcheck_tool.static.analysis.optim import OptimizerCall
@@ -48,7 +48,7 @@ class ScanOptions:
     input_shape: Optional[tuple[int, ...]] = None
     input_dtype: Optional[str] = None
     static_only: bool = False
-    select: frozenset[str] = frozenset(registry.ALL_RULES)
+    select: frozenset[str] = field(default_factory=lambda: frozenset(registry.ALL_RULES))
     per_file_ignores: tuple[tuple[str, frozenset[str]], ...] = ()  # (glob, codes)
     root: Path = field(default_factory=Path.cwd)
     isolate: bool = False  # probe in a child process (the CLI always does)
@@ -77,12 +77,12 @@ class FileResult:
     probe: Optional[ProbeResult]  # None when no probe was asked for (static-only, or no runtime rule selected)
 
 
-def _lenient(selectors: Iterable[str]) -> set[str]:
+def _lenient(selectors: Iterable[str], source_only: bool = False) -> set[str]:
     """Suppression comments naming unknown codes silence nothing rather than failing the scan."""
     codes: set[str] = set()
     for selector in selectors:
         try:
-            codes |= registry.resolve([selector])
+            codes |= registry.resolve([selector], source_only=source_only)
         except GradhealthError:
             pass
     return codes
@@ -186,7 +186,11 @@ def lint_file(path: Path, options: ScanOptions, progress: Optional[Progress] = N
     # GH212 compares the file's clip threshold with the probe's norms: it needs a probe too.
     probing = not options.static_only and any(c.startswith("GH1") or c in PROBE_CHECKED_RULES for c in enabled)
     # The optimizer the probe runs (GH140, GH143): the file's only rebuildable torch.optim constructor.
-    steps = probing and ((options.train_steps > 0 and bool(OPTIMIZER_CODES & enabled)) or options.amp is not None)
+    steps = False
+    if probing:
+        from gradcheck_tool.rules import OPTIMIZER_CODES
+
+        steps = (options.train_steps > 0 and bool(OPTIMIZER_CODES & enabled)) or options.amp is not None
     analysis = analyse(source, filename, rules=any(c.startswith(STATIC_FAMILIES) for c in enabled),
                        optimizers=steps)
     static = analysis.findings
@@ -207,7 +211,8 @@ def lint_file(path: Path, options: ScanOptions, progress: Optional[Progress] = N
             runtime = attach_runtime_fixes(source, runtime)
             static = calibrate_clipping(static, runtime, probe, analysis.clip_thresholds)
     silenced = suppressions.parse(source)
-    kept = tuple(f for f in static + runtime if f.code in enabled and not silenced.covers(f, _lenient))
+    kept = tuple(f for f in static + runtime if f.code in enabled and not silenced.covers(
+        f, functools.partial(_lenient, source_only=options.static_only)))
     return FileResult(kept, probe)
 
 

@@ -5,9 +5,9 @@ could not do its job (one line on stderr names the cause and the remedy: topleve
 """
 from __future__ import annotations
 
+import functools
 import re
 import sys
-import traceback
 from pathlib import Path
 from typing import Optional
 
@@ -47,10 +47,11 @@ def _options(cfg, model_expr, probes, train_steps, seed, device, input_shape, in
             inputs.parse_dtype(input_dtype)
         shape = inputs.parse_shape(input_shape) if input_shape else None
     chosen = _split(select) or cfg.select or ("ALL",)
-    codes = registry.resolve(chosen, option="--select")
-    codes |= registry.resolve(_split(extend_select) + cfg.extend_select, option="--extend-select")
-    codes -= registry.resolve(_split(ignore) + cfg.ignore, option="--ignore")
-    per_file = tuple((glob, frozenset(registry.resolve(sel, option=f"per-file-ignores {glob!r}")))
+    resolve = functools.partial(registry.resolve, source_only=static_only)
+    codes = resolve(chosen, option="--select")
+    codes |= resolve(_split(extend_select) + cfg.extend_select, option="--extend-select")
+    codes -= resolve(_split(ignore) + cfg.ignore, option="--ignore")
+    per_file = tuple((glob, frozenset(resolve(sel, option=f"per-file-ignores {glob!r}")))
                      for glob, sel in cfg.per_file_ignores.items())
     return ScanOptions(
         probes=probes or cfg.probes or 3,
@@ -218,6 +219,8 @@ def _run(paths, static_only, model_expr, probes, train_steps, seed, device, inpu
             if verbose and linted_one is not None:
                 print(linted_one.trace, file=sys.stderr, end="")
             elif verbose:
+                import traceback
+
                 traceback.print_exc()
             message = _file_error(path, err)
             _say(f"error: {message}")

@@ -15,11 +15,6 @@ from typing import Any, Optional
 
 from gradcheck_tool.errors import GradhealthError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
-
 SEVERITIES = ("error", "warning", "info")
 
 
@@ -124,6 +119,10 @@ def load(start: Path) -> Config:
     path = find_pyproject(start)
     if path is None:
         return Config()
+    if sys.version_info >= (3, 11):  # imported here: most runs find no pyproject.toml
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:

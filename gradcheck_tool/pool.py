@@ -10,9 +10,6 @@ in a child of its own.
 from __future__ import annotations
 
 import os
-import traceback
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
@@ -57,6 +54,8 @@ def _lint(job: tuple) -> Outcome:
     try:
         return Outcome(api.lint_file(path, options, display_name=str(path)))
     except Exception as err:  # noqa: BLE001 - handed to the CLI, which reports it per file
+        import traceback
+
         return Outcome(error=_picklable(err), trace=traceback.format_exc())
 
 
@@ -77,6 +76,9 @@ def lint_files(paths: Sequence[Path], options, jobs: int = 0) -> Iterator[Outcom
         for path in paths:
             yield _lint((path, options))
         return
+    from concurrent.futures import ProcessPoolExecutor  # not for a hook run's one file
+    from concurrent.futures.process import BrokenProcessPool
+
     chunk = max(1, len(paths) // (count * 4))
     try:
         with ProcessPoolExecutor(count) as pool:

@@ -6,13 +6,13 @@ A selector is a full code (``GH201``), a code prefix (``GH2``, ``GH20``), a rule
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import re
-from typing import Iterable
+from typing import Iterable, Optional
 
 from gradcheck_tool.errors import GradhealthError
 from gradcheck_tool.findings import Severity
-from gradcheck_tool.rules import RULES as RUNTIME_RULES
 from gradcheck_tool.static import PROBE_CHECKED_RULES, STATIC_RULES
 
 
@@ -38,9 +38,22 @@ class SyntaxErrorRule:
 SECTION = re.compile(r"^(What it does|Why it matters|Examples?|Fix):(?=\s|$)")  # a docstring's section labels
 
 META_RULES = {SyntaxErrorRule.CODE: SyntaxErrorRule}
-ALL_RULES: dict[str, type] = dict(sorted(
-    {**META_RULES, **RUNTIME_RULES, **STATIC_RULES, **PROBE_CHECKED_RULES}.items()))
-_BY_NAME = {rule.NAME: code for code, rule in ALL_RULES.items()}
+# What a static-only scan can report.  The runtime rules (and the probe record they read) are
+# imported on first use of ALL_RULES: a pre-commit hook run never pays for them.
+SOURCE_RULES: dict[str, type] = dict(sorted({**META_RULES, **STATIC_RULES, **PROBE_CHECKED_RULES}.items()))
+
+
+@functools.cache
+def _all_rules() -> dict[str, type]:
+    from gradcheck_tool.rules import RULES as RUNTIME_RULES
+
+    return dict(sorted({**SOURCE_RULES, **RUNTIME_RULES}.items()))
+
+
+def __getattr__(name: str):
+    if name == "ALL_RULES":  # every rule by code (module attribute, computed on first use)
+        return _all_rules()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def documentation(rule: type) -> str:
@@ -81,26 +94,43 @@ def summary(rule: type) -> str:
 
 def find(selector: str) -> type:
     """The one rule named by a code or a name (for ``gradhealth rule``)."""
-    text = selector.strip()
-    code = text.upper() if text.upper() in ALL_RULES else _BY_NAME.get(text.lower())
+    rules, text = _all_rules(), selector.strip()
+    code = text.upper() if text.upper() in rules else _names(rules).get(text.lower())
     if code is None:
         raise GradhealthError(f"unknown rule {selector!r}; `gradhealth rule --all` lists them")
-    return ALL_RULES[code]
+    return rules[code]
 
 
-def resolve(selectors: Iterable[str], *, option: str = "--select") -> set[str]:
-    """The codes a list of selectors names; an unknown selector is an error naming the option."""
+def _names(rules: dict[str, type]) -> dict[str, str]:
+    return {rule.NAME: code for code, rule in rules.items()}
+
+
+def _match(text: str, rules: dict[str, type]) -> Optional[set[str]]:
+    """The codes among ``rules`` that one selector names; None when it names none of them."""
+    upper = text.upper()
+    if upper == "ALL":
+        return set(rules)
+    by_name = _names(rules)
+    if text.lower() in by_name:
+        return {by_name[text.lower()]}
+    found = {c for c in rules if c.startswith(upper)} if upper.startswith("GH") else set()
+    return found or None
+
+
+def resolve(selectors: Iterable[str], *, option: str = "--select", source_only: bool = False) -> set[str]:
+    """The codes a list of selectors names; an unknown selector is an error naming the option.
+    ``source_only``: only the codes a static-only scan can report (a selector of runtime rules
+    is still checked, and adds nothing), without importing the runtime rules when every
+    selector names a source rule."""
     codes: set[str] = set()
     for raw in selectors:
         text = raw.strip()
         if not text:
             continue
-        if text.upper() == "ALL":
-            codes |= set(ALL_RULES)
-        elif text.lower() in _BY_NAME:
-            codes.add(_BY_NAME[text.lower()])
-        elif text.upper().startswith("GH") and any(c.startswith(text.upper()) for c in ALL_RULES):
-            codes |= {c for c in ALL_RULES if c.startswith(text.upper())}
-        else:
+        found = _match(text, SOURCE_RULES) if source_only else None
+        if found is None:
+            found = _match(text, _all_rules())
+        if found is None:
             raise GradhealthError(f"{option}: unknown rule code or name {raw!r}; `gradhealth rule --all` lists them")
-    return codes
+        codes |= found
+    return {c for c in codes if c in SOURCE_RULES} if source_only else codes

@@ -12,7 +12,6 @@ import os
 import signal
 import sys
 import threading
-import traceback
 from typing import Iterator, NoReturn
 
 import click
@@ -82,6 +81,8 @@ class Gradhealth(click.Group):
             fail(f"{err.format_message().rstrip('.')}{hint}")
         except BaseException as err:  # noqa: BLE001 - the one place every other failure becomes one line
             if verbose and not isinstance(err, (KeyboardInterrupt, Interrupted, click.Abort)):
+                import traceback
+
                 traceback.print_exc()
             fail(_describe(err))
         sys.exit(code or 0)

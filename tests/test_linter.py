@@ -41,6 +41,16 @@ def test_selectors_resolve_codes_prefixes_names_and_all():
         registry.resolve(["GH999"], option="--ignore")
 
 
+
+def test_source_only_selection_names_only_what_a_static_scan_reports():
+    assert registry.resolve(["ALL"], source_only=True) == set(registry.SOURCE_RULES)
+    assert registry.resolve(["GH1", "dead-units"], source_only=True) == set()  # valid, nothing static
+    assert registry.resolve(["GH2", "GH101"], source_only=True) == {c for c in registry.SOURCE_RULES
+                                                                    if c.startswith("GH2")}
+    with pytest.raises(GradhealthError, match="unknown rule code or name 'GH999'"):
+        registry.resolve(["GH999"], source_only=True)
+
+
 def test_static_loop_findings_and_selection(tmp_path):
     path = _write(tmp_path, LOOP.format(comment=""))
     assert set(_codes(path)) == {"GH201", "GH205"}

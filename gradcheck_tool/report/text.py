@@ -1,11 +1,13 @@
 """The terminal report: a per-layer table per probed model, findings by severity, one summary line."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from gradcheck_tool.errors import one_line
 from gradcheck_tool.findings import Finding, ProbeResult, ProbeStatus, Report, Severity
-from gradcheck_tool.probe.record import LayerStats, ProbeRecord
+
+if TYPE_CHECKING:  # a static-only run renders no probe record
+    from gradcheck_tool.probe.record import LayerStats, ProbeRecord
 
 MAX_ROWS = 60  # longer tables keep the first and last rows; JSON has every layer
 

@@ -11,7 +11,6 @@ from typing import Optional
 from gradcheck_tool.findings import Finding, Position, Severity
 from gradcheck_tool.static.analysis.context import SourceContext
 from gradcheck_tool.static.analysis.convert import convert
-from gradcheck_tool.static.analysis.events import training_iterations
 from gradcheck_tool.static.analysis.facts import collect_facts
 from gradcheck_tool.static.analysis.optim import OptimizerCall, rebuildable_optimizers
 from gradcheck_tool.static.rules.accumulation import AccumulationWithoutAveraging
@@ -41,7 +40,7 @@ STATIC_RULES: dict[str, type[StaticRule]] = {
 # numbers (api.calibrate_clipping): registered like any rule, with no GOOD/BAD of their own.
 PROBE_CHECKED_RULES: dict[str, type] = {ClipThresholdTooLow.CODE: ClipThresholdTooLow}
 
-_TRIGGER = re.compile("|".join(f"(?:{rule.TRIGGER})" for rule in STATIC_RULES.values()))
+_TRIGGERS = {code: re.compile(rule.TRIGGER) for code, rule in STATIC_RULES.items()}
 _OPTIM = re.compile(r"\boptim\b")  # every torch.optim spelling names the module
 
 
@@ -76,9 +75,11 @@ def analyse(source: str, filename: str, *, rules: bool = True, optimizers: bool 
     tree = parse(source, filename)
     if isinstance(tree, BaseException):
         return Analysis([_syntax_error(filename, tree, source)] if rules else [], ())
-    rules = rules and bool(_TRIGGER.search(source))
+    # A rule runs only on a file its trigger matches (a file it cannot fire on); the
+    # analyses it needs are derived on first use (SourceContext).
+    triggered = [rule for code, rule in STATIC_RULES.items() if _TRIGGERS[code].search(source)] if rules else []
     optimizers = optimizers and bool(_OPTIM.search(source))
-    if not (rules or optimizers):
+    if not (triggered or optimizers):
         return Analysis([], ())
     # The analyses recurse over expressions, and CPython accepts `a + b + ...` chains
     # thousands of terms long, past Python's recursion limit: what cannot be analysed
@@ -86,12 +87,12 @@ def analyse(source: str, filename: str, *, rules: bool = True, optimizers: bool 
     try:
         module = convert(tree, source)
         facts = collect_facts(module)
-        ctx = SourceContext(filename, source, module, facts, training_iterations(facts, module) if rules else ())
+        ctx = SourceContext(filename, source, module, facts)
         found = tuple(rebuildable_optimizers(ctx)) if optimizers else ()
     except RecursionError:
         return Analysis([], ())
     unique: dict[tuple, Finding] = {}
-    for rule in STATIC_RULES.values() if rules else ():
+    for rule in triggered:
         try:
             results = list(rule().check(ctx))
         except RecursionError:
@@ -99,7 +100,7 @@ def analyse(source: str, filename: str, *, rules: bool = True, optimizers: bool 
         for finding in results:
             unique.setdefault((finding.code, finding.location, finding.end_location), finding)
     try:
-        thresholds = tuple(literal_clip_thresholds(ctx)) if rules else ()
+        thresholds = tuple(literal_clip_thresholds(ctx)) if triggered else ()
     except RecursionError:
         thresholds = ()
     return Analysis(sorted(unique.values(), key=lambda f: f.sort_key), found, thresholds)

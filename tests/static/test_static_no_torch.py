@@ -88,3 +88,38 @@ def test_static_scan_with_findings_and_fixes_never_imports_libcst(tmp_path: Path
     codes = {f["code"]: f for f in report["findings"]}
     assert {"GH202", "GH208"} <= set(codes)
     assert codes["GH208"]["fix"]["edits"], codes["GH208"]  # an edit was attached, without libcst
+
+
+
+HOOK_SCRIPT = textwrap.dedent('''
+    import json, runpy, sys
+    sys.argv = ["gradhealth", "scan", "--static-only", *sys.argv[1:]]
+    try:
+        runpy.run_module("gradcheck_tool", run_name="__main__")
+    except SystemExit as done:
+        code = done.code
+    heavy = ("gradcheck_tool.rules", "gradcheck_tool.probe", "concurrent.futures", "tomllib", "libcst", "torch")
+    print(json.dumps({"exit": code, "loaded": sorted(m for m in sys.modules if m.startswith(heavy))}), file=sys.stderr)
+''')
+
+
+def _hook_run(*args: str) -> tuple[dict, str]:
+    result = subprocess.run([sys.executable, "-c", HOOK_SCRIPT, *args], cwd=REPO, capture_output=True,
+                            text=True, timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    return json.loads(result.stderr.strip().splitlines()[-1]), result.stdout
+
+
+def test_hook_run_imports_no_runtime_rule_probe_or_pool(tmp_path: Path) -> None:
+    files = []
+    for i in range(3):  # pre-commit passes the changed files: a few, in one process
+        path = tmp_path / f"train{i}.py"
+        path.write_text("import torch\nopt = torch.optim.SGD(model.parameters(), lr=30)\n"
+                        "for x in data:\n    model(x).sum().backward()\n    opt.step()\n")
+        files.append(str(path))
+    status, out = _hook_run(*files)
+    assert status == {"exit": 1, "loaded": []} and "GH205" in out, (status, out)
+    # Selectors naming runtime rules are still checked (and select nothing static).
+    status, out = _hook_run("--select", "GH2,GH101", "--ignore", "dead-units,GH205", *files)
+    assert status["exit"] == 1 and "GH208" in out and "GH205" not in out, (status, out)
+    status, out = _hook_run("--select", "GH2,GH999", *files)
+    assert status["exit"] == 2, (status, out)

@@ -6,7 +6,7 @@ from functools import cached_property
 from typing import Optional
 
 from gradcheck_tool.findings import Edit, Position, split_lines
-from gradcheck_tool.static.analysis.events import Iteration
+from gradcheck_tool.static.analysis.events import Iteration, training_iterations
 from gradcheck_tool.static.analysis.facts import FileFacts, Site
 from gradcheck_tool.static.analysis import syntax
 from gradcheck_tool.static.analysis.positions import POSITIONS, Positions
@@ -20,7 +20,11 @@ class SourceContext:
     source: str
     module: syntax.Module
     facts: FileFacts
-    iterations: tuple[Iteration, ...]
+
+    @cached_property
+    def iterations(self) -> tuple[Iteration, ...]:
+        """The training loops' events, read when a rule first asks (a model file's rules do not)."""
+        return training_iterations(self.facts, self.module)
 
     @property
     def positions(self) -> Positions:

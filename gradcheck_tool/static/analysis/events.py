@@ -149,11 +149,11 @@ def classify(site: Site, facts: FileFacts, module: syntax.Module) -> Optional[Ev
         if any(isinstance(t.target, syntax.Attribute) and t.target.attr.value == "grad"
                for t in node.targets):
             return Event(Kind.ZERO_GRAD, site, site.loops)
-        if len(node.targets) == 1 and _owns_grad(node.targets[0].target, node.value):
+        if len(node.targets) == 1 and _owns_grad(node.targets[0].target, node.value, module):
             return _manual(site)  # w = w - lr * w.grad
         return None
     if isinstance(node, syntax.AnnAssign):
-        if node.value is not None and _owns_grad(node.target, node.value):
+        if node.value is not None and _owns_grad(node.target, node.value, module):
             return _manual(site)
         return None
     if isinstance(node, syntax.AugAssign):
@@ -162,7 +162,7 @@ def classify(site: Site, facts: FileFacts, module: syntax.Module) -> Optional[Ev
         if isinstance(node.operator, syntax.SubtractAssign) and not _mentions_grad(
                 node.target) and _mentions_grad(node.value):
             return _manual(site)
-        if isinstance(node.operator, syntax.AddAssign) and _owns_grad(node.target, node.value):
+        if isinstance(node.operator, syntax.AddAssign) and _owns_grad(node.target, node.value, module):
             return _manual(site)
         return None
     method = site.method
@@ -217,9 +217,11 @@ def _manual(site: Site) -> Optional[Event]:
     return Event(Kind.STEP, site, site.loops, manual=True)
 
 
-def _owns_grad(target: syntax.CSTNode, value: syntax.CSTNode) -> bool:
+def _owns_grad(target: syntax.CSTNode, value: syntax.CSTNode, module: syntax.Module) -> bool:
     """Whether ``value`` reads the gradient of ``target`` itself (``w.grad`` for ``w`` or
     ``w.data``): what tells an update apart from ``x = torch.autograd.grad(...)``."""
+    if value.pos is not None and "grad" not in module.source.segment(value.pos):
+        return False  # most assignments: no walk of the value's tree
     root = (dotted(target) or "").partition(".")[0]
     if not root or _mentions_grad(target):
         return False
@@ -252,7 +254,9 @@ def _resolve_function(name: str, on: Optional[str], site: Site, facts: FileFacts
     """The one function a call means, or nothing when that is ambiguous: a method of the
     caller's class for ``self.name()``; for ``name()``, a function defined in the calling
     scope (an LBFGS closure) before one defined at module level."""
-    candidates = facts.functions.get(name, ())
+    candidates = facts.functions.get(name)
+    if not candidates:
+        return []
     if on == "self":
         klass = facts.owner.get(site.scope) if isinstance(site.scope, syntax.FunctionDef) else None
         same_class = [f for f in candidates if facts.owner.get(f) is klass and klass is not None]
@@ -264,7 +268,7 @@ def _resolve_function(name: str, on: Optional[str], site: Site, facts: FileFacts
     return candidates[:1] if len(candidates) == 1 else []
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class _Reader:
     """Reads scopes' events for one training_iterations() call, then is dropped."""
 

@@ -24,6 +24,7 @@ _COMPARE = {ast.Eq: s.Equal, ast.NotEq: s.NotEqual, ast.Lt: s.LessThan, ast.LtE:
             ast.Gt: s.GreaterThan, ast.GtE: s.GreaterThanEqual, ast.Is: s.Is, ast.IsNot: s.IsNot,
             ast.In: s.In, ast.NotIn: s.NotIn}
 _CONSTANT_NAMES = {True: "True", False: "False", None: "None"}
+_QUOTE = re.compile(r"\"\"\"|'''|['\"]")  # a string's opening quote, triple first
 
 
 class Source:
@@ -34,10 +35,10 @@ class Source:
         self.starts = [0, *(m.end() for m in NEWLINE.finditer(text))]
         ends = self.starts[1:] + [len(text)]
         self.lines = [text[a:b] for a, b in zip(self.starts, ends)]
-        self._ascii = [line.isascii() for line in self.lines]
+        self.ascii = [line.isascii() for line in self.lines]
 
     def column(self, line: int, byte: int) -> int:
-        if line > len(self.lines) or self._ascii[line - 1]:
+        if line > len(self.lines) or self.ascii[line - 1]:
             return byte
         return len(self.lines[line - 1].encode("utf-8")[:byte].decode("utf-8", "replace"))
 
@@ -60,9 +61,12 @@ class Expressions:
 
     # -- positions -----------------------------------------------------------------------
     def pos(self, node: ast.AST) -> tuple[int, int, int, int]:
+        first, last = node.lineno, node.end_lineno
+        ascii_lines = self.src.ascii
+        if last <= len(ascii_lines) and ascii_lines[first - 1] and ascii_lines[last - 1]:
+            return first, node.col_offset, last, node.end_col_offset  # bytes are characters
         column = self.src.column
-        return (node.lineno, column(node.lineno, node.col_offset),
-                node.end_lineno, column(node.end_lineno, node.end_col_offset))
+        return first, column(first, node.col_offset), last, column(last, node.end_col_offset)
 
     def starred(self, pos: tuple[int, int, int, int], star: str) -> tuple[int, int, int, int]:
         """``pos`` grown back over the ``*``/``**`` written before it."""
@@ -358,16 +362,16 @@ class Expressions:
 
 def _first_string(text: str) -> int:
     """Where the first string token of ``text`` ends (implicit concatenation has more)."""
-    i = 0
-    while i < len(text) and text[i] not in "'\"":
-        i += 1
-    quote = text[i:i + 3] if text[i:i + 3] in ('"""', "'''") else text[i:i + 1]
-    j = i + len(quote)
-    while j < len(text):
-        if text[j] == "\\":
-            j += 2
-            continue
-        if text.startswith(quote, j):
+    opening = _QUOTE.search(text)
+    if opening is None:
+        return len(text)
+    quote, start = opening.group(), opening.end()
+    j = start
+    while (j := text.find(quote, j)) >= 0:
+        k = j
+        while k > start and text[k - 1] == "\\":
+            k -= 1
+        if (j - k) % 2 == 0:  # not escaped (in raw strings too, a backslash keeps its quote)
             return j + len(quote)
         j += 1
     return len(text)

@@ -62,7 +62,7 @@ def attr_name(node: syntax.CSTNode) -> str:
     return func.attr.value if isinstance(func, syntax.Attribute) else ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FileFacts:
     imports: ImportMap
     sites: tuple[Site, ...]  # calls (post-order) and assignments, in evaluation order
@@ -97,7 +97,7 @@ class FileFacts:
         return frozenset(s.receiver for s in self.calls if s.receiver and s.method == method)
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class _Walk:
     """Mutable state of one walk; it never leaves :func:`collect_facts`.
 
@@ -156,8 +156,8 @@ class _Walk:
                 continue
             value = getattr(node, name)
             if type(value) in (list, tuple):
-                out.extend((v, node, parent) for v in value if is_node(v))
-            elif is_node(value):
+                out.extend((v, node, parent) for v in value if is_node(v) and type(v) not in _LEAVES)
+            elif is_node(value) and type(value) not in _LEAVES:
                 out.append((value, node, parent))
         return out
 
@@ -165,7 +165,8 @@ class _Walk:
         if kw:
             self.then(*self.items(node, parent, **kw))
         else:
-            self.todo.extend([(child, node, parent) for child in reversed(children(node))])
+            self.todo.extend([(child, node, parent) for child in reversed(children(node))
+                              if type(child) not in _LEAVES])
 
     def setter(self, **state):
         saved = {key: getattr(self, key) for key in state}
@@ -291,6 +292,12 @@ _HANDLERS = {
     getattr(syntax, name[1:]): method for name, method in vars(_Walk).items()
     if name[1:2].isupper() and hasattr(syntax, name[1:])
 }
+
+
+# Nodes that never hold another node and have no handler: the walk does not visit them.
+_LEAVES = frozenset({syntax.Name, syntax.Integer, syntax.Float, syntax.Imaginary, syntax.SimpleString,
+                     *(kind for kind in vars(syntax).values() if isinstance(kind, type)
+                       and issubclass(kind, syntax.CSTNode) and not kind.FIELDS)}) - set(_HANDLERS)
 
 
 # Iterables that fan one update out over tensors. Only these exact spellings count: a

@@ -32,10 +32,8 @@ class CSTNode:
 
     def __init__(self, **values: Any) -> None:
         # DEFAULTS holds every field (None) and attribute (operator, star, comma...) with its
-        # default: two dict updates, the cheapest way to build the many nodes of a file.
-        attributes = self.__dict__
-        attributes.update(self.DEFAULTS)
-        attributes.update(values)
+        # default: one merged dict, the cheapest way to build the many nodes of a file.
+        self.__dict__ = {**self.DEFAULTS, **values}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{f}={getattr(self, f)!r}' for f in self.FIELDS)})"

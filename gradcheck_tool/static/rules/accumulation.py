@@ -119,7 +119,7 @@ class AccumulationWithoutAveraging(StaticRule):
     CODE = "GH210"
     NAME = "accumulation-without-averaging"
     SEVERITY = Severity.WARNING
-    TRIGGER = r"%"
+    TRIGGER = r"(?s)\A(?=.*backward\()(?=.*%)"  # a backward() call and a `% k`, anywhere
     GOOD = (
         example("""
             for i, (x, y) in enumerate(loader):

@@ -29,8 +29,9 @@ def edit_or_display(message: str, edit: Optional[Edit]) -> Fix:
 class StaticRule:
     """A source rule: reads a :class:`SourceContext`, yields findings. Never prints or writes.
 
-    ``TRIGGER`` is a regular expression that any file this rule can fire on must match;
-    a file matching no rule's trigger is never parsed by libcst at all.
+    ``TRIGGER`` is a regular expression that any file this rule can fire on must match: the
+    rule runs only on files it matches, and a file matching no rule's trigger is parsed
+    (for GH001) but not analysed.
     """
 
     CODE: ClassVar[str]
