@@ -2,6 +2,7 @@
 loss computed by hand with plain autograd, and the max_norm it quotes against the model's real loss."""
 import math
 import statistics
+import types
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gradcheck_tool.probe.engine import run_probe
-from gradcheck_tool.probe.outputs import MSE_LOSS, OWN_LOSS, describe_default_loss, target_seed
+from gradcheck_tool.probe.outputs import CTC_LOSS, MSE_LOSS, OWN_LOSS, describe_default_loss, target_seed
 
 
 class MnistNet(nn.Module):
@@ -205,3 +206,76 @@ def test_on_a_transformers_model_the_default_is_its_own_labels_loss(cls):
         grad = dict(model.named_parameters())[stats.name].grad
         if grad is not None:
             assert stats.grad_norm == pytest.approx(grad.norm().item(), rel=1e-5, abs=1e-12), stats.name
+
+
+class FrameClassifier(nn.Module):
+    """Per-frame logits [batch, frames, classes] with a transformers-style config: a CTC head."""
+
+    def __init__(self, reduction, blank=0):
+        super().__init__()
+        self.config = types.SimpleNamespace(ctc_loss_reduction=reduction, pad_token_id=blank, ctc_zero_infinity=False)
+        self.rnn = nn.GRU(6, 16, batch_first=True)
+        self.head = nn.Linear(16, 12)
+
+    def forward(self, x):
+        return {"logits": self.head(self.rnn(x)[0])}
+
+
+def _transcripts(batch, frames, classes, blank, seed):
+    length = max(1, frames // 3)
+    labels = torch.randint(0, classes - 1, (batch, length), generator=torch.Generator().manual_seed(target_seed(seed)))
+    return labels + (labels >= blank).long(), length
+
+
+@pytest.mark.parametrize("reduction,blank", [("sum", 0), ("mean", 0), ("mean", 11)])
+def test_a_ctc_model_gets_its_configured_ctc_loss_not_frame_cross_entropy(reduction, blank):
+    torch.manual_seed(0)
+    model = FrameClassifier(reduction, blank)
+    make = lambda: torch.randn(3, 30, 6)  # noqa: E731
+    record = run_probe(model, make, probes=1, seed=4)
+    assert record.loss.startswith(CTC_LOSS) and f"({reduction}," in record.loss and "of 10 tokens" in record.loss
+    torch.manual_seed(4)
+    logits = model(make())["logits"]
+    labels, length = _transcripts(3, 30, 12, blank, 4)
+    assert not (labels == blank).any()
+    F.ctc_loss(F.log_softmax(logits, -1).transpose(0, 1), labels, torch.full((3,), 30), torch.full((3,), length),
+               blank=blank, reduction=reduction).backward()
+    for stats in record.parameters:
+        expected = dict(model.named_parameters())[stats.name].grad.norm().item()
+        assert stats.grad_norm == pytest.approx(expected, rel=1e-5, abs=1e-12), stats.name
+    # Without a CTC config the same logits are a frame classifier's: cross-entropy.
+    del model.config
+    assert "cross-entropy of logits [3, 30, 12]" in run_probe(model, make, probes=1, seed=4).loss
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_on_a_transformers_ctc_model_the_default_is_its_own_ctc_labels_loss(reduction):
+    """Wav2Vec2ForCTC without labels: the gradients of its own ``labels`` loss with the probe's
+    transcripts (transformers computes the frame lengths and the loss itself), to 1e-5."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.Wav2Vec2Config(
+        conv_dim=(32, 32, 32), conv_stride=(5, 4, 4), conv_kernel=(10, 4, 4), num_feat_extract_layers=3,
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, vocab_size=20, mask_time_prob=0.0,
+        ctc_loss_reduction=reduction)
+    torch.manual_seed(0)
+    model = transformers.Wav2Vec2ForCTC(config)
+    make = lambda: {"input_values": torch.randn(2, 4000)}  # noqa: E731
+    record = run_probe(model, make, probes=1, seed=6)
+    torch.manual_seed(6)
+    inputs = make()
+    frames = model(**inputs).logits.shape[1]
+    assert record.loss.startswith(CTC_LOSS) and f"of {frames // 3} tokens" in record.loss
+    model.zero_grad()
+    torch.manual_seed(6)
+    inputs = make()
+    labels, _ = _transcripts(2, frames, 20, config.pad_token_id, 6)
+    model(**inputs, labels=labels).loss.backward()
+    compared = 0
+    for stats in record.parameters:
+        grad = dict(model.named_parameters())[stats.name].grad
+        if grad is not None:
+            assert stats.grad_norm == pytest.approx(grad.norm().item(), rel=1e-4, abs=1e-10), stats.name
+            compared += 1
+    assert compared > 10

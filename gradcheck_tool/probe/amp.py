@@ -64,7 +64,7 @@ def measure_amp(model: nn.Module, make_inputs: Callable[[], Any], loss_fn: Optio
         inputs = make_inputs()
         scale = grad_scaler.get_scale() if grad_scaler else 1.0
         with torch.autocast(device_type, dtype=DTYPES[dtype]):
-            loss = compute_loss(loss_fn, call_model(model, inputs), inputs, seed + t)
+            loss = compute_loss(loss_fn, call_model(model, inputs), inputs, seed + t, model)
         optimizer.zero_grad(set_to_none=True)
         if grad_scaler is not None:
             grad_scaler.scale(loss).backward()
@@ -149,7 +149,7 @@ def first_nonfinite(model: nn.Module, inputs: Any, loss_fn: Optional[Callable], 
     try:
         torch.manual_seed(seed)
         with torch.autocast(device_type, dtype=DTYPES[dtype]):
-            loss = compute_loss(loss_fn, call_model(model, inputs), inputs, seed)
+            loss = compute_loss(loss_fn, call_model(model, inputs), inputs, seed, model)
         if forward:
             return forward[0], "forward"
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]

@@ -101,7 +101,7 @@ def _measure(model, make_inputs, loss_fn, optimizer, constant, seed: int, iterat
     torch.manual_seed(seed)
     inputs = make_inputs()
     output = call_model(model, inputs)
-    loss = compute_loss(loss_fn, output, inputs, seed)
+    loss = compute_loss(loss_fn, output, inputs, seed, model)
     outputs = [t for t in floating_outputs(output) if t.requires_grad]
     at_output = torch.autograd.grad(loss, outputs, create_graph=True, retain_graph=True, allow_unused=True)
     if not any(g is not None and g.requires_grad for g in at_output):
@@ -178,7 +178,7 @@ def _preconditioner(first: list[torch.Tensor], model: nn.Module, make_inputs, lo
     for batch in range(1, ADAM_BATCHES):
         torch.manual_seed(seed + batch)
         inputs = make_inputs()
-        loss = compute_loss(loss_fn, call_model(model, inputs), inputs, seed + batch)
+        loss = compute_loss(loss_fn, call_model(model, inputs), inputs, seed + batch, model)
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         squares = [s + (0 if g is None else g.square()) for s, g in zip(squares, grads)]
     return [(s / ADAM_BATCHES).sqrt().add(eps).rsqrt() for s in squares]

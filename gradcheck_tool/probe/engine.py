@@ -130,15 +130,15 @@ def run_probe(
                     norm_ends = residual_norm_ends(floating_outputs(output))
                     unregistered.find(floating_outputs(output), inputs)
                     if loss_fn is None:
-                        loss_name = describe_default_loss(output)
+                        loss_name = describe_default_loss(output, model)
                 if batch == 0 and loss_fn is not None:
                     # What loss_fn does with the output (GH107, GH108): watched on this one call only.
                     owners = collector.node_owners()
                     with LossWatch(lambda node: owners.get(id(node))) as watch:
-                        loss = compute_loss(loss_fn, output, inputs, batch_seed)
+                        loss = compute_loss(loss_fn, output, inputs, batch_seed, model)
                     loss_calls = tuple(watch.calls)
                 else:
-                    loss = compute_loss(loss_fn, output, inputs, batch_seed)
+                    loss = compute_loss(loss_fn, output, inputs, batch_seed, model)
                 loss.backward()
                 unregistered.after_backward(first=batch == 0)
                 if batch == 0:

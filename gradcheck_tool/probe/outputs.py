@@ -17,6 +17,13 @@ training script would most likely put on that output, so that absolute gradient 
    the labels have the other dimensions' shape.  At init the predictions carry no information
    about the labels, so the gradient statistics are those of real labels.  For a transformers
    model this is what its own ``labels`` loss computes (a causal LM's one-position shift aside).
+   A transformers CTC model (``*ForCTC``: its config has ``ctc_loss_reduction``) trains with CTC,
+   not per-frame cross-entropy, and its gradient norm is another scale (Wav2Vec2: ~700 with the
+   config's default ``"sum"``, ~15 with ``"mean"``, 0.5 with frame cross-entropy): its logits
+   get the CTC loss its own ``labels`` would, with the config's blank, reduction and
+   ``ctc_zero_infinity``, against random transcripts a third as long as the frames (characters of
+   read speech, ~15/s, at wav2vec2's 50 frames/s; under ``"sum"`` the norm barely depends on
+   the length, under ``"mean"`` it goes as 1/length).
    Where the shape cannot tell, the rule is structural: a ``Linear`` head with several outputs is
    read as a classifier (a multi-output regression head looks the same: define ``loss_fn``);
    anything after the head (an activation, a residual add, a flatten folding an axis into the last
@@ -39,6 +46,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import torch
@@ -49,6 +57,7 @@ from gradcheck_tool.errors import GradhealthError
 DEFAULT_LOSS = "default: unit-norm random cotangent on the output"  # the one loss no max_norm is quoted from
 OWN_LOSS = "default: the model's own loss (output.loss)"
 MSE_LOSS = "default: mean-squared error against N(0, 1) targets"
+CTC_LOSS = "default: the model's CTC loss"
 # The grad_fn of a classifier / LM head's output, and of the reshapes between it and the output.
 _HEAD_NODES = ("AddmmBackward0", "MmBackward0", "LinearBackward0", "LogSoftmaxBackward0")
 _RESHAPE_NODES = ("ViewBackward0", "UnsafeViewBackward0", "ReshapeAliasBackward0")
@@ -149,13 +158,51 @@ def _differentiable(output: Any) -> list[torch.Tensor]:
     return tensors
 
 
-def _choice(output: Any) -> tuple[str, Any]:
+@dataclass(frozen=True)
+class CtcHead:
+    """How a transformers CTC model computes its own loss, read from its config."""
+
+    blank: int
+    reduction: str  # "sum" (transformers' default) or "mean"
+    zero_infinity: bool
+
+    @classmethod
+    def of(cls, model: Any) -> Optional["CtcHead"]:
+        config = getattr(model, "config", None)
+        reduction = getattr(config, "ctc_loss_reduction", None)
+        if reduction not in ("sum", "mean"):
+            return None
+        return cls(int(getattr(config, "pad_token_id", None) or 0), reduction,
+                   bool(getattr(config, "ctc_zero_infinity", False)))
+
+    def loss(self, logits: torch.Tensor, seed: int) -> torch.Tensor:
+        batch, frames, classes = logits.shape
+        length = transcript_length(frames)
+        g = _generator(logits.device, seed)
+        labels = torch.randint(0, classes - 1, (batch, length), generator=g, device=g.device).to(logits.device)
+        labels = labels + (labels >= self.blank).long()  # never the blank
+        log_probs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)
+        return F.ctc_loss(log_probs, labels, torch.full((batch,), frames, dtype=torch.long),
+                          torch.full((batch,), length, dtype=torch.long), blank=self.blank,
+                          reduction=self.reduction, zero_infinity=self.zero_infinity)
+
+
+def transcript_length(frames: int) -> int:
+    """The random transcripts' length for a CTC model: a third of the frames (module docstring)."""
+    return max(1, frames // 3)
+
+
+def _choice(output: Any, model: Any = None) -> tuple[str, Any]:
     """The default loss for this output (module docstring): its description, and what it acts on."""
     own = _own_loss(output)
     if own is not None:
         return OWN_LOSS, own
     tensors = _differentiable(output)
     logits = _logits(output, tensors)
+    ctc = CtcHead.of(model) if logits is not None and logits.dim() == 3 and logits.shape[-1] > 1 else None
+    if ctc is not None:
+        return (f"{CTC_LOSS} ({ctc.reduction}, from its config) of logits {list(logits.shape)} against random "
+                f"transcripts of {transcript_length(logits.shape[1])} tokens"), (ctc, logits)
     if logits is not None:
         return (f"default: cross-entropy of logits {list(logits.shape)} against uniformly random labels "
                 f"({logits.shape[-1]} classes)"), logits
@@ -164,15 +211,18 @@ def _choice(output: Any) -> tuple[str, Any]:
     return MSE_LOSS, tensors
 
 
-def describe_default_loss(output: Any) -> str:
+def describe_default_loss(output: Any, model: Any = None) -> str:
     """Which loss ``default_loss`` puts on this output, in words (the report's ``loss``)."""
-    return _choice(output)[0]
+    return _choice(output, model)[0]
 
 
-def default_loss(output: Any, seed: int) -> torch.Tensor:
-    name, chosen = _choice(output)
+def default_loss(output: Any, seed: int, model: Any = None) -> torch.Tensor:
+    name, chosen = _choice(output, model)
     if name == OWN_LOSS:
         return chosen
+    if name.startswith(CTC_LOSS):
+        ctc, logits = chosen
+        return ctc.loss(logits, seed)
     if isinstance(chosen, torch.Tensor):  # logits
         classes = chosen.shape[-1]
         g = _generator(chosen.device, seed)
@@ -187,9 +237,10 @@ def default_loss(output: Any, seed: int) -> torch.Tensor:
                for t in chosen) / total
 
 
-def compute_loss(loss_fn: Optional[Callable], output: Any, inputs: Any, seed: int) -> torch.Tensor:
+def compute_loss(loss_fn: Optional[Callable], output: Any, inputs: Any, seed: int, model: Any = None) -> torch.Tensor:
+    """``loss_fn``'s loss, or the default loss (``model``: where a CTC model's config is read)."""
     if loss_fn is None:
-        return default_loss(output, seed)
+        return default_loss(output, seed, model)
     loss = loss_fn(output, inputs)
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or not loss.is_floating_point():
         raise GradhealthError("loss_fn(output, inputs) must return a scalar floating tensor")

@@ -82,7 +82,7 @@ def measure_steps(model: nn.Module, make_inputs: Callable[[], Any], loss_fn: Opt
     for step in range(steps):
         torch.manual_seed(seed + step)
         inputs = make_inputs()
-        loss = compute_loss(loss_fn, call_model(model, inputs), inputs, seed + step)
+        loss = compute_loss(loss_fn, call_model(model, inputs), inputs, seed + step, model)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
