@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -26,15 +25,7 @@ from gradcheck_tool.probe.engine import call_model  # noqa: E402
 from gradcheck_tool.probe.losses import LossWatch  # noqa: E402
 from gradcheck_tool.probe.outputs import floating_outputs  # noqa: E402
 from gradcheck_tool.probe.unregistered import UnregisteredWatch  # noqa: E402
-
-
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+from probe_overhead import best_of  # noqa: E402 - this folder is sys.path[0] when run as a script
 
 
 def main() -> None:

@@ -7,7 +7,7 @@
 
 The model is ``GPT2LMHeadModel(GPT2Config(...))``: random init from a config, nothing is
 downloaded.  Both arms do exactly the work of one training step per batch, with the probe's
-default loss (``compute_loss(None, ...)``, a unit-norm random cotangent on the logits):
+default loss (``compute_loss(None, ...)``: cross-entropy of the logits against random labels):
 
     bare:   torch.manual_seed(seed + i); inputs = make_inputs(); output = model(inputs);
             loss = compute_loss(None, output, inputs, seed + i); loss.backward();
