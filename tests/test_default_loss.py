@@ -57,6 +57,18 @@ class SmallCnn(nn.Module):
         return self.fc(self.features(x))
 
 
+class SqueezeHead(nn.Module):
+    """torchvision SqueezeNet's classifier: a 1x1 conv per class, ReLU, global average pool, flatten."""
+
+    def __init__(self, classes=10):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 16, 3, stride=2), nn.ReLU())
+        self.classifier = nn.Sequential(nn.Dropout(0.5), nn.Conv2d(16, classes, 1), nn.ReLU(), nn.AdaptiveAvgPool2d((1, 1)))
+
+    def forward(self, x):
+        return torch.flatten(self.classifier(self.features(x)), 1)
+
+
 class WithOwnLoss(nn.Module):
     """Returns a dict with its own loss when given labels, as a transformers model does."""
 
@@ -98,6 +110,10 @@ def _cases():
     yield "ce-log-softmax", MnistNet(), lambda: torch.randn(4, 1, 28, 28), _ce, "cross-entropy of logits [4, 10]"
     yield "ce-lstm-lm-tuple", LstmLM(), lambda: torch.randint(0, 50, (3, 7)), _ce, \
         "cross-entropy of logits [3, 7, 50]"
+    yield "ce-conv-classifier", SqueezeHead(), lambda: torch.randn(4, 3, 12, 12), _ce, "cross-entropy of logits [4, 10]"
+    yield "mse-pooled-features", nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(),
+                                               nn.AdaptiveAvgPool2d(1), nn.Flatten()), \
+        lambda: torch.randn(4, 3, 12, 12), _mse, MSE_LOSS
     yield "mse-conv-output", nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 3)), \
         lambda: torch.randn(2, 3, 8, 8), _mse, MSE_LOSS
     yield "mse-regression", nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 1)), \
@@ -167,6 +183,7 @@ def _mnist_like(batch):
     ("lstm-lm", LstmLM, lambda: (torch.randint(0, 50, (8, 20)), torch.randint(0, 50, (8, 20))),
      lambda out, y: F.cross_entropy(out[0].reshape(-1, 50), y.reshape(-1))),
     ("small-cnn", SmallCnn, lambda: (torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))), F.cross_entropy),
+    ("squeeze-head", SqueezeHead, lambda: (torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))), F.cross_entropy),
 ], ids=lambda x: x if isinstance(x, str) else "")
 def test_quoted_max_norm_matches_the_real_loss_gradient_norm(name, build, make, loss):
     """The default loss sees what training sees: the probe's median gradient norm (3 batches, no

@@ -12,8 +12,11 @@ training script would most likely put on that output, so that absolute gradient 
 2. **Cross-entropy against uniformly random labels** when the output is classifier- or LM-shaped:
    the first floating output that is ``logits`` of a mapping output, or a tensor whose last
    dimension (> 1) comes straight from a matrix product (``nn.Linear``, a tied embedding head:
-   ``addmm``/``mm``, through a bias add and reshapes that keep the last axis) or from
-   ``log_softmax`` (then it equals ``nll_loss``).  That last dimension is the class/vocab axis;
+   ``addmm``/``mm``, through a bias add and reshapes that keep the last axis), from
+   ``log_softmax`` (then it equals ``nll_loss``), or from a convolutional classifier: a
+   convolution with one channel per class, an optional ReLU, global average pooling and the
+   flatten of its 1x1 (SqueezeNet, network-in-network; MSE there put the norm 3x under the real
+   cross-entropy's).  That last dimension is the class/vocab axis;
    the labels have the other dimensions' shape.  At init the predictions carry no information
    about the labels, so the gradient statistics are those of real labels.  For a transformers
    model this is what its own ``labels`` loss computes (a causal LM's one-position shift aside).
@@ -61,6 +64,7 @@ CTC_LOSS = "default: the model's CTC loss"
 # The grad_fn of a classifier / LM head's output, and of the reshapes between it and the output.
 _HEAD_NODES = ("AddmmBackward0", "MmBackward0", "LinearBackward0", "LogSoftmaxBackward0")
 _RESHAPE_NODES = ("ViewBackward0", "UnsafeViewBackward0", "ReshapeAliasBackward0")
+_GLOBAL_POOL = "MeanBackward1"  # AdaptiveAvgPool2d((1, 1)) and x.mean((2, 3)) alike
 
 
 def floating_outputs(output: Any) -> list[torch.Tensor]:
@@ -112,10 +116,14 @@ def _from_head(t: torch.Tensor) -> bool:
     while node is not None:
         kind = type(node).__name__
         if kind in _RESHAPE_NODES:
-            before = getattr(node, "_saved_self_sym_sizes", None)
+            before = tuple(getattr(node, "_saved_self_sym_sizes", None) or ())
+            if t.dim() == 2 and len(before) > 2 and before[:2] == tuple(t.shape) and all(d == 1 for d in before[2:]):
+                return _pooled_conv(node.next_functions[0][0], t.shape[-1])  # [N, C, 1, 1] -> [N, C]
             if not before or before[-1] != t.shape[-1]:
                 return False
             node = node.next_functions[0][0]
+        elif kind == _GLOBAL_POOL:
+            return t.dim() == 2 and _pooled_conv(node, t.shape[-1])
         elif kind == "AddBackward0":
             kinds = sorted(((type(f).__name__, f) for f, _ in node.next_functions if f is not None),
                            key=lambda pair: pair[0] != "AccumulateGrad")
@@ -125,6 +133,20 @@ def _from_head(t: torch.Tensor) -> bool:
         else:
             return kind in _HEAD_NODES
     return False
+
+
+def _pooled_conv(node: Any, classes: int) -> bool:
+    """Whether ``node`` is global average pooling, over every spatial axis, of a convolution
+    with ``classes`` channels (through an optional ReLU): a convolutional classifier's head."""
+    if node is None or type(node).__name__ != _GLOBAL_POOL:
+        return False
+    sizes = tuple(node._saved_self_sym_sizes)
+    if len(sizes) < 3 or sizes[1] != classes or {d % len(sizes) for d in node._saved_dim} != set(range(2, len(sizes))):
+        return False
+    node = node.next_functions[0][0]
+    if node is not None and type(node).__name__ == "ReluBackward0":
+        node = node.next_functions[0][0]
+    return node is not None and type(node).__name__ == "ConvolutionBackward0"
 
 
 def _logits(output: Any, tensors: list[torch.Tensor]) -> Optional[torch.Tensor]:
