@@ -36,7 +36,7 @@ def main() -> None:
     spec = loader.load(path)
     print(f"model: {spec.name} from {path.name}, inputs {spec.inputs_description}")
     on = (engine.symmetric_layers, AttentionProbe.note)
-    off = (lambda watched, output_layer: [], lambda self, *a, **k: None)
+    off = (lambda *args: [], lambda self, *a, **k: None)
 
     def probe(switch) -> float:
         engine.symmetric_layers, AttentionProbe.note = switch
