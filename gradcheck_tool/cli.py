@@ -148,8 +148,8 @@ def scan(fix: bool, **kwargs) -> None:
     __main__ block never runs), in a child process, and finds the model from --model,
     build_model(), a module-level nn.Module, or the one nn.Module class that builds with no
     arguments.  Inputs come from example_inputs(), --input-shape, or the first layer; the loss
-    from loss_fn(output, inputs) or a task-shaped default (the model's own loss, cross-entropy
-    on random labels for logits, else MSE).  Settings may also live in [tool.gradhealth] of
+    from loss_fn(output, inputs) or a task-shaped default (the model's own loss or, for a CTC
+    model, its CTC loss; cross-entropy on random labels for logits; else MSE).  Settings may also live in [tool.gradhealth] of
     the nearest pyproject.toml; options given here win.
     """
     _run(fix=fix or kwargs["diff"], **kwargs)
