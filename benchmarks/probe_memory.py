@@ -23,6 +23,7 @@ activations of the probe batch): the figure to size a run with.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -78,7 +79,7 @@ def _arm(args) -> None:
     layers, width = (int(v) for v in args.size.split("x"))
     config = GPT2Config(n_layer=layers, n_embd=width, n_head=max(1, width // 64), n_positions=max(args.tokens, 64))
     sharded = args.arm == "sharded"
-    with process_group("cpu") if sharded else _nothing() as sharding:
+    with process_group("cpu") if sharded else contextlib.nullcontext() as sharding:
         meter = Peak()
         meter.start()
         baseline = meter.reset()
@@ -96,14 +97,6 @@ def _arm(args) -> None:
     print(json.dumps({"arm": args.arm, "rank": int(os.environ.get("RANK", 0)), "params": params,
                       "baseline": baseline, "build": built - baseline, "held": after_build - baseline,
                       "probe": probe - baseline}), flush=True)
-
-
-class _nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _measure(size: str, arm: str, args) -> list[dict]:

@@ -20,6 +20,7 @@ from gradcheck_tool.probe.record import Precision
 from gradcheck_tool.report.json import load_schema
 from gradcheck_tool.rules import run_rules
 from gradcheck_tool.static.analysis.amp_usage import as_asked, read_precision
+from test_precision import _overflowing  # its outputs reach ~1e5 (fp16 max 65504)
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -73,15 +74,6 @@ def test_the_scale_settles_where_the_gradients_fit(device):
     assert low.scales == (2.0**8, 2.0**8, 2.0**9, 2.0**9, 2.0**10, 2.0**10, 2.0**11, 2.0**10)
     assert low.skipped == (6,)
     assert low.kinds == ("search",) and low.verdict == "search" and low.optimizer == ""
-
-
-def _overflowing():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(64, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
-    with torch.no_grad():
-        model[0].weight.mul_(100.0)
-        model[2].weight.mul_(1000.0)  # its outputs reach ~1e5 on unit inputs (fp16's max is 65504)
-    return model
 
 
 def _healthy():

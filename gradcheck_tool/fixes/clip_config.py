@@ -18,6 +18,7 @@ from gradcheck_tool.static.analysis import syntax
 
 from gradcheck_tool.findings import Edit, Position
 from gradcheck_tool.static.analysis.context import SourceContext
+from gradcheck_tool.static.analysis.names import keyword_arg
 
 _LIGHTNING = ("lightning.Trainer", "lightning.pytorch.Trainer", "pytorch_lightning.Trainer",
               "lightning.pytorch.trainer.Trainer", "pytorch_lightning.trainer.Trainer")
@@ -37,13 +38,13 @@ def config_gaps(ctx: SourceContext) -> Iterator[ConfigGap]:
     for site in ctx.facts.calls:
         call = site.node
         if site.name in _LIGHTNING and not manual and not _splat(call):
-            value = _keyword(call, "gradient_clip_val")
+            value = keyword_arg(call, "gradient_clip_val")
             if value is None or _off(value.value):
                 yield ConfigGap(call, "the Lightning Trainer is built without `gradient_clip_val`: it never "
                                 "clips gradients", "Pass `gradient_clip_val=1.0` to the Trainer",
                                 _set(ctx, call, value, "gradient_clip_val"))
         elif site.name in _HF_ARGUMENTS:
-            value = _keyword(call, "max_grad_norm")
+            value = keyword_arg(call, "max_grad_norm")
             if value is not None and _off(value.value):
                 yield ConfigGap(call, f"`max_grad_norm={ctx.code(value.value)}` turns off the clipping the "
                                 "Hugging Face Trainer does by default", "Set `max_grad_norm=1.0` (the default)",
@@ -52,10 +53,6 @@ def config_gaps(ctx: SourceContext) -> Iterator[ConfigGap]:
 
 def _splat(call: syntax.Call) -> bool:
     return any(arg.star for arg in call.args)  # **config may set it: cannot tell
-
-
-def _keyword(call: syntax.Call, name: str) -> Optional[syntax.Arg]:
-    return next((a for a in call.args if a.keyword is not None and a.keyword.value == name), None)
 
 
 def _off(value: syntax.BaseExpression) -> bool:

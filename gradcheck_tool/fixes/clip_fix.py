@@ -73,7 +73,7 @@ def insertion(ctx: SourceContext, it: Iteration, step: Event, text: str) -> Opti
         statement = blocks.owner.get(blocks.where.get(statement, (None,))[0])
     if statement is None or holder is None or blocks.where[statement][1] <= holder[1]:
         return None
-    indent, where = ctx.indent(statement), ctx.positions.get(statement) if ctx.positions else None
+    indent, where = ctx.indent(statement), ctx.positions.get(statement)
     if indent is None or where is None:
         return None
     row = where.start.line - _comment_lines(statement)

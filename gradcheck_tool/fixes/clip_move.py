@@ -55,7 +55,7 @@ class _Blocks(syntax.CSTVisitor):
 
 def move_or_display(ctx: SourceContext, it: Iteration, clip: Event, step: Event, message: str,
                      backward: Optional[Event] = None) -> Fix:
-    edits = _move(ctx, it, clip, step, backward) if ctx.positions is not None else None
+    edits = _move(ctx, it, clip, step, backward)
     return Fix(Applicability.UNSAFE, message, edits) if edits else display(message)
 
 

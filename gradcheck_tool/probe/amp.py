@@ -35,10 +35,9 @@ from torch import nn
 
 from gradcheck_tool.probe.engine import Progress, call_model
 from gradcheck_tool.probe.outputs import compute_loss, floating_outputs
-from gradcheck_tool.probe.record import AmpStats
+from gradcheck_tool.probe.record import PERSIST, AmpStats, trailing_skips
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-PERSIST = 3  # skips in a row that end a run: the scale is still falling
 FLOOR = 2.0**-8  # the lowest scale a search is given room to reach
 
 
@@ -115,8 +114,7 @@ def classify(scales: list[float], losses: list[Optional[float]], skipped: list[i
             kinds.append("forward")
         else:
             kinds.append("search" if scaler and scale > fit else "spike")
-    trailing = next((i for i, t in enumerate(reversed(range(len(scales)))) if t not in skips), len(scales))
-    if trailing >= PERSIST:
+    if trailing_skips(len(scales), skips) >= PERSIST:
         return kinds, "collapse"
     if any(kind != "search" for kind in kinds):
         return kinds, "spike"

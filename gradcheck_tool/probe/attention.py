@@ -142,12 +142,12 @@ class AttentionProbe:
                 a["key_padding_mask"] = a["key_padding_mask"][:1]
         a.update(need_weights=True, average_attn_weights=False, dropout_p=0.0, training=False)
         probs = MHA(*bound.args, **bound.kwargs)[1]
+        if probs is None or probs.shape[-1] < MIN_KEYS:
+            return
         for key in ("in_proj_weight", "in_proj_bias", "q_proj_weight"):
             if isinstance(a.get(key), torch.Tensor):
                 a[key] = torch.zeros_like(a[key])
         uniform = MHA(*bound.args, **bound.kwargs)[1]
-        if probs is None or probs.shape[-1] < MIN_KEYS:
-            return
         keys = probs.shape[-1]
         rows, flat_uniform = probs.float().reshape(-1, keys), uniform.float().reshape(-1, keys)
         idx = _sample(rows.shape[0], MAX_ROWS).to(rows.device)

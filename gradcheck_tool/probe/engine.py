@@ -125,10 +125,11 @@ def run_probe(
                 collector.start_pass()
                 with collector.functional_mode():
                     output = call_model(model, inputs)
-                collector.watch_output(floating_outputs(output))
+                outputs = floating_outputs(output)
+                collector.watch_output(outputs)
                 if batch == 0:
-                    norm_ends = residual_norm_ends(floating_outputs(output))
-                    unregistered.find(floating_outputs(output), inputs)
+                    norm_ends = residual_norm_ends(outputs)
+                    unregistered.find(outputs, inputs)
                     if loss_fn is None:
                         loss_name = describe_default_loss(output, model)
                 if batch == 0 and loss_fn is not None:
@@ -145,7 +146,7 @@ def run_probe(
                     symmetry = symmetric_layers(watched, collector.output_layer(), sharding.full)
                 collector.queue_param_grads(trainable)
                 norms = sharding.global_grad_norms(collector.end_pass(), [n for n, _ in trainable])
-                del output, loss, inputs
+                del output, outputs, loss, inputs
                 for name, _ in trainable:
                     if name in norms:
                         per_param[name].append(norms[name])

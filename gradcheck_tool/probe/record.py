@@ -165,6 +165,16 @@ class Precision:
     asked: bool = False  # set by --amp, not read from the file: judge it as if the file trained so
 
 
+PERSIST = 3  # AMP steps skipped in a row that end a run (a collapse): the scale is still falling
+
+
+def trailing_skips(steps: int, skipped) -> int:
+    """How many of the last of ``steps`` AMP steps were skipped in a row."""
+    skipped = set(skipped)
+    kept = [t for t in range(steps) if t not in skipped]
+    return steps - 1 - (kept[-1] if kept else -1)
+
+
 @dataclass(frozen=True)
 class AmpStats:
     """A real autocast (+ GradScaler) run of the file's optimizer steps (``--amp``; probe/amp.py)."""

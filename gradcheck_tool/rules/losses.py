@@ -11,7 +11,7 @@ from gradcheck_tool.findings import Finding, Severity
 from gradcheck_tool.probe.record import LossCall, ProbeRecord
 from gradcheck_tool.rules import examples
 from gradcheck_tool.rules.base import RuntimeRule
-from gradcheck_tool.rules.signals import fmt
+from gradcheck_tool.rules.signals import fmt, last_weight_layer
 
 # What each loss expects, and the call that gives it that (GH107's advice).
 _EXPECTS = {
@@ -31,9 +31,9 @@ _SHAPES = {"cross_entropy": "F.cross_entropy / nn.CrossEntropyLoss", "nll_loss":
 
 
 def head(record: ProbeRecord) -> Optional[str]:
-    """The model's last weight layer in forward order (where a loss finding with no named producer points)."""
-    weighted = [layer for layer in record.layers if layer.weight_init is not None]
-    return max(weighted, key=lambda layer: layer.order).name if weighted else None
+    """Where a loss finding with no named producer points: the model's last weight layer."""
+    layer = last_weight_layer(record)
+    return layer.name if layer is not None else None
 
 
 def _calls(record: ProbeRecord, functions) -> list[LossCall]:

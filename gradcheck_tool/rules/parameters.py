@@ -9,7 +9,7 @@ from gradcheck_tool.findings import Finding, Severity
 from gradcheck_tool.probe.record import ParamStats, ProbeRecord
 from gradcheck_tool.rules import examples
 from gradcheck_tool.rules.base import RuntimeRule
-from gradcheck_tool.rules.signals import EXPECTED_GAIN2, drift_direction, fmt, init_call, init_mismatches
+from gradcheck_tool.rules.signals import EXPECTED_GAIN2, drift_direction, fmt, init_call, init_mismatches, last_weight_layer
 
 
 def behind_zero_gamma(record: ProbeRecord) -> set[str]:
@@ -32,8 +32,7 @@ def zero_head(record: ProbeRecord) -> Optional[str]:
     """The model's last weight layer when it starts with a zero weight and gets a gradient itself
     (torchvision's ViT zero-initialises ``heads.head``): every parameter before it gets an exactly
     zero gradient until the first step moves it, by design."""
-    head = max((layer for layer in record.layers if layer.weight_init is not None),
-               key=lambda layer: layer.order, default=None)
+    head = last_weight_layer(record)
     weight = next((p for p in record.parameters if head is not None and p.name == f"{head.name}.weight"), None)
     return head.name if weight is not None and weight.norm == 0.0 and any(weight.grad_norms) else None
 

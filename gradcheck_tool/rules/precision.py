@@ -6,7 +6,7 @@ import math
 from typing import Iterator
 
 from gradcheck_tool.findings import Finding, Severity
-from gradcheck_tool.probe.record import AmpStats, LayerStats, Precision, ProbeRecord
+from gradcheck_tool.probe.record import PERSIST, AmpStats, LayerStats, Precision, ProbeRecord, trailing_skips
 from gradcheck_tool.rules import examples
 from gradcheck_tool.rules.base import RuntimeRule
 
@@ -152,20 +152,16 @@ class Fp16OverflowRisk(RuntimeRule):
                 fix="Nothing to do for one skipped step; if they recur, find what grows at the named module "
                     "(clip gradients, lower the lr) or train in bf16.")
             return
-        forward = amp.nonfinite_in == "forward" or all(kind == "forward" for kind in amp.kinds[-3:])
+        forward = amp.nonfinite_in == "forward" or all(kind == "forward" for kind in amp.kinds[-PERSIST:])
         cause = ("the forward overflows, which no loss scale reaches" if forward else
                  "the gradients overflow at every scale tried")
         falling = f", the scale falling from {amp.init_scale:g} to {amp.final_scale:g}" if amp.scaler else ""
         name = amp.first_nonfinite or next((l.name for l in half_modules(record) if l.out_max and l.out_max > FP16_MAX), None)
         yield self.finding(
-            f"{run} training collapses: the last {_trailing(amp)} of {steps} steps were skipped{falling}: "
+            f"{run} training collapses: the last {trailing_skips(len(amp.scales), amp.skipped)} of {steps} steps were skipped{falling}: "
             f"{cause}{where}", module=name, evidence=_measured(amp),
             fix=("Train in bf16 (torch.autocast(device_type, dtype=torch.bfloat16)), keep "
                  f"{name or 'the overflowing module'} in fp32 (torch.autocast(device_type, enabled=False) around it), "
                  "or clamp or rescale its output." if amp.dtype == "fp16" else
                  f"Keep {name or 'the overflowing module'} in fp32, or clamp or rescale its output."))
 
-
-def _trailing(amp: AmpStats) -> int:
-    kept = [t for t in range(len(amp.scales)) if t not in amp.skipped]
-    return len(amp.scales) - 1 - (kept[-1] if kept else -1)

@@ -251,6 +251,12 @@ def weight_layers(record: ProbeRecord, names: Sequence[str]) -> list[LayerStats]
     return [layer for layer in record.layers if layer.name in wanted and layer.weight_init is not None]
 
 
+def last_weight_layer(record: ProbeRecord) -> Optional[LayerStats]:
+    """The model's last weight layer in forward order (its head, as far as the probe can tell)."""
+    return max((layer for layer in record.layers if layer.weight_init is not None),
+               key=lambda layer: layer.order, default=None)
+
+
 def finite(value: Optional[float]) -> bool:
     """A real number: not None (a non-finite value after a JSON round trip), NaN or Inf."""
     return value is not None and math.isfinite(value)

@@ -54,16 +54,25 @@ def test_files_without_any_trigger_are_not_analysed(monkeypatch) -> None:
     assert [f.code for f in check_source("def f(:\n", "u.py")] == ["GH001"]
 
 
-CLI_SCRIPT = textwrap.dedent('''
+SCAN_SCRIPT = textwrap.dedent('''
     import json, runpy, sys
-    sys.argv = ["gradhealth", "scan", "--static-only", "--format", "json", sys.argv[1]]
+    sys.argv = ["gradhealth", "scan", "--static-only", *sys.argv[1:]]
     try:
         runpy.run_module("gradcheck_tool", run_name="__main__")
     except SystemExit as done:
         code = done.code
-    loaded = sorted({m.split(".")[0] for m in sys.modules} & {"libcst", "torch", "numpy", "tabulate"})
-    print(json.dumps({"exit": code, "loaded": loaded}), file=sys.stderr)
+    heavy = ("gradcheck_tool.rules", "gradcheck_tool.probe", "concurrent.futures", "tomllib", "libcst", "torch",
+             "numpy", "tabulate")
+    print(json.dumps({"exit": code, "loaded": sorted(m for m in sys.modules if m.startswith(heavy))}), file=sys.stderr)
 ''')
+
+
+def _static_scan(*args: str) -> tuple[dict, str]:
+    """``gradhealth scan --static-only ARGS`` in a fresh interpreter: its exit code and the heavy
+    modules it imported (on stderr), and its report (stdout)."""
+    result = subprocess.run([sys.executable, "-c", SCAN_SCRIPT, *args], cwd=REPO, capture_output=True,
+                            text=True, timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    return json.loads(result.stderr.strip().splitlines()[-1]), result.stdout
 
 
 def test_static_scan_with_findings_and_fixes_never_imports_libcst(tmp_path: Path) -> None:
@@ -80,33 +89,12 @@ def test_static_scan_with_findings_and_fixes_never_imports_libcst(tmp_path: Path
         "    opt.step()\n"
         "    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)\n"
     )
-    result = subprocess.run([sys.executable, "-c", CLI_SCRIPT, str(train)], cwd=REPO, capture_output=True,
-                            text=True, timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
-    status = json.loads(result.stderr.strip().splitlines()[-1])
-    report = json.loads(result.stdout)
-    assert status == {"exit": 1, "loaded": []}, result.stderr
-    codes = {f["code"]: f for f in report["findings"]}
+    status, out = _static_scan("--format", "json", str(train))
+    packages = sorted({m.split(".")[0] for m in status["loaded"]} & {"libcst", "torch", "numpy", "tabulate"})
+    assert status["exit"] == 1 and packages == [], status
+    codes = {f["code"]: f for f in json.loads(out)["findings"]}
     assert {"GH202", "GH208"} <= set(codes)
     assert codes["GH208"]["fix"]["edits"], codes["GH208"]  # an edit was attached, without libcst
-
-
-
-HOOK_SCRIPT = textwrap.dedent('''
-    import json, runpy, sys
-    sys.argv = ["gradhealth", "scan", "--static-only", *sys.argv[1:]]
-    try:
-        runpy.run_module("gradcheck_tool", run_name="__main__")
-    except SystemExit as done:
-        code = done.code
-    heavy = ("gradcheck_tool.rules", "gradcheck_tool.probe", "concurrent.futures", "tomllib", "libcst", "torch")
-    print(json.dumps({"exit": code, "loaded": sorted(m for m in sys.modules if m.startswith(heavy))}), file=sys.stderr)
-''')
-
-
-def _hook_run(*args: str) -> tuple[dict, str]:
-    result = subprocess.run([sys.executable, "-c", HOOK_SCRIPT, *args], cwd=REPO, capture_output=True,
-                            text=True, timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
-    return json.loads(result.stderr.strip().splitlines()[-1]), result.stdout
 
 
 def test_hook_run_imports_no_runtime_rule_probe_or_pool(tmp_path: Path) -> None:
@@ -116,10 +104,10 @@ def test_hook_run_imports_no_runtime_rule_probe_or_pool(tmp_path: Path) -> None:
         path.write_text("import torch\nopt = torch.optim.SGD(model.parameters(), lr=30)\n"
                         "for x in data:\n    model(x).sum().backward()\n    opt.step()\n")
         files.append(str(path))
-    status, out = _hook_run(*files)
+    status, out = _static_scan(*files)
     assert status == {"exit": 1, "loaded": []} and "GH205" in out, (status, out)
     # Selectors naming runtime rules are still checked (and select nothing static).
-    status, out = _hook_run("--select", "GH2,GH101", "--ignore", "dead-units,GH205", *files)
+    status, out = _static_scan("--select", "GH2,GH101", "--ignore", "dead-units,GH205", *files)
     assert status["exit"] == 1 and "GH208" in out and "GH205" not in out, (status, out)
-    status, out = _hook_run("--select", "GH2,GH999", *files)
+    status, out = _static_scan("--select", "GH2,GH999", *files)
     assert status["exit"] == 2, (status, out)

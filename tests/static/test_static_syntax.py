@@ -21,7 +21,7 @@ _SKIPPED = {"lpar", "rpar", "comma", "leading_lines", "lines_after_decorators", 
             "trailing_whitespace", "leading_whitespace", "lbracket", "rbracket", "lbrace",
             "rbrace", "indent", "encoding", "default_indent", "default_newline",
             "has_trailing_newline", "type_parameters", "posonly_ind", "star", "conversion",
-            "start", "end", "whitespace_after_star", "relative"}
+            "start", "end", "whitespace_after_star", "relative", "first_colon", "second_colon"}
 
 
 def _fields(node: cst.CSTNode) -> list[str]:
@@ -69,6 +69,8 @@ def mismatches(source: str) -> list[str]:
         for name in _fields(a):
             if name in type(b).FIELDS:
                 walk(getattr(a, name), getattr(b, name), f"{path}.{name}")
+            else:
+                found.append(f"{path}: libcst's {type(a).__name__}.{name} is missing from ours")
         if isinstance(a, cst.Arg) and a.star != b.star:
             found.append(f"{path}: star {a.star!r} vs {b.star!r}")
 

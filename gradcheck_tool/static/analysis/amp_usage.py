@@ -13,6 +13,7 @@ import operator
 from typing import Any, Optional
 
 from gradcheck_tool.probe.record import Precision
+from gradcheck_tool.static.analysis.names import ast_dotted
 
 DEFAULT_SCALE = 2.0**16  # torch.amp.GradScaler's init_scale
 DEFAULT_GROWTH = 2000  # and its growth_interval
@@ -30,7 +31,7 @@ def read_precision(source: str) -> Precision:
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
-        name = _name(node.func)
+        name = ast_dotted(node.func)
         leaf = name.rpartition(".")[2]
         kwargs = {k.arg: k.value for k in node.keywords if k.arg}
         trains = trains or leaf == "backward"
@@ -90,16 +91,8 @@ def as_asked(precision: Precision, dtype: str) -> Precision:
     return dataclasses.replace(precision, dtype=dtype, scaler=scaler, trains=True, asked=True)
 
 
-def _name(node: ast.AST) -> str:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        return f"{_name(node.value)}.{node.attr}"
-    return ""
-
-
 def _dtype(node: Optional[ast.AST]) -> Optional[str]:
-    leaf = _name(node).rpartition(".")[2] if node is not None else ""
+    leaf = ast_dotted(node).rpartition(".")[2] if node is not None else ""
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         leaf = node.value
     return {"float16": "fp16", "half": "fp16", "bfloat16": "bf16"}.get(leaf)

@@ -36,7 +36,7 @@ class SourceContext:
 
     def span(self, node: syntax.CSTNode) -> tuple[Optional[Position], Optional[Position]]:
         """1-based, end-exclusive (ruff's convention): node columns are 0-based."""
-        where = self.positions.get(node) if self.positions else None
+        where = self.positions.get(node)
         if where is None:
             return None, None
         return (Position(where.start.line, where.start.column + 1),
@@ -50,7 +50,7 @@ class SourceContext:
         return self.module.code_for_node(node).strip()
 
     def indent(self, statement: Optional[syntax.CSTNode]) -> Optional[str]:
-        where = self.positions.get(statement) if statement is not None and self.positions else None
+        where = self.positions.get(statement) if statement is not None else None
         if where is None or where.start.line > len(self.lines):
             return None
         prefix = self.lines[where.start.line - 1][: where.start.column]
@@ -63,7 +63,7 @@ class SourceContext:
         if not standalone(site):
             return None
         indent = self.indent(statement)
-        where = self.positions.get(statement) if self.positions else None
+        where = self.positions.get(statement)
         if indent is None or where is None:
             return None
         row = where.end.line + 1 if after else where.start.line

@@ -13,12 +13,10 @@ from gradcheck_tool.static.analysis import syntax
 
 from gradcheck_tool.static.analysis.names import (
     ImportMap,
-    child_fields,
     children,
     dotted,
     identifiers,
     import_aliases,
-    is_node,
     last,
     number,
 )
@@ -151,13 +149,13 @@ class _Walk:
 
     def items(self, node: syntax.CSTNode, parent, names: tuple = (), skip: tuple = ()) -> list:
         out = []
-        for name in names or child_fields(type(node)):
+        for name in names or node.FIELDS:
             if name in skip:
                 continue
             value = getattr(node, name)
             if type(value) in (list, tuple):
-                out.extend((v, node, parent) for v in value if is_node(v) and type(v) not in _LEAVES)
-            elif is_node(value) and type(value) not in _LEAVES:
+                out.extend((v, node, parent) for v in value if isinstance(v, syntax.CSTNode) and type(v) not in _LEAVES)
+            elif isinstance(value, syntax.CSTNode) and type(value) not in _LEAVES:
                 out.append((value, node, parent))
         return out
 

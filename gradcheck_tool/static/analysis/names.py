@@ -6,6 +6,7 @@ or the full path: every spelling resolves to one dotted name.
 """
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Iterator, Mapping, Optional
@@ -13,14 +14,6 @@ from typing import Iterator, Mapping, Optional
 from gradcheck_tool.static.analysis import syntax
 
 NO_CONSTANTS: Mapping[str, float] = MappingProxyType({})
-
-def child_fields(kind: type) -> tuple[str, ...]:
-    """The fields of a node type that can hold statements or expressions, in libcst's order."""
-    return kind.FIELDS
-
-
-def is_node(value: object) -> bool:
-    return isinstance(value, syntax.CSTNode)
 
 
 def children(node: syntax.CSTNode) -> tuple[syntax.CSTNode, ...]:
@@ -69,6 +62,15 @@ def dotted(node, tree=syntax) -> Optional[str]:
         return None
     parts.append(node.value)
     return ".".join(reversed(parts))
+
+
+def ast_dotted(node: ast.AST) -> str:
+    """``a.b.c`` for a stdlib-``ast`` chain of attributes on a name, else ""."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{ast_dotted(node.value)}.{node.attr}"
+    return ""
 
 
 def keyword_arg(call: syntax.Call, keyword: str) -> Optional[syntax.Arg]:

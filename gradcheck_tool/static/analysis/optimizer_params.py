@@ -11,16 +11,12 @@ from __future__ import annotations
 import ast
 from typing import Optional
 
-
-def _name(node: ast.AST) -> str:
-    if isinstance(node, ast.Attribute):
-        return f"{_name(node.value)}.{node.attr}"
-    return node.id if isinstance(node, ast.Name) else ""
+from gradcheck_tool.static.analysis.names import ast_dotted
 
 
 def _from_parameters(node: ast.AST) -> bool:
     if isinstance(node, ast.Call):
-        name = _name(node.func)
+        name = ast_dotted(node.func)
         if name.endswith(".parameters") and not node.args:
             return True
         if name in ("list", "tuple", "filter") and node.args:
@@ -50,7 +46,7 @@ def read_optimizer_params(source: str) -> Optional[bool]:
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
-        name = _name(node.func)
+        name = ast_dotted(node.func)
         module, _, leaf = name.rpartition(".")
         optimizer = (leaf[:1].isupper() and (module == "optim" or module.endswith("torch.optim"))) or name in imported
         if not optimizer or "lr_scheduler" in name:

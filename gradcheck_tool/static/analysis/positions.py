@@ -16,11 +16,5 @@ class Positions:
             return None
         return CodeRange(CodePosition(where[0], where[1]), CodePosition(where[2], where[3]))
 
-    def __getitem__(self, node: CSTNode) -> CodeRange:
-        found = self.get(node)
-        if found is None:
-            raise KeyError(node)
-        return found
-
 
 POSITIONS = Positions()
