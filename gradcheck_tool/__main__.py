@@ -1,3 +1,3 @@
-from gradcheck_tool.cli import main
+from gradcheck_tool.entry import run
 
-main()
+run()

@@ -40,6 +40,8 @@ STATIC_FAMILIES = ("GH0", "GH2")
 
 @dataclass(frozen=True)
 class ScanOptions:
+    """How :func:`scan` runs: the probe's size, the rules selected, the outputs asked for."""
+
     probes: int = 3
     train_steps: int = 10  # steps of the file's own optimizer (GH140, GH143); 0 skips them
     seed: int = 0
@@ -73,6 +75,8 @@ class ScanOptions:
 
 @dataclass(frozen=True)
 class FileResult:
+    """One file's findings and, when a probe was asked for, its probe result."""
+
     findings: tuple[Finding, ...]
     probe: Optional[ProbeResult]  # None when no probe was asked for (static-only, or no runtime rule selected)
 

@@ -23,14 +23,14 @@ def first_line(err: BaseException, empty: str = "") -> str:
     return lines[0] if lines else empty
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+_CONTROL = r"[\x00-\x1f\x7f\x85\u2028\u2029]"  # compiled by `re` on first use: most runs print no message
 
 
 def one_line(text: str) -> str:
     """``text`` with every control character escaped (``\\n``, ``\\x1b``): a message printed as one
     line stays one line, whatever a file name or a user's exception put in it.  A newline in a file
     name must not start a new line that CI reads as a command (GitHub's ``::error``)."""
-    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    return re.sub(_CONTROL, lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 _OOM = ("can't allocate memory", "out of memory", "cannot allocate memory")

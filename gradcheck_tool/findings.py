@@ -41,6 +41,8 @@ class Applicability(str, enum.Enum):
 
 @dataclass(frozen=True)
 class Position:
+    """A 1-based row and column."""
+
     row: int
     column: int
 
@@ -56,6 +58,8 @@ class Span:
 
 @dataclass(frozen=True)
 class Edit:
+    """Replace the text from ``location`` up to ``end_location`` (exclusive) by ``content``."""
+
     content: str
     location: Position
     end_location: Position
@@ -63,6 +67,8 @@ class Edit:
 
 @dataclass(frozen=True)
 class Fix:
+    """How to fix a finding: the edits and whether applying them keeps the code's meaning."""
+
     applicability: Applicability
     message: str
     edits: tuple[Edit, ...] = ()
@@ -70,6 +76,8 @@ class Fix:
 
 @dataclass(frozen=True)
 class Finding:
+    """What a rule found: its code, severity, message, where, the numbers behind it, a fix."""
+
     code: str
     name: str
     severity: Severity
@@ -105,6 +113,8 @@ class ProbeResult:
 
 @dataclass(frozen=True)
 class Report:
+    """Every finding and probe of one run, and how many files it read."""
+
     findings: tuple[Finding, ...] = ()
     probes: tuple[ProbeResult, ...] = ()
     files: int = 0

@@ -10,9 +10,8 @@ in a child of its own.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, NamedTuple, Optional, Sequence
 
 from gradcheck_tool.errors import GradhealthError
 
@@ -23,8 +22,7 @@ class WorkerCrash(GradhealthError):
     """A pool worker died: the scan cannot say which files it read."""
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     """One file's result, or the exception linting it raised (re-raised by :meth:`get`)."""
 
     result: object = None

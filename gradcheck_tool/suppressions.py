@@ -15,13 +15,14 @@ from __future__ import annotations
 import io
 import re
 import tokenize
-from dataclasses import dataclass, field
-from typing import Iterator, Optional
+from types import MappingProxyType
+from typing import Iterator, Mapping, NamedTuple, Optional
 
 from gradcheck_tool.findings import Finding
 
-_DIRECTIVE = re.compile(r"#\s*gradhealth:\s*ignore(?P<file>-file)?\b(?:\[(?P<codes>[^\]]*)\])?", re.I)
-_NOQA = re.compile(r"#\s*noqa:\s*(?P<codes>[A-Za-z0-9_\-]+(?:[\s,]+[A-Za-z0-9_\-]+)*)", re.I)
+# Patterns, compiled by `re` on first use (its cache): most files hold no directive at all.
+_DIRECTIVE = r"(?i)#\s*gradhealth:\s*ignore(?P<file>-file)?\b(?:\[(?P<codes>[^\]]*)\])?"
+_NOQA = r"(?i)#\s*noqa:\s*(?P<codes>[A-Za-z0-9_\-]+(?:[\s,]+[A-Za-z0-9_\-]+)*)"
 ALL = "*"
 
 
@@ -31,9 +32,8 @@ def _selectors(text: Optional[str]) -> set[str]:
     return {part.strip() for part in re.split(r"[\s,]+", text) if part.strip()}
 
 
-@dataclass(frozen=True)
-class Suppressions:
-    lines: dict[int, frozenset[str]] = field(default_factory=dict)
+class Suppressions(NamedTuple):
+    lines: Mapping[int, frozenset[str]] = MappingProxyType({})
     file: frozenset[str] = frozenset()
 
     def covers(self, finding: Finding, resolve) -> bool:
@@ -65,12 +65,12 @@ def parse(source: str) -> Suppressions:
     whole_file: set[str] = set()
     for row, comment, alone in _comments(source):
         found: set[str] = set()
-        for match in _DIRECTIVE.finditer(comment):
+        for match in re.finditer(_DIRECTIVE, comment):
             if match.group("file"):
                 whole_file |= _selectors(match.group("codes"))
             else:
                 found |= _selectors(match.group("codes"))
-        for match in _NOQA.finditer(comment):
+        for match in re.finditer(_NOQA, comment):
             found |= {c for c in _selectors(match.group("codes")) if c.upper().startswith("GH")}
         if found:
             lines.setdefault(row, set()).update(found)

@@ -96,3 +96,26 @@ def test_fail_on_and_ignore_from_pyproject(tree):
     bad = _gradhealth(tree)
     assert bad.returncode == 2 and "unknown key [tool.gradhealth] 'ignroe'" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_the_process_skips_teardown_but_runs_atexit_handlers_and_writes_every_byte(tree):
+    """`gradcheck_tool.entry` ends the process with os._exit: what a normal exit does that
+    matters (atexit handlers, buffered output, the report file) must still happen."""
+    for i in range(120):  # a JSON report larger than a pipe's 64 KiB buffer
+        (tree / "many" / f"train_{i}.py").parent.mkdir(exist_ok=True)
+        (tree / "many" / f"train_{i}.py").write_text((tree / "train.py").read_text())
+    script = ("import atexit, sys\n"
+              "atexit.register(lambda: print('atexit ran', file=sys.stderr))\n"
+              "from gradcheck_tool.entry import run\n"
+              "run()\n")
+    args = ["scan", "--static-only", ".", "--format", "json", "--extend-exclude", "_no_torch"]
+    env = {**os.environ, "PYTHONPATH": str(tree / "_no_torch")}
+    piped = subprocess.run([sys.executable, "-c", script, *args], cwd=tree, capture_output=True, text=True,
+                           env=env, timeout=120)
+    assert piped.returncode == 1 and piped.stderr.strip().endswith("atexit ran"), piped.stderr
+    assert len(piped.stdout) > 65536
+    assert len(json.loads(piped.stdout)["findings"]) == 123  # 121 GH202, GH204, GH001
+    to_file = subprocess.run([sys.executable, "-c", script, *args, "-o", "report.json"], cwd=tree,
+                             capture_output=True, text=True, env=env, timeout=120)
+    assert to_file.returncode == 1 and to_file.stdout == ""
+    assert json.loads((tree / "report.json").read_text()) == json.loads(piped.stdout)

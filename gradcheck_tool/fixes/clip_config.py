@@ -11,8 +11,7 @@ Accelerate's ``accelerator.clip_grad_norm_`` goes in the loop, like torch's (``c
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Iterator, NamedTuple, Optional
 
 from gradcheck_tool.static.analysis import syntax
 
@@ -25,8 +24,7 @@ _LIGHTNING = ("lightning.Trainer", "lightning.pytorch.Trainer", "pytorch_lightni
 _HF_ARGUMENTS = ("transformers.TrainingArguments", "transformers.Seq2SeqTrainingArguments")
 
 
-@dataclass(frozen=True)
-class ConfigGap:
+class ConfigGap(NamedTuple):
     node: syntax.Call  # the Trainer / TrainingArguments call
     message: str
     advice: str

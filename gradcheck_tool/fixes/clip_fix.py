@@ -12,8 +12,7 @@ only what exists at the step: the tensors a hand-written update updates (``[w1, 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from gradcheck_tool.static.analysis import syntax
 
@@ -26,8 +25,7 @@ from gradcheck_tool.static.analysis.names import dotted, last
 _PARAMETERS = ".parameters()"
 
 
-@dataclass(frozen=True)
-class Proposal:
+class Proposal(NamedTuple):
     call: str  # the clipping call, as it would be written
     editable: bool  # every name in it is known to be in scope at the step
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 import ast
 import re
 import warnings
-from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 
 from gradcheck_tool.findings import Finding, Position, Severity
@@ -44,8 +43,7 @@ _TRIGGERS = {code: re.compile(rule.TRIGGER) for code, rule in STATIC_RULES.items
 _OPTIM = re.compile(r"\boptim\b")  # every torch.optim spelling names the module
 
 
-@dataclass(frozen=True)
-class Analysis:
+class Analysis(NamedTuple):
     findings: list[Finding]  # the static rules' findings (GH001 for a file that does not parse)
     optimizers: tuple[OptimizerCall, ...]  # torch.optim constructors the probe can rebuild
     clip_thresholds: tuple[ClipThreshold, ...] = ()  # literal max_norms, for GH212 once a probe ran

@@ -55,10 +55,11 @@ def test_files_without_any_trigger_are_not_analysed(monkeypatch) -> None:
 
 
 SCAN_SCRIPT = textwrap.dedent('''
-    import json, runpy, sys
+    import json, sys
+    from gradcheck_tool.cli import main  # what the `gradhealth` process runs (gradcheck_tool.entry)
     sys.argv = ["gradhealth", "scan", "--static-only", *sys.argv[1:]]
     try:
-        runpy.run_module("gradcheck_tool", run_name="__main__")
+        main()
     except SystemExit as done:
         code = done.code
     heavy = ("gradcheck_tool.rules", "gradcheck_tool.probe", "concurrent.futures", "tomllib", "libcst", "torch",

@@ -1,7 +1,6 @@
 """The parsed file and everything derived from it (:class:`SourceContext`), shared by every rule and fix."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Optional
 
@@ -12,14 +11,14 @@ from gradcheck_tool.static.analysis import syntax
 from gradcheck_tool.static.analysis.positions import POSITIONS, Positions
 
 
-@dataclass(frozen=True, eq=False)
 class SourceContext:
     """One parsed file and everything derived from it, shared read-only by all rules."""
 
-    filename: str
-    source: str
-    module: syntax.Module
-    facts: FileFacts
+    def __init__(self, filename: str, source: str, module: syntax.Module, facts: FileFacts) -> None:
+        self.filename = filename
+        self.source = source
+        self.module = module
+        self.facts = facts
 
     @cached_property
     def iterations(self) -> tuple[Iteration, ...]:

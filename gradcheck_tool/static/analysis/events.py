@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass, field, replace
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from gradcheck_tool.static.analysis import syntax
 
@@ -44,8 +43,7 @@ class Kind(str, enum.Enum):
     ZERO_GRAD = "zero_grad"
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):
     kind: Kind
     site: Site
     loops: tuple[syntax.CSTNode, ...]  # enclosing loops, relative to the scope being read
@@ -76,8 +74,7 @@ class Event:
         return f"{self.site.receiver}.unscale_({self.target})"
 
 
-@dataclass(frozen=True)
-class Iteration:
+class Iteration(NamedTuple):
     """One training iteration: a loop body (or a step function) and its events in order."""
 
     node: syntax.CSTNode  # For / While / FunctionDef / Module
@@ -268,14 +265,14 @@ def _resolve_function(name: str, on: Optional[str], site: Site, facts: FileFacts
     return candidates[:1] if len(candidates) == 1 else []
 
 
-@dataclass(eq=False, repr=False)
 class _Reader:
     """Reads scopes' events for one training_iterations() call, then is dropped."""
 
-    facts: FileFacts
-    module: syntax.Module
-    memo: dict = field(default_factory=dict)  # scope -> its complete events
-    budget: int = _INLINE_BUDGET  # helper expansions left; bounds mutually recursive code
+    def __init__(self, facts: FileFacts, module: syntax.Module) -> None:
+        self.facts = facts
+        self.module = module
+        self.memo: dict = {}  # scope -> its complete events
+        self.budget = _INLINE_BUDGET  # helper expansions left; bounds mutually recursive code
 
     def events(self, scope: Scope, active: tuple) -> tuple[tuple[Event, ...], bool]:
         """A scope's events with helpers inlined, and whether inlining went all the way
@@ -294,9 +291,9 @@ class _Reader:
                 inner_events, inner_complete = self.events(helper, (*active, helper))
                 complete = complete and inner_complete
                 inlined = inlined or helper.name.value == site.method  # the callee itself
-                out.extend(replace(inner, loops=site.loops + inner.loops,
-                                   via=(site.node, *inner.via), helpers=(helper, *inner.helpers),
-                                   outer_branches=site.branches + inner.outer_branches)
+                out.extend(inner._replace(loops=site.loops + inner.loops,
+                                          via=(site.node, *inner.via), helpers=(helper, *inner.helpers),
+                                          outer_branches=site.branches + inner.outer_branches)
                            for inner in inner_events)
             event = classify(site, self.facts, self.module)
             # A clipping-like name that is a helper of this file (`self.clip_gradients()`)

@@ -25,6 +25,13 @@ _COMPARE = {ast.Eq: s.Equal, ast.NotEq: s.NotEqual, ast.Lt: s.LessThan, ast.LtE:
             ast.In: s.In, ast.NotIn: s.NotIn}
 _CONSTANT_NAMES = {True: "True", False: "False", None: "None"}
 _QUOTE = re.compile(r"\"\"\"|'''|['\"]")  # a string's opening quote, triple first
+_KEYWORD_SPACE = {word: re.compile(rf"\b{word}\s+") for word in ("def", "class", "as")}
+_WORD = re.compile(r"\w")
+
+
+def _word_at(text: str, at: int, word: str) -> bool:
+    """``word`` is written at ``at`` as a whole word (no word character follows it)."""
+    return text.startswith(word, at) and not _WORD.match(text, at + len(word))
 
 
 class Source:
@@ -109,10 +116,13 @@ class Expressions:
     def name_after(self, value: str, node: ast.AST, keyword: str) -> s.Name:
         """A definition's name: the first ``value`` after ``keyword`` from the node's start."""
         text, start = self.src.text, self.src.offset(*self.pos(node)[:2])
-        found = re.compile(rf"\b{keyword}\s+({re.escape(value)})\b").search(text, start)
+        after = _KEYWORD_SPACE[keyword]  # one pattern per keyword: not one compiled per name
+        found = after.search(text, start)
+        while found is not None and not _word_at(text, found.end(), value):
+            found = after.search(text, found.end())
         if found is None:
             return s.Name(value=value, pos=None)
-        line, col = self.src.where(found.start(1))
+        line, col = self.src.where(found.end())
         return self.name_at(value, line, col)
 
     # -- parameters and arguments ------------------------------------------------------------

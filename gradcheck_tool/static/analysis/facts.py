@@ -6,8 +6,7 @@ each node as it goes, which costs more than the parse itself on a long file.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from typing import Mapping, NamedTuple, Optional
 
 from gradcheck_tool.static.analysis import syntax
 
@@ -24,8 +23,7 @@ from gradcheck_tool.static.analysis.names import (
 Scope = syntax.CSTNode  # a FunctionDef or the Module
 
 
-@dataclass(frozen=True)
-class Site:
+class Site(NamedTuple):
     """A call or an assignment, and where it runs."""
 
     node: syntax.CSTNode  # Call, Assign or AugAssign
@@ -60,8 +58,7 @@ def attr_name(node: syntax.CSTNode) -> str:
     return func.attr.value if isinstance(func, syntax.Attribute) else ""
 
 
-@dataclass(frozen=True, eq=False)
-class FileFacts:
+class FileFacts(NamedTuple):
     imports: ImportMap
     sites: tuple[Site, ...]  # calls (post-order) and assignments, in evaluation order
     values: Mapping[str, syntax.BaseExpression]  # last value bound to each dotted target
@@ -74,12 +71,11 @@ class FileFacts:
     scopes: tuple[Scope, ...]  # the module first, then functions in source order
     loop_scope: Mapping[syntax.CSTNode, Scope]
     classes: tuple[syntax.ClassDef, ...]
-    by_scope: Mapping[Scope, tuple[Site, ...]] = field(default_factory=dict)
-    by_kind: Mapping[type, tuple[Site, ...]] = field(default_factory=dict)
-    bound_once: frozenset = frozenset()  # dotted targets bound exactly once in the file
+    by_scope: Mapping[Scope, tuple[Site, ...]]
+    by_kind: Mapping[type, tuple[Site, ...]]
+    bound_once: frozenset  # dotted targets bound exactly once in the file
     # `for p in fc.parameters():` folded into the iteration around it: (scope, "p") -> iters
-    parameter_loops: Mapping[tuple, tuple[syntax.BaseExpression, ...]] = field(
-        default_factory=dict)
+    parameter_loops: Mapping[tuple, tuple[syntax.BaseExpression, ...]]
 
     def constructed(self, target: Optional[str]) -> Optional[str]:
         """The resolved callee that built ``target`` (``self.opt = optim.Adam(...)``)."""
@@ -95,7 +91,6 @@ class FileFacts:
         return frozenset(s.receiver for s in self.calls if s.receiver and s.method == method)
 
 
-@dataclass(eq=False, repr=False)
 class _Walk:
     """Mutable state of one walk; it never leaves :func:`collect_facts`.
 
@@ -105,29 +100,30 @@ class _Walk:
     before it are done (restoring the state a handler changed).
     """
 
-    module: syntax.Module
-    raw: list = field(default_factory=list)
-    aliases: dict = field(default_factory=dict)
-    values: dict = field(default_factory=dict)
-    assigned_to: dict = field(default_factory=dict)
-    bindings: dict = field(default_factory=dict)  # name -> how many times it is bound
-    functions: dict = field(default_factory=dict)
-    owner: dict = field(default_factory=dict)
-    defined_in: dict = field(default_factory=dict)
-    scopes: list = field(default_factory=list)
-    loop_scope: dict = field(default_factory=dict)
-    classes: list = field(default_factory=list)
-    parameter_loops: dict = field(default_factory=dict)
-    todo: list = field(default_factory=list)
-    scope: Optional[syntax.CSTNode] = None
-    loops: tuple = ()
-    statement: Optional[syntax.SimpleStatementLine] = None
-    outer_call: Optional[syntax.Call] = None
-    klass: Optional[syntax.ClassDef] = None
-    lambdas: int = 0
-    embedding: int = 0
-    optimizer_class: int = 0
-    branches: tuple = ()
+    def __init__(self, module: syntax.Module) -> None:
+        self.module = module
+        self.raw: list = []
+        self.aliases: dict = {}
+        self.values: dict = {}
+        self.assigned_to: dict = {}
+        self.bindings: dict = {}  # name -> how many times it is bound
+        self.functions: dict = {}
+        self.owner: dict = {}
+        self.defined_in: dict = {}
+        self.scopes: list = []
+        self.loop_scope: dict = {}
+        self.classes: list = []
+        self.parameter_loops: dict = {}
+        self.todo: list = []
+        self.scope: Optional[syntax.CSTNode] = module
+        self.loops: tuple = ()
+        self.statement: Optional[syntax.SimpleStatementLine] = None
+        self.outer_call: Optional[syntax.Call] = None
+        self.klass: Optional[syntax.ClassDef] = None
+        self.lambdas = 0
+        self.embedding = 0
+        self.optimizer_class = 0
+        self.branches: tuple = ()
 
     def run(self) -> None:
         self.todo.append((self.module, None, None))
@@ -329,7 +325,7 @@ def _iterates_parameters(iterable: syntax.BaseExpression) -> bool:
 
 
 def collect_facts(module: syntax.Module) -> FileFacts:
-    state = _Walk(module=module, scope=module)
+    state = _Walk(module)
     state.scopes.append(module)
     state.run()
     imports = ImportMap(dict(state.aliases))

@@ -9,7 +9,6 @@ normalisation call resets the depth; an additive path (``x + f(x)``, an LSTM's
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Iterator, Optional
 
 from gradcheck_tool.static.analysis import syntax
@@ -52,12 +51,12 @@ def _norm_call(call: syntax.Call, facts: FileFacts) -> bool:
     return bool(_NORM.search(last(name))) or "Norm" in (facts.constructed(name) or "")
 
 
-@dataclass(frozen=True)
 class ForwardDepth:
     """Saturating calls a value has passed through in a row, following one function's code."""
 
-    facts: FileFacts
-    found: list  # (call, depth) for every saturating call evaluated, in order
+    def __init__(self, facts: FileFacts) -> None:
+        self.facts = facts
+        self.found: list = []  # (call, depth) for every saturating call evaluated, in order
 
     def run(self, scope: Scope) -> None:
         decorators = getattr(scope, "decorators", ())

@@ -7,9 +7,8 @@ or the full path: every spelling resolves to one dotted name.
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Iterator, Mapping, Optional
+from typing import Iterator, Mapping, NamedTuple, Optional
 
 from gradcheck_tool.static.analysis import syntax
 
@@ -117,11 +116,10 @@ def import_aliases(node, tree=syntax) -> Iterator[tuple[str, str]]:
         yield local, f"{module}.{alias.name.value}"
 
 
-@dataclass(frozen=True)
-class ImportMap:
+class ImportMap(NamedTuple):
     """Local names bound by imports, mapped to the dotted names they stand for."""
 
-    aliases: Mapping[str, str] = field(default_factory=dict)
+    aliases: Mapping[str, str] = MappingProxyType({})
 
     def resolve(self, node: Optional[syntax.CSTNode]) -> Optional[str]:
         name = dotted(node)

@@ -3,8 +3,7 @@ GH208 and GH201's risk), and the constructors the probe can rebuild on the model
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, NamedTuple, Optional
 
 from gradcheck_tool.static.analysis import syntax
 
@@ -15,8 +14,7 @@ from gradcheck_tool.static.analysis.facts import Site
 from gradcheck_tool.static.analysis.names import argument, dotted, identifiers, last, number
 
 
-@dataclass(frozen=True)
-class Limit:
+class Limit(NamedTuple):
     ceiling: float  # flagged strictly above this
     typical: str
     suggested: str  # the replacement an unsafe fix writes
@@ -37,8 +35,7 @@ LIMITS = {
 }
 
 
-@dataclass(frozen=True)
-class HighRate:
+class HighRate(NamedTuple):
     node: syntax.BaseExpression  # the lr argument's value
     optimizer: str
     value: float
@@ -110,8 +107,7 @@ def high_learning_rates(ctx: SourceContext) -> Iterator[HighRate]:
             yield HighRate(lr.value, leaf, value, LIMITS[leaf], constant, tolerated)
 
 
-@dataclass(frozen=True)
-class OptimizerCall:
+class OptimizerCall(NamedTuple):
     """A ``torch.optim`` constructor whose arguments are all literals, so the probe can rebuild
     it on the model: ``Adam(model.parameters(), lr=3e-3, betas=(0.9, 0.95))``."""
 

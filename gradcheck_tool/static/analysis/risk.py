@@ -3,9 +3,8 @@ GH201 speaks, and how loudly."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from gradcheck_tool.static.analysis import syntax
 
@@ -51,8 +50,7 @@ _CLIP_OPTION = re.compile(
 _SGD_FAMILY = frozenset({"SGD", "ASGD"})
 
 
-@dataclass(frozen=True)
-class Risk:
+class Risk(NamedTuple):
     severity: Optional[Severity]  # None: nothing worth saying about this file's loops
     reason: str
 
@@ -90,20 +88,19 @@ def model_kind(ctx: SourceContext) -> tuple[str, str]:
     feed_forward = None
     for site in ctx.facts.calls:
         name = site.name or ""
-        line = ctx.line(site.node)
         if is_torch_nn(name, *_RECURRENT):
-            return "recurrent", f"the file builds nn.{last(name)} (line {line})"
+            return "recurrent", f"the file builds nn.{last(name)} (line {ctx.line(site.node)})"
         if is_torch_nn(name, *_ATTENTION) or last(name) == "scaled_dot_product_attention":
-            return "attention", f"the file builds {ctx.code(site.node.func)} (line {line})"
+            return "attention", f"the file builds {ctx.code(site.node.func)} (line {ctx.line(site.node)})"
         if _LIBRARY_ATTENTION.match(name):
-            return "attention", f"the file builds {last(name)} (line {line})"
+            return "attention", f"the file builds {last(name)} (line {ctx.line(site.node)})"
         model = transformers_model(name)
         if model:
             how = "fine-tunes" if last(name) == "from_pretrained" else "builds"
-            return "attention", f"the file {how} the transformers model {model} (line {line})"
+            return "attention", f"the file {how} the transformers model {model} (line {ctx.line(site.node)})"
         if feed_forward is None and ((is_torch_nn(name, last(name)) and _FEED_FORWARD.match(last(name)))
                                      or name.startswith(_ZOO) or _LIBRARY_FEED_FORWARD.match(name)):
-            feed_forward = f"the file builds `{ctx.code(site.node.func)}` (line {line})"
+            feed_forward = f"the file builds `{ctx.code(site.node.func)}` (line {ctx.line(site.node)})"
     for local, target in ctx.facts.imports.aliases.items():
         if transformers_model(target):  # `MODEL_CLASSES = {"bert": BertForSequenceClassification}`
             return "attention", f"the file imports the transformers model class {last(target)} ({local})"
@@ -115,11 +112,12 @@ def model_kind(ctx: SourceContext) -> tuple[str, str]:
     return _sibling_kind(ctx) or ("unknown", "the model is built outside this file")
 
 
-_SIBLING_RECURRENT = re.compile(r"\bnn\.(RNN|LSTM|GRU)(Cell)?\(")
-_SIBLING_ATTENTION = re.compile(r"MultiheadAttention|scaled_dot_product_attention|\bnn\.Transformer\w*\(")
-_SIBLING_SOFTMAX = re.compile(r"softmax\(|Softmax\(")
-_SIBLING_MATMUL = re.compile(r" @ |matmul\(|einsum\(|bmm\(")
-_SIBLING_LAYERS = re.compile(r"\bnn\.(Linear|Conv\w*|ConvTranspose\w*)\(")
+# (Patterns compiled by `re` on first use: only a file with a model module beside it needs them.)
+_SIBLING_RECURRENT = r"\bnn\.(RNN|LSTM|GRU)(Cell)?\("
+_SIBLING_ATTENTION = r"MultiheadAttention|scaled_dot_product_attention|\bnn\.Transformer\w*\("
+_SIBLING_SOFTMAX = r"softmax\(|Softmax\("
+_SIBLING_MATMUL = r" @ |matmul\(|einsum\(|bmm\("
+_SIBLING_LAYERS = r"\bnn\.(Linear|Conv\w*|ConvTranspose\w*)\("
 
 
 def _sibling_kind(ctx: SourceContext) -> Optional[tuple[str, str]]:
@@ -136,12 +134,13 @@ def _sibling_kind(ctx: SourceContext) -> Optional[tuple[str, str]]:
             text = path.read_text(encoding="utf-8", errors="replace") if path else ""
         except OSError:
             continue
-        recurrent = _SIBLING_RECURRENT.search(text)
+        recurrent = re.search(_SIBLING_RECURRENT, text)
         if recurrent:
             kinds.append(("recurrent", f"{path.name} next to this file builds nn.{recurrent.group(1)}"))
-        elif _SIBLING_ATTENTION.search(text) or (_SIBLING_SOFTMAX.search(text) and _SIBLING_MATMUL.search(text)):
+        elif re.search(_SIBLING_ATTENTION, text) or (re.search(_SIBLING_SOFTMAX, text)
+                                                      and re.search(_SIBLING_MATMUL, text)):
             kinds.append(("attention", f"{path.name} next to this file builds attention layers"))
-        elif _SIBLING_LAYERS.search(text):
+        elif re.search(_SIBLING_LAYERS, text):
             kinds.append(("feed-forward", f"{path.name} next to this file builds only feed-forward layers"))
     order = ("recurrent", "attention", "feed-forward")
     return min(kinds, key=lambda k: order.index(k[0])) if kinds else None

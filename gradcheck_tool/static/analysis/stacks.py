@@ -6,8 +6,7 @@ count is not a literal (or a name bound once to one), the stack is not reported.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Iterator, NamedTuple, Optional
 
 from gradcheck_tool.static.analysis import syntax
 
@@ -24,8 +23,7 @@ from gradcheck_tool.static.analysis.names import (
 SATURATING_LAYERS = ("Sigmoid", "Tanh", "Hardtanh", "Hardsigmoid", "Softsign")
 
 
-@dataclass(frozen=True)
-class Run:
+class Run(NamedTuple):
     """An ordered stack summarised so it can be concatenated and repeated: the saturating
     layers before the first barrier, after the last one, and the longest stretch between."""
 
@@ -85,11 +83,11 @@ def _outer_calls(node: syntax.CSTNode) -> Iterator[syntax.Call]:
         stack.extend(children(current))
 
 
-@dataclass(frozen=True)
 class LayerStacks:
     """``nn.Sequential`` calls of one scope, each with the Run of its layers."""
 
-    facts: FileFacts
+    def __init__(self, facts: FileFacts) -> None:
+        self.facts = facts
 
     def in_scope(self, scope: Scope) -> Iterator[tuple[syntax.Call, Run]]:
         yield from self._block(body_of(scope), {})

@@ -14,9 +14,9 @@ from gradcheck_tool.static.analysis.names import dotted, last, subtree
 # A trainable torch.randn(...) is only a fan-in weight with evidence: multiplied into the
 # activations somewhere in the file, or named like a weight. Tables of scores (a CRF's
 # transition matrix, logits) and inputs (GAN noise, latent codes) are not scaled maps.
-_WEIGHT_NAME = re.compile(r"weight|kernel|proj|^w[a-z]?\d*(_|$)", re.IGNORECASE)
-_NOT_A_MAP = re.compile(
-    r"^(trans|transitions?|crf|potentials?|scores?|logits?|noise|ideas?|latents?)$")
+# (Patterns compiled by `re` on first use: only a file with a trainable randn needs them.)
+_WEIGHT_NAME = r"(?i)weight|kernel|proj|^w[a-z]?\d*(_|$)"
+_NOT_A_MAP = r"^(trans|transitions?|crf|potentials?|scores?|logits?|noise|ideas?|latents?)$"
 _MATMUL_FUNCTIONS = frozenset({"mm", "matmul", "bmm", "linear", "einsum", "addmm", "mv",
                                "baddbmm", "addbmm", "bilinear", "tensordot"})
 # Views of a tensor that keep it the same weight: `w.t()`, `w.T`, `w.data`.
@@ -28,11 +28,11 @@ _VIEWS = frozenset({"t", "T", "mT", "data", "transpose", "permute", "view", "res
 def used_as_weight(uses: "Uses", target: str) -> bool:
     leaf = last(target)
     tokens = [t.lower() for t in re.split(r"[_\d]+", leaf) if t]
-    if not tokens or tokens[0] == "z" or any(_NOT_A_MAP.match(t) for t in tokens):
+    if not tokens or tokens[0] == "z" or any(re.match(_NOT_A_MAP, t) for t in tokens):
         return False  # `z = torch.randn(...)`, `self.transitions`, `G_ideas`
     if target in uses.model_inputs:
         return False  # `G(G_ideas)`: the input of a module, not one of its weights
-    return target in uses.multiplied or bool(_WEIGHT_NAME.search(leaf))
+    return target in uses.multiplied or bool(re.search(_WEIGHT_NAME, leaf))
 
 
 class Uses:

@@ -1,7 +1,6 @@
 """The shape of a static rule (:class:`StaticRule`) and the small helpers rules share."""
 from __future__ import annotations
 
-import textwrap
 from typing import Any, ClassVar, Iterator, Mapping, Optional
 
 from gradcheck_tool.static.analysis import syntax
@@ -11,8 +10,12 @@ from gradcheck_tool.static.analysis.context import SourceContext
 
 
 def example(source: str) -> str:
-    """A GOOD/BAD example written indented inside its rule class, as plain source."""
-    return textwrap.dedent(source).lstrip("\n")
+    """A GOOD/BAD example written indented inside its rule class, as plain source: the common
+    indentation of its lines removed, and the blank lines emptied (``textwrap.dedent``, whose
+    import compiles regular expressions a hook run never needs)."""
+    lines = source.lstrip("\n").splitlines(keepends=True)
+    indent = min((len(line) - len(line.lstrip(" ")) for line in lines if line.strip()), default=0)
+    return "".join(line[indent:] if line.strip() else line.lstrip(" \t") for line in lines)
 
 
 def display(message: str) -> Fix:

@@ -4,8 +4,7 @@ The static pass finds the literal thresholds (:func:`literal_clip_thresholds`); 
 speaks only once a probe has measured the gradient norm (``api.calibrate_clipping``)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 from gradcheck_tool.findings import Position, Severity
 from gradcheck_tool.static.analysis.context import SourceContext
@@ -14,8 +13,7 @@ from gradcheck_tool.static.analysis.names import argument, number
 _NORM_CLIPS = frozenset({"clip_grad_norm_", "clip_grad_norm", "clip_gradients"})
 
 
-@dataclass(frozen=True)
-class ClipThreshold:
+class ClipThreshold(NamedTuple):
     value: float
     text: str  # the call, as written
     start: Position

@@ -16,10 +16,9 @@ from gradcheck_tool.static.analysis.weights import Uses, is_parameter, used_as_w
 _STD_CEILING = 0.5
 # Embeddings, tokens, positions and biases are not fan-in-scaled maps: N(0, 1) is their
 # normal init (nn.Embedding's own default), so a unit std there is not a defect.
-_NOT_A_WEIGHT = re.compile(
-    r"emb|tok|pos|cls|query|queries|latent|prompt|probe|pad|buf|codebook|noise|mask|bias|eps",
-    re.IGNORECASE)
-_WEIGHT_LIKE = re.compile(r"weight|kernel|param|(^|\.)w\w?\d*(\.|$)|\.data$", re.IGNORECASE)
+# (Patterns compiled by `re` on first use: only a file that draws from a normal needs them.)
+_NOT_A_WEIGHT = r"(?i)emb|tok|pos|cls|query|queries|latent|prompt|probe|pad|buf|codebook|noise|mask|bias|eps"
+_WEIGHT_LIKE = r"(?i)weight|kernel|param|(^|\.)w\w?\d*(\.|$)|\.data$"
 class UnscaledNormalInit(StaticRule):
     """What it does:
     Finds weights drawn with a standard deviation that ignores fan-in: ``nn.init.normal_(w)``,
@@ -195,7 +194,7 @@ class UnscaledNormalInit(StaticRule):
             std, target_code = argument(call, 1, "std"), ctx.code(call.func.value)
             if is_parameter(ctx, site.grandparent):
                 target_code = ctx.facts.assigned_to.get(site.grandparent, target_code)
-            elif not _WEIGHT_LIKE.search(target_code):
+            elif not re.search(_WEIGHT_LIKE, target_code):
                 return None  # noise, not a weight
         else:
             return None
@@ -258,7 +257,7 @@ class UnscaledNormalInit(StaticRule):
     def _exempt(ctx: SourceContext, target: str, site: Site, uses: "Uses") -> bool:
         owner = target.rsplit(".weight", 1)[0]
         klass = ctx.facts.owner.get(site.scope)  # `self.weight` inside class Embedding
-        return bool(_NOT_A_WEIGHT.search(target)) or "Embedding" in (
+        return bool(re.search(_NOT_A_WEIGHT, target)) or "Embedding" in (
             ctx.facts.constructed(owner) or "") or bool(
-            klass and owner == "self" and _NOT_A_WEIGHT.search(klass.name.value)
+            klass and owner == "self" and re.search(_NOT_A_WEIGHT, klass.name.value)
         ) or target in uses.normalized
