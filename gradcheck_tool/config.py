@@ -8,6 +8,7 @@ the file and the key, never silently ignored.
 from __future__ import annotations
 
 import math
+import re
 import sys
 from pathlib import Path
 from types import MappingProxyType
@@ -106,6 +107,13 @@ def parse(table: dict[str, Any], path: Path) -> Config:
     return Config(path=path, **values)
 
 
+# Every way a TOML file can hold a [tool.gradhealth] table starts a line with one of: a header
+# `[tool.gradhealth...]` (spaces and quotes allowed), a `[tool]` header (then `gradhealth = ...`),
+# a root dotted key `tool.gradhealth.x = ...`, or a root `tool = {...}`.  A file with none of
+# them is not parsed at all.
+_MAY_CONFIGURE = re.compile(r"""(?m)^[ \t]*(?:\[{1,2}[ \t]*)?["']?tool["']?[ \t]*(?:\.[ \t]*["']?gradhealth\b|\]|=)""")
+
+
 def find_pyproject(start: Path) -> Optional[Path]:
     start = start.resolve()
     for directory in (start if start.is_dir() else start.parent, *start.parents):
@@ -120,16 +128,22 @@ def load(start: Path) -> Config:
     path = find_pyproject(start)
     if path is None:
         return Config()
-    if sys.version_info >= (3, 11):  # imported here: most runs find no pyproject.toml
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise GradhealthError(f"{path}: not valid TOML: {err}") from err
+    except OSError as err:
+        raise GradhealthError(f"{path}: cannot read it ({err.strerror}); check its permissions") from err
+    if not _MAY_CONFIGURE.search(text):  # most projects' pyproject.toml: no need to parse it
+        return Config(path=path)
+    if sys.version_info >= (3, 11):  # imported here: its import costs a hook run ~8 ms
         import tomllib
     else:  # pragma: no cover - exercised on 3.10 only
         import tomli as tomllib
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
         raise GradhealthError(f"{path}: not valid TOML: {err}") from err
-    except OSError as err:
-        raise GradhealthError(f"{path}: cannot read it ({err.strerror}); check its permissions") from err
     tools = data.get("tool", {})
     if not isinstance(tools, dict):
         raise GradhealthError(f"{path}: [tool] must be a table (tool = {tools!r} hides every tool's settings)")

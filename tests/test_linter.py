@@ -128,6 +128,25 @@ def test_bad_config_is_a_clear_error(tmp_path, body, message):
         config.load(tmp_path)
 
 
+
+@pytest.mark.parametrize("body", [
+    '[ tool . "gradhealth" ]\nignore = ["GH205"]\n',
+    '[tool]\ngradhealth = { ignore = ["GH205"] }\n',
+    'tool.gradhealth.ignore = ["GH205"]\n',
+    'tool = { gradhealth = { ignore = ["GH205"] } }\n',
+    '[project]\nname = "x"\n\n[tool.ruff]\nline-length = 100\n\n[tool.gradhealth]\nignore = ["GH205"]\n',
+])
+def test_every_toml_spelling_of_the_table_is_read(tmp_path, body):
+    (tmp_path / "pyproject.toml").write_text(body)
+    assert config.load(tmp_path).ignore == ("GH205",)
+
+
+def test_a_pyproject_without_our_table_is_not_parsed(tmp_path):
+    # Other tools' tables (even broken ones) are theirs: no TOML parse, so no error and no cost.
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "gradhealth"\n\n[tool.ruff\n')
+    cfg = config.load(tmp_path)
+    assert cfg.root == tmp_path and cfg.ignore == () and cfg.select is None
+
 def test_excludes_walk_directories_and_force_exclude(tmp_path):
     for rel in ("a.py", "pkg/b.py", ".venv/lib/c.py", "generated/d.py"):
         target = tmp_path / rel
