@@ -30,3 +30,16 @@ def test_cost_benchmark_runs(script, args, printed):
                           timeout=600, cwd=BENCHMARKS.parent)
     assert done.returncode == 0, done.stderr[-2000:]
     assert printed in done.stdout, done.stdout[-2000:]
+
+
+@pytest.mark.slow
+def test_static_speed_runs(tmp_path):
+    pytest.importorskip("pyflakes")  # the bench extra: not installed by .[test]
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "train.py").write_text("import torch\n\nopt = torch.optim.SGD([], lr=5.0)\n")
+    (tmp_path / "pkg" / "util.py").write_text("import os\n")
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "static_speed.py"), "--timm", str(tmp_path / "pkg"),
+                           "--file", str(tmp_path / "pkg" / "train.py"), "--rounds", "1", "--hook-rounds", "2"],
+                          capture_output=True, text=True, timeout=600, cwd=BENCHMARKS.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "hook run: gradhealth median" in done.stdout and "environment: " in done.stdout, done.stdout
