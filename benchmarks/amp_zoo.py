@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from zoo import ROOT, write_model_file  # noqa: E402
+from cli_scan import scan_json  # noqa: E402
+from zoo import write_model_file  # noqa: E402
 
 TRAIN = '''
 
@@ -41,19 +39,15 @@ def train(model, data):  # never run: the probe reads the optimizer from it
 def scan(name: str, dtype: str, device: str, steps: int, directory: Path) -> dict:
     path = write_model_file(directory, name, "default")
     path.write_text(path.read_text() + TRAIN)
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "gradcheck_tool", "scan", str(path), "--format", "json",
-                           "--select", "GH150,GH151", "--amp", dtype, "--device", device, "--train-steps", str(steps),
-                           "--timeout", "1800"], cwd=directory, capture_output=True, text=True, timeout=2000,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    wall = time.perf_counter() - start
+    done = scan_json(str(path), "--select", "GH150,GH151", "--amp", dtype, "--device", device, "--train-steps",
+                     str(steps), "--timeout", "1800", cwd=directory, timeout=2000)
+    report, wall = done.report or {}, done.wall
     try:
-        report = json.loads(proc.stdout)
         amp = report["probes"][0]["amp"]
-    except (json.JSONDecodeError, IndexError, KeyError):
+    except (IndexError, KeyError):
         amp = None
     if amp is None:
-        return {"model": name, "dtype": dtype, "error": proc.stderr.strip()[-300:], "wall_s": wall}
+        return {"model": name, "dtype": dtype, "error": done.stderr.strip()[-300:], "wall_s": wall}
     return {"model": name, "dtype": dtype, "verdict": amp["verdict"], "skipped": amp["skipped"],
             "kinds": amp["kinds"], "final_scale": amp["final_scale"], "steps": len(amp["scales"]), "wall_s": wall,
             "findings": [f"{f['code']}:{f['severity']}@{f['module']}" for f in report["findings"]]}

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -30,6 +29,7 @@ from gradcheck_tool.probe.amp import measure_amp  # noqa: E402
 from gradcheck_tool.probe.curvature import measure_curvature  # noqa: E402
 from gradcheck_tool.probe.engine import run_probe  # noqa: E402
 from gradcheck_tool.probe.steps import build_optimizer, measure_steps, parameters_kept  # noqa: E402
+from probe_overhead import best_of  # noqa: E402 - this folder is sys.path[0] when run as a script
 
 
 def gpt2():
@@ -53,15 +53,6 @@ def resnet():
     loss = lambda out, inp: nn.functional.cross_entropy(  # noqa: E731
         out.logits, torch.randint(0, 10, (out.logits.shape[0],), generator=torch.Generator().manual_seed(1)))
     return "ResNet 4 stages, SGD(lr=0.1, momentum=0.9)", model, make, loss, ("SGD", {"lr": 0.1, "momentum": 0.9})
-
-
-def timed(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main() -> None:
@@ -89,10 +80,10 @@ def main() -> None:
                 finally:
                     steps_module._update = original
 
-        base = timed(lambda: scan(updates=False), args.repeats)
-        with_updates = timed(scan, args.repeats)
-        with_curvature = timed(lambda: scan(curvature=True), args.repeats)
-        with_amp = timed(lambda: scan(amp=True), args.repeats)
+        base = best_of(lambda: scan(updates=False), args.repeats)
+        with_updates = best_of(scan, args.repeats)
+        with_curvature = best_of(lambda: scan(curvature=True), args.repeats)
+        with_amp = best_of(lambda: scan(amp=True), args.repeats)
         with parameters_kept(model):
             c = measure_curvature(model, make, loss, build_optimizer(name, kwargs, model), seed=0)
             a = measure_amp(model, make, loss, build_optimizer(name, kwargs, model), dtype="fp16",

@@ -14,11 +14,11 @@ nanoGPT and minGPT (cross-entropy on logits, every layer registered).
 """
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from cli_scan import scan_json  # this folder is sys.path[0] when run as a script
 
 GAN = '''import ast, types
 import torch
@@ -86,15 +86,13 @@ def main() -> int:
         for label, text in rows.items():
             path = Path(tmp) / (label.replace(" ", "_").replace("-", "_") + ".py")
             path.write_text(text)
-            proc = subprocess.run([sys.executable, "-m", "gradcheck_tool", "scan", str(path), "--format", "json",
-                                   "--select", "GH107,GH108,GH113"], capture_output=True, text=True, timeout=900)
+            done = scan_json(str(path), "--select", "GH107,GH108,GH113")
             try:
-                report = json.loads(proc.stdout)
-                found = [f"{f['code']}:{f['severity']}@{f['module']}" for f in report["findings"]]
-                status = report["probes"][0]["status"]
-            except (json.JSONDecodeError, KeyError, IndexError):
-                found, status = [proc.stderr.strip()[-200:]], "failed"
-            print(f"{label:22s} exit {proc.returncode}  {status:7s} {', '.join(found) or '-'}", flush=True)
+                found = [f"{f['code']}:{f['severity']}@{f['module']}" for f in done.report["findings"]]
+                status = done.report["probes"][0]["status"]
+            except (TypeError, KeyError, IndexError):
+                found, status = [done.stderr.strip()[-200:]], "failed"
+            print(f"{label:22s} exit {done.code}  {status:7s} {', '.join(found) or '-'}", flush=True)
     return 0
 
 

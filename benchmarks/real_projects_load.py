@@ -12,13 +12,12 @@ example_inputs() that gradhealth's error message asks for appended.
 """
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from cli_scan import scan_json  # this folder is sys.path[0] when run as a script
 
 WLM_INPUTS = '''
 
@@ -29,19 +28,6 @@ def build_model():
 def example_inputs():  # what the error message asked for: the tokens, and forward's `hidden`
     return torch.randint(0, 100, (8, 32)), (torch.zeros(2, 32, 32), torch.zeros(2, 32, 32))
 '''
-
-
-def scan(cwd: Path, *args: str) -> tuple[int, dict, str, float]:
-    started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "gradcheck_tool", "scan", *args, "--format", "json"],
-                            cwd=cwd, capture_output=True, text=True, timeout=600)
-    elapsed = time.perf_counter() - started
-    try:
-        report = json.loads(result.stdout)
-    except json.JSONDecodeError:
-        report = {}
-    lines = result.stderr.strip().splitlines()
-    return result.returncode, report, lines[-1] if lines else "", elapsed
 
 
 def main(corpus: Path) -> None:
@@ -66,11 +52,13 @@ def main(corpus: Path) -> None:
             if not cwd.is_dir():
                 print(f"{name:42s} (no checkout at {cwd})")
                 continue
-            code, report, last, elapsed = scan(cwd, *args)
+            done = scan_json(*args, cwd=cwd, timeout=600)
+            report = done.report or {}
             probe = (report.get("probes") or [{}])[0]
-            detail = probe.get("inputs") or last
-            print(f"{name:42s} {code:4d}  {probe.get('status', '-'):6s}  {len(report.get('findings', [])):8d}  "
-                  f"{elapsed:7.1f}  {detail}")
+            lines = done.stderr.strip().splitlines()
+            detail = probe.get("inputs") or (lines[-1] if lines else "")
+            print(f"{name:42s} {done.code:4d}  {probe.get('status', '-'):6s}  {len(report.get('findings', [])):8d}  "
+                  f"{done.wall:7.1f}  {detail}")
 
 
 if __name__ == "__main__":

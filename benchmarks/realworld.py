@@ -30,6 +30,7 @@ from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -54,7 +55,7 @@ class Hit:
         return self.repo, self.path, self.line, self.code
 
 
-def fail(message: str) -> "NoReturn":  # noqa: F821
+def fail(message: str) -> NoReturn:
     print(f"realworld: {message}", file=sys.stderr)
     raise SystemExit(2)
 

@@ -29,16 +29,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Optional
 
+from cli_scan import scan_json  # this folder is sys.path[0] when run as a script
+
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from zoo_models import FAMILIES, KNOWN_TRUE_POSITIVES, SPECS  # noqa: E402
@@ -127,25 +125,19 @@ def verdict_of(findings: list[dict]) -> str:
 
 def scan(name: str, variant: str, directory: Path, timeout: float = 900) -> Result:
     path = write_model_file(directory, name, variant)
-    start = time.perf_counter()
     # Default options, but for the wall-clock limit: a loaded CPU must not turn a slow probe into a
     # "failed" row (--timeout bounds the child process; it changes nothing the probe measures).
-    proc = subprocess.run([sys.executable, "-m", "gradcheck_tool", "scan", str(path), "--format", "json",
-                           "--timeout", str(int(timeout))],
-                          cwd=directory, capture_output=True, text=True, timeout=timeout + 120,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    wall = time.perf_counter() - start
+    done = scan_json(str(path), "--timeout", str(int(timeout)), cwd=directory, timeout=timeout + 120)
+    report, wall = done.report, done.wall
     family = SPECS[name].family
-    try:
-        report = json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        return Result(name, family, variant, "failed", [], wall, error=(proc.stderr.strip() or proc.stdout)[-400:])
+    if report is None:
+        return Result(name, family, variant, "failed", [], wall, error=done.stderr.strip()[-400:])
     probe = report["probes"][0] if report["probes"] else {}
     # Static findings (GH2xx) on a generated file say nothing about the model: keep the probe's.
     findings = [{"code": f["code"], "severity": f["severity"], "module": f["module"], "message": f["message"]}
                 for f in report["findings"] if f["code"].startswith("GH1")]
     if probe.get("status") != "ok":
-        return Result(name, family, variant, "failed", findings, wall, error=probe.get("reason") or proc.stderr[-400:])
+        return Result(name, family, variant, "failed", findings, wall, error=probe.get("reason") or done.stderr[-400:])
     return Result(name, family, variant, verdict_of(findings), findings, wall, probe.get("duration_s"),
                   loss=probe.get("loss"),
                   max_norm=probe.get("recommended_max_norm"), grad_norms=probe.get("total_grad_norms", []))

@@ -291,15 +291,14 @@ def scan(
     make = inputs if callable(inputs) else (lambda: inputs)
     record = run_probe(model, make, loss_fn, probes=probes, seed=seed)
     if amp is not None:
-        from gradcheck_tool.probe.amp import measure_amp
+        from gradcheck_tool.probe.amp import device_type_of, measure_amp
         from gradcheck_tool.probe.record import Precision
         from gradcheck_tool.static.analysis.amp_usage import as_asked
 
-        device = next((p.device.type for p in model.parameters()), "cpu")
         with parameters_kept(model):
             built = optimizer([p for p in model.parameters() if p.requires_grad]) if optimizer is not None else None
-            stats = measure_amp(model, make, loss_fn, built, dtype=amp, device_type=device, steps=train_steps or 10,
-                                seed=seed)
+            stats = measure_amp(model, make, loss_fn, built, dtype=amp, device_type=device_type_of(model),
+                                steps=train_steps or 10, seed=seed)
         record = dataclasses.replace(record, amp=stats, precision=as_asked(Precision(None, False), amp))
     if optimizer is not None and train_steps > 0:
         with parameters_kept(model):

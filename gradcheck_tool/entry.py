@@ -25,6 +25,7 @@ GC_THRESHOLD = 50_000  # allocations between young-generation collections (CPyth
 
 
 def run() -> NoReturn:
+    """``gradhealth ARGS``: exits with the CLI's status (0, 1 or 2)."""
     gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
     from gradcheck_tool.cli import main
 

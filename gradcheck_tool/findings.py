@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
+LINE_BREAK = re.compile(r"\r\n|\r|\n")  # the only line endings (Python's tokenizer, libcst)
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
 
 
@@ -18,6 +19,12 @@ def split_lines(source: str) -> list[str]:
     for Python's tokenizer and libcst; str.splitlines would also split at \\x0c, \\x85 or
     \\u2028 and shift every later position."""
     return _LINE.findall(source)
+
+
+def newline_of(source: str) -> str:
+    """The file's line ending (its first one: LF, CRLF or CR); LF for a one-line file."""
+    found = LINE_BREAK.search(source)
+    return found.group() if found else "\n"
 
 
 class Severity(str, enum.Enum):

@@ -19,15 +19,16 @@ from gradcheck_tool import loader
 from gradcheck_tool.errors import GradhealthError, first_line, out_of_memory
 from gradcheck_tool.findings import Finding, Position, ProbeResult, ProbeStatus, Span
 from gradcheck_tool.launch import is_rank_zero
-from gradcheck_tool.probe.amp import measure_amp
+from gradcheck_tool.probe.amp import device_type_of, measure_amp
 from gradcheck_tool.probe.engine import Progress, run_probe
 from gradcheck_tool.probe.record import AmpStats, Precision, ProbeRecord, StepStats
 from gradcheck_tool.probe.sharded import Local, process_group
 from gradcheck_tool.probe.steps import build_optimizer, measure_steps, parameters_kept
 from gradcheck_tool.rules import OPTIMIZER_CODES, run_rules
-from gradcheck_tool.static.analysis.amp_usage import as_asked, read_precision
+from gradcheck_tool.static.analysis.amp_usage import as_asked, precision_in
+from gradcheck_tool.static.analysis.names import parse_or_none
 from gradcheck_tool.static.analysis.optim import OptimizerCall
-from gradcheck_tool.static.analysis.optimizer_params import read_optimizer_params
+from gradcheck_tool.static.analysis.optimizer_params import optimizer_params_in
 
 
 def _locate(finding: Finding, sites: dict[str, Span], filename: str,
@@ -94,7 +95,7 @@ def amp_spec(spec: loader.ModelSpec, optimizer: Optional[OptimizerCall], precisi
         built = build_optimizer(optimizer.name, dict(optimizer.kwargs), spec.model) if optimizer else None
     except GradhealthError:
         built = None
-    device = next((p.device.type for p in spec.model.parameters()), "cpu")
+    device = device_type_of(spec.model)
     try:
         with parameters_kept(spec.model):
             return measure_amp(spec.model, spec.make_inputs, spec.loss_fn, built, dtype=precision.dtype,
@@ -115,11 +116,11 @@ def scan_path(path: Path, options, progress: Optional[Progress] = None, display_
     skipped, not an error."""
     filename = display_name or str(path)
     # How the file trains (GH150/GH151), read before its code runs: importing it may change or remove it.
-    source = path.read_text(encoding="utf-8-sig")
-    precision = read_precision(source)
+    tree = parse_or_none(path.read_text(encoding="utf-8-sig"))
+    precision = precision_in(tree)
     if options.amp:
         precision = as_asked(precision, options.amp)
-    from_parameters = read_optimizer_params(source)  # GH113's severity
+    from_parameters = optimizer_params_in(tree)  # GH113's severity
     _seed_everything(options.seed)  # the file builds its model at import: same seed, same weights
     distributed = options.distributed
     with process_group(options.device) if distributed else contextlib.nullcontext() as sharding:

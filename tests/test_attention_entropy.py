@@ -55,7 +55,6 @@ def test_entropy_matches_the_softmax(sdpa, scaled, causal):
     _, site = _site(model)
     p = F.softmax(model.logits(), dim=-1)  # 4 heads x 48 rows: all sampled (<= 256)
     keys = (p > 0).sum(-1).float() if causal else torch.full((4, 48), 48.0)
-    assert bool(((p > 0).sum(-1) == torch.arange(1, 49)).all()) if causal else True
     judged = keys >= 2  # a row with one allowed key has nothing to choose (log 1 = 0): not judged
     assert site.rows == int(judged.sum()) == (4 * 47 if causal else 4 * 48)
     assert site.entropy == pytest.approx(float(_entropy(p)[judged].mean()), rel=1e-4)

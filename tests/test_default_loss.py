@@ -254,7 +254,6 @@ def test_a_ctc_model_gets_its_configured_ctc_loss_not_frame_cross_entropy(reduct
     torch.manual_seed(4)
     logits = model(make())["logits"]
     labels, length = _transcripts(3, 30, 12, blank, 4)
-    assert not (labels == blank).any()
     F.ctc_loss(F.log_softmax(logits, -1).transpose(0, 1), labels, torch.full((3,), 30), torch.full((3,), length),
                blank=blank, reduction=reduction).backward()
     for stats in record.parameters:

@@ -8,6 +8,7 @@ import textwrap
 
 import pytest
 
+from gradcheck_tool.findings import newline_of
 from gradcheck_tool.fixes import edits
 
 LOOP = textwrap.dedent("""\
@@ -95,8 +96,8 @@ def test_read_only_check_without_root_privileges(tmp_path, monkeypatch):
 
 
 def test_newline_helpers():
-    assert edits.newline_of("a\r\nb") == "\r\n" and edits.newline_of("a\rb") == "\r"
-    assert edits.newline_of("a") == "\n"
+    assert newline_of("a\r\nb") == "\r\n" and newline_of("a\rb") == "\r"
+    assert newline_of("a") == "\n"
     assert edits.unified_diff("a\n", "a\n", "x.py") == ""
 
 

@@ -4,25 +4,17 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import io
-import re
 import tokenize
 from typing import Iterable, Sequence
 
-from gradcheck_tool.findings import Edit, Position, split_lines
+from gradcheck_tool.findings import LINE_BREAK, Edit, Position, split_lines
 
-_BREAK = re.compile(r"\r\n|\r|\n")
 NO_NEWLINE = "\\ No newline at end of file\n"
-
-
-def newline_of(source: str) -> str:
-    """The file's line ending (its first one: LF, CRLF or CR); LF for a one-line file."""
-    found = _BREAK.search(source)
-    return found.group() if found else "\n"
 
 
 def with_newline(edits: Iterable[Edit], newline: str) -> tuple[Edit, ...]:
     """The edits with every line break in their text written as the file writes its own."""
-    return tuple(dataclasses.replace(e, content=_BREAK.sub(newline, e.content)) for e in edits)
+    return tuple(dataclasses.replace(e, content=LINE_BREAK.sub(newline, e.content)) for e in edits)
 
 
 def _offsets(source: str) -> list[int]:

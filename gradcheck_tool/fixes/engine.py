@@ -25,7 +25,7 @@ from typing import Optional
 
 from gradcheck_tool import api, registry
 from gradcheck_tool.errors import GradhealthError
-from gradcheck_tool.findings import Applicability, Finding, ProbeResult, Severity
+from gradcheck_tool.findings import Applicability, Finding, ProbeResult, Severity, newline_of
 from gradcheck_tool.fixes import edits as text_edits
 from gradcheck_tool.fixes import safety
 
@@ -128,7 +128,7 @@ def fix_file(path: Path, options: api.ScanOptions, *, unsafe: bool = False,
     still made and ``probe_error`` says why (naming the user's file)."""
     display = display_name or str(path)
     original = path.read_bytes().decode("utf-8-sig")
-    newline = text_edits.newline_of(original)
+    newline = newline_of(original)
     text = original
     probe_error: Optional[str] = None
     try:

@@ -29,7 +29,7 @@ import libcst as cst
 
 from gradcheck_tool.findings import Applicability, Edit, Finding, Fix, Position
 from gradcheck_tool.fixes.init_loops import loop_matches
-from gradcheck_tool.fixes.parsed import ParsedFile, dotted, import_aliases
+from gradcheck_tool.fixes.parsed import ParsedFile, dotted, module_imports, spelling
 from gradcheck_tool.rules.signals import EXPECTED_GAIN2
 
 HELPER = "_gradhealth_init"
@@ -134,7 +134,7 @@ class _File(ParsedFile):
         super().__init__(source)
         self.newline = self.module.default_newline
         self.indent_unit = self.module.default_indent
-        self.imports = _imports(self.module)
+        self.imports = module_imports(self.module)
 
     # --- positions ---------------------------------------------------------------------------
 
@@ -195,13 +195,7 @@ class _File(ParsedFile):
 
     def spelling(self, qualified: str) -> Optional[str]:
         """How this file spells ``torch.nn`` or ``torch.nn.init``: its shortest alias path."""
-        options = []
-        for alias, full in self.imports.items():
-            if qualified == full:
-                options.append(alias)
-            elif qualified.startswith(full + "."):
-                options.append(alias + qualified[len(full):])
-        return min(options, key=lambda s: (s.count("."), len(s))) if options else None
+        return spelling(self.imports, qualified)
 
     def init_prefix(self) -> Optional[str]:
         """``init`` where the file imports torch.nn.init by name, else ``nn.init`` / ``torch.nn.init``."""
@@ -213,31 +207,6 @@ class _File(ParsedFile):
     def helper(self) -> Optional[cst.FunctionDef]:
         return next((s for s in self.module.body if isinstance(s, cst.FunctionDef) and s.name.value == HELPER),
                     None)
-
-
-def _imports(module: cst.Module) -> dict[str, str]:
-    """Module-level import bindings: alias -> qualified name (``nn`` -> ``torch.nn``)."""
-    found: dict[str, str] = {}
-
-    class Visitor(cst.CSTVisitor):
-        def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
-            return False
-
-        def visit_ClassDef(self, node: cst.ClassDef) -> bool:
-            return False
-
-        def visit_Import(self, node: cst.Import) -> None:
-            for local, full in import_aliases(node):
-                if local == full:  # `import torch.nn` binds `torch`, unless an alias already took it
-                    found.setdefault(local, full)
-                else:
-                    found[local] = full
-
-        def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
-            found.update(import_aliases(node))
-
-    module.visit(Visitor())
-    return found
 
 
 # --------------------------------------------------------------------------------------------

@@ -24,8 +24,7 @@ from typing import Optional, Sequence
 import libcst as cst
 
 from gradcheck_tool.findings import Applicability, Edit, Finding, Fix
-from gradcheck_tool.fixes.init_codemods import _imports
-from gradcheck_tool.fixes.parsed import ParsedFile
+from gradcheck_tool.fixes.parsed import ParsedFile, module_imports, spelling
 from gradcheck_tool.static.engine import python_error
 
 _CODE = "GH113"
@@ -39,7 +38,7 @@ def attach_registration_fixes(source: str, findings: Sequence[Finding]) -> list[
         if python_error(source, "<gh113>") is not None:
             return findings
         file = ParsedFile(source)
-        nn = _spelling(_imports(file.module))
+        nn = spelling(module_imports(file.module), "torch.nn")
     except Exception:  # libcst raises several kinds on odd sources; a fix is never worth a crash
         return findings
     out = []
@@ -63,13 +62,6 @@ def _eligible(finding: Finding) -> bool:
 
 def _attr(finding: Finding) -> str:
     return finding.evidence["holder"].rpartition(".")[2]
-
-
-def _spelling(imports: dict[str, str]) -> Optional[str]:
-    """``nn`` / ``torch.nn`` / ``torch.nn`` alias: how the file spells torch.nn, or None."""
-    options = [alias for alias, full in imports.items() if full == "torch.nn"]
-    options += [f"{alias}.nn" for alias, full in imports.items() if full == "torch"]
-    return min(options, key=lambda s: (s.count("."), len(s))) if options else None
 
 
 def _plan(file: ParsedFile, finding: Finding, nn: str) -> Optional[list[Edit]]:

@@ -60,3 +60,40 @@ def dotted(node: Optional[cst.CSTNode]) -> Optional[str]:
 def import_aliases(node: Union[cst.Import, cst.ImportFrom]) -> Iterator[tuple[str, str]]:
     """``names.import_aliases`` on a libcst tree: relative imports and ``*`` bind none we can name."""
     return names.import_aliases(node, cst)
+
+
+def module_imports(module: cst.Module) -> dict[str, str]:
+    """Module-level import bindings: alias -> qualified name (``nn`` -> ``torch.nn``)."""
+    found: dict[str, str] = {}
+
+    class Visitor(cst.CSTVisitor):
+        def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+            return False
+
+        def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+            return False
+
+        def visit_Import(self, node: cst.Import) -> None:
+            for local, full in import_aliases(node):
+                if local == full:  # `import torch.nn` binds `torch`, unless an alias already took it
+                    found.setdefault(local, full)
+                else:
+                    found[local] = full
+
+        def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
+            found.update(import_aliases(node))
+
+    module.visit(Visitor())
+    return found
+
+
+def spelling(imports: Mapping[str, str], qualified: str) -> Optional[str]:
+    """How a file with these ``imports`` (``module_imports``) spells ``qualified`` (``torch.nn``,
+    ``torch.nn.init``): its shortest alias path, or None when it imports none of it."""
+    options = []
+    for alias, full in imports.items():
+        if qualified == full:
+            options.append(alias)
+        elif qualified.startswith(full + "."):
+            options.append(alias + qualified[len(full):])
+    return min(options, key=lambda s: (s.count("."), len(s))) if options else None

@@ -41,6 +41,11 @@ DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 FLOOR = 2.0**-8  # the lowest scale a search is given room to reach
 
 
+def device_type_of(model: nn.Module) -> str:
+    """Where the model's weights live, as autocast names it: "cuda", "cpu" (a model without any: "cpu")."""
+    return next((p.device.type for p in model.parameters()), "cpu")
+
+
 def measure_amp(model: nn.Module, make_inputs: Callable[[], Any], loss_fn: Optional[Callable],
                 optimizer: Optional[torch.optim.Optimizer], *, dtype: str, device_type: str, steps: int, seed: int,
                 scaler: bool = True, init_scale: float = 2.0**16, growth_interval: int = 2000,

@@ -13,7 +13,7 @@ import operator
 from typing import Any, Optional
 
 from gradcheck_tool.probe.record import Precision
-from gradcheck_tool.static.analysis.names import ast_dotted
+from gradcheck_tool.static.analysis.names import ast_dotted, parse_or_none
 
 DEFAULT_SCALE = 2.0**16  # torch.amp.GradScaler's init_scale
 DEFAULT_GROWTH = 2000  # and its growth_interval
@@ -22,9 +22,12 @@ DEFAULT_GROWTH = 2000  # and its growth_interval
 def read_precision(source: str) -> Precision:
     """``trains``: the file calls ``.backward()`` or configures a trainer; an fp16 file without one is
     inference (a diffusers pipeline), where only the forward range matters."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
+    return precision_in(parse_or_none(source))
+
+
+def precision_in(tree: Optional[ast.Module]) -> Precision:
+    """``read_precision`` of a file already parsed (None: it does not parse)."""
+    if tree is None:
         return Precision(None, False, trains=False)
     dtypes: list[str] = []
     scaler, init_scale, growth_interval, trains = False, DEFAULT_SCALE, DEFAULT_GROWTH, False

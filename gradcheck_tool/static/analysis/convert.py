@@ -15,7 +15,8 @@ import re
 from typing import Optional
 
 from gradcheck_tool.static.analysis import syntax as s
-from gradcheck_tool.static.analysis.expressions import AUGMENTED, NEWLINE, Expressions, Source
+from gradcheck_tool.findings import newline_of
+from gradcheck_tool.static.analysis.expressions import AUGMENTED, Expressions, Source
 
 _ELSE = re.compile(r"^[ \t\f]*else[ \t\f]*:", re.MULTILINE)
 _FINALLY = re.compile(r"^[ \t\f]*finally[ \t\f]*:", re.MULTILINE)
@@ -27,8 +28,7 @@ class Converter(Expressions):
     # -- statements ------------------------------------------------------------------------
     def module(self, tree: ast.Module) -> s.Module:
         body = self.statements(tree.body)
-        newline = NEWLINE.search(self.src.text)
-        return s.Module(body=body, default_newline=newline.group() if newline else "\n", source=self.src,
+        return s.Module(body=body, default_newline=newline_of(self.src.text), source=self.src,
                         pos=(1, 0, len(self.src.lines) or 1, 0))
 
     def statements(self, nodes: list[ast.stmt]) -> list:

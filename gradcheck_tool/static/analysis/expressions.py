@@ -10,9 +10,9 @@ import bisect
 import re
 from typing import Optional
 
+from gradcheck_tool.findings import LINE_BREAK
 from gradcheck_tool.static.analysis import syntax as s
 
-NEWLINE = re.compile(r"\r\n?|\n")
 
 _BINARY = {ast.Add: s.Add, ast.Sub: s.Subtract, ast.Mult: s.Multiply, ast.Div: s.Divide,
            ast.FloorDiv: s.FloorDivide, ast.Mod: s.Modulo, ast.Pow: s.Power,
@@ -39,7 +39,7 @@ class Source:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.starts = [0, *(m.end() for m in NEWLINE.finditer(text))]
+        self.starts = [0, *(m.end() for m in LINE_BREAK.finditer(text))]
         ends = self.starts[1:] + [len(text)]
         self.lines = [text[a:b] for a, b in zip(self.starts, ends)]
         self.ascii = [line.isascii() for line in self.lines]

@@ -63,6 +63,14 @@ def dotted(node, tree=syntax) -> Optional[str]:
     return ".".join(reversed(parts))
 
 
+def parse_or_none(source: str) -> Optional[ast.Module]:
+    """The stdlib ``ast`` of ``source``, or None for a file CPython cannot parse."""
+    try:
+        return ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+
+
 def ast_dotted(node: ast.AST) -> str:
     """``a.b.c`` for a stdlib-``ast`` chain of attributes on a name, else ""."""
     if isinstance(node, ast.Name):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 from typing import Optional
 
-from gradcheck_tool.static.analysis.names import ast_dotted
+from gradcheck_tool.static.analysis.names import ast_dotted, parse_or_none
 
 
 def _from_parameters(node: ast.AST) -> bool:
@@ -35,9 +35,12 @@ def _optim_module(module: str) -> bool:
 def read_optimizer_params(source: str) -> Optional[bool]:
     """True: every torch.optim constructor in ``source`` takes a model's ``.parameters()``; False: one
     takes something else; None: the file builds none (or does not parse)."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
+    return optimizer_params_in(parse_or_none(source))
+
+
+def optimizer_params_in(tree: Optional[ast.Module]) -> Optional[bool]:
+    """``read_optimizer_params`` of a file already parsed (None: it does not parse)."""
+    if tree is None:
         return None
     imported = {alias.asname or alias.name for node in ast.walk(tree)
                 if isinstance(node, ast.ImportFrom) and _optim_module(node.module or "")
