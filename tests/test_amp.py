@@ -96,6 +96,28 @@ def test_fp16_overflow_collapses_and_is_named_at_its_module():
     assert bf16.verdict == "clean" and not bf16.scaler and bf16.scales == (1.0,) * 4  # fp32's range
 
 
+
+class _Attention(nn.Module):
+    """Self-attention whose input projection overflows fp16: MultiheadAttention computes its
+    projections with its own weights, so no submodule's forward runs where the overflow is."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.attn = nn.MultiheadAttention(64, 4, batch_first=True)
+        self.head = nn.Linear(64, 10)
+        with torch.no_grad():
+            self.attn.in_proj_weight.mul_(3e4)
+
+    def forward(self, x):
+        return self.head(self.attn(x, x, x, need_weights=False)[0].mean(1))
+
+
+def test_an_overflow_inside_attention_is_named_at_the_attention_module_not_after_it():
+    stats = measure_amp(_Attention(), lambda: torch.randn(8, 12, 64), CE, None, dtype="fp16", device_type="cpu",
+                        steps=3, seed=0)
+    assert stats.verdict == "collapse" and (stats.first_nonfinite, stats.nonfinite_in) == ("attn", "forward")
+
 def test_a_transient_spike_is_told_from_a_collapse():
     model, _, loss = _linear(c=1.0)
     calls = []

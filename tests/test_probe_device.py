@@ -10,7 +10,7 @@ from torch import nn
 
 from gradcheck_tool.probe import collector as collector_module
 from gradcheck_tool.probe.collector import Collector, _largest, _magnitudes, l2
-from gradcheck_tool.probe.engine import _watched, call_model
+from gradcheck_tool.probe.engine import watched_modules, call_model
 from gradcheck_tool.probe.outputs import DEFAULT_LOSS, MSE_LOSS, default_loss, describe_default_loss, target_seed
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
@@ -83,7 +83,7 @@ def test_hooks_never_read_the_device_and_the_pass_is_read_once(device, monkeypat
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 4)).to(device)
     x = torch.randn(32, 8, device=device)
-    collector = Collector(_watched(model))
+    collector = Collector(watched_modules(model))
     handles = collector.attach()
     reads = []
     for method in ("item", "tolist", "cpu", "numpy", "__float__"):
@@ -115,7 +115,7 @@ def test_hooks_never_read_the_device_and_the_pass_is_read_once(device, monkeypat
 def test_on_cuda_no_hook_synchronises():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4)).cuda()
-    collector = Collector(_watched(model))
+    collector = Collector(watched_modules(model))
     handles = collector.attach()
     collector.start_pass()
     torch.cuda.set_sync_debug_mode("error")  # any synchronising call raises

@@ -20,10 +20,11 @@ Every skip is one of (``classify``):
   to fall from the start to ``FLOOR`` (2^-8: gradients of 2^24 in fp16); it stops early after
   ``PERSIST`` non-finite losses in a row.
 
-On a skip that is not search, one diagnosis pass (forward hooks on the leaf modules, tensor hooks
-on their outputs, ``torch.autograd.grad`` at the step's scale) names the first module, in forward
-order, whose output is inf/NaN, else the first, in backward order, whose output gradient is, else
-the module of the first parameter whose gradient is (a weight gradient sums over the batch).
+On a skip that is not search, one diagnosis pass (forward hooks on the modules the probe watches:
+leaves, and containers that own weights such as MultiheadAttention; tensor hooks on their
+outputs; ``torch.autograd.grad`` at the step's scale) names the first module, in forward order,
+whose output is inf/NaN, else the first, in backward order, whose output gradient is, else the
+module of the first parameter whose gradient is (a weight gradient sums over the batch).
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
-from gradcheck_tool.probe.engine import Progress, call_model
+from gradcheck_tool.probe.engine import Progress, call_model, watched_modules
 from gradcheck_tool.probe.outputs import compute_loss, floating_outputs
 from gradcheck_tool.probe.record import PERSIST, AmpStats, trailing_skips
 
@@ -128,7 +129,7 @@ def classify(scales: list[float], losses: list[Optional[float]], skipped: list[i
 
 def first_nonfinite(model: nn.Module, inputs: Any, loss_fn: Optional[Callable], seed: int, dtype: str,
                     device_type: str, scale: float) -> Optional[tuple[str, str]]:
-    """(module, "forward"): the first leaf module in forward order with an inf/NaN output; else
+    """(module, "forward"): the first watched module in forward order with an inf/NaN output; else
     (module, "backward"): the first, in backward order, whose output gradient at ``scale`` is, or
     the module of the first parameter whose gradient is; None when none (the loss itself)."""
     forward: list[str] = []
@@ -146,8 +147,10 @@ def first_nonfinite(model: nn.Module, inputs: Any, loss_fn: Optional[Callable], 
                         g.isfinite().all()) else None)
         return hook
 
-    for name, module in model.named_modules():
-        if name and not any(True for _ in module.children()):
+    # The modules the probe watches: leaves, and containers that own weights (MultiheadAttention,
+    # whose projections never call a submodule's forward): where an overflow first shows.
+    for name, module in watched_modules(model):
+        if module is not model:
             handles.append(module.register_forward_hook(watch(name)))
     try:
         torch.manual_seed(seed)

@@ -43,7 +43,7 @@ def call_model(model: nn.Module, inputs: Any) -> Any:
     return model(inputs)
 
 
-def _watched(model: nn.Module) -> list[tuple[str, nn.Module]]:
+def watched_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Leaf modules, plus containers that own parameters directly (MultiheadAttention)."""
     return [
         (name or type(module).__name__, module)
@@ -94,7 +94,7 @@ def run_probe(
             f"{model_name or type(model).__name__} has no trainable parameters: nothing to probe; set "
             "requires_grad on the parameters that train, or scan with --static-only"
         )
-    watched = _watched(model)
+    watched = watched_modules(model)
     collector = Collector(watched)
     rnn_inputs: dict[str, torch.Tensor] = {}
     per_param: dict[str, list[float]] = {n: [] for n, _ in trainable}
