@@ -80,7 +80,7 @@ import compileall, glob, importlib.util, os, site, sys
 for name in ("gradcheck_tool", "pyflakes"):
     spec = importlib.util.find_spec(name)
     if spec is None or spec.origin is None:
-        sys.exit(name + " is not importable")
+        sys.exit(name + " is not importable: install gradhealth and pyflakes (the bench extra) here")
     if not compileall.compile_dir(os.path.dirname(spec.origin), quiet=1):
         sys.exit("cannot compile the bytecode of " + name)
 print(any(glob.glob(os.path.join(d, "__editable__*gradhealth*.pth")) for d in site.getsitepackages()))

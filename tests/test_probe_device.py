@@ -10,7 +10,7 @@ from torch import nn
 
 from gradcheck_tool.probe import collector as collector_module
 from gradcheck_tool.probe.collector import Collector, _largest, _magnitudes, l2
-from gradcheck_tool.probe.engine import watched_modules, call_model
+from gradcheck_tool.probe.engine import call_model, watched_modules
 from gradcheck_tool.probe.outputs import DEFAULT_LOSS, MSE_LOSS, default_loss, describe_default_loss, target_seed
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
