@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 class Scan(NamedTuple):
     code: int  # the exit status
     report: Optional[dict]  # the JSON report; None when stdout held none
+    stdout: str
     stderr: str
     wall: float  # seconds, process start to exit
 
@@ -29,4 +30,4 @@ def scan_json(*args: str, cwd: Optional[Path] = None, timeout: float = 900) -> S
         report = json.loads(proc.stdout)
     except json.JSONDecodeError:
         report = None
-    return Scan(proc.returncode, report, proc.stderr, wall)
+    return Scan(proc.returncode, report, proc.stdout, proc.stderr, wall)

@@ -30,7 +30,7 @@ def bare(spec, batches: int, seed: int = 0) -> None:
     for batch in range(batches):
         torch.manual_seed(seed + batch)
         inputs = spec.make_inputs()
-        loss = compute_loss(spec.loss_fn, call_model(model, inputs), inputs, seed + batch)
+        loss = compute_loss(spec.loss_fn, call_model(model, inputs), inputs, seed + batch, model)
         loss.backward()
         model.zero_grad(set_to_none=True)
 

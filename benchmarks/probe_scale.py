@@ -10,7 +10,7 @@ downloaded.  Both arms do exactly the work of one training step per batch, with 
 default loss (``compute_loss(None, ...)``: cross-entropy of the logits against random labels):
 
     bare:   torch.manual_seed(seed + i); inputs = make_inputs(); output = model(inputs);
-            loss = compute_loss(None, output, inputs, seed + i); loss.backward();
+            loss = compute_loss(None, output, inputs, seed + i, model); loss.backward();
             model.zero_grad(set_to_none=True)
     probe:  gradcheck_tool.probe.engine.run_probe(model, make_inputs, None, probes=N)
 
@@ -95,7 +95,7 @@ def bare(model, make_inputs, batches: int, seed: int = 0) -> None:
         torch.manual_seed(seed + batch)
         inputs = make_inputs()
         output = call_model(model, inputs)
-        loss = compute_loss(None, output, inputs, seed + batch)
+        loss = compute_loss(None, output, inputs, seed + batch, model)
         loss.backward()
         model.zero_grad(set_to_none=True)
         del output, loss, inputs
@@ -231,7 +231,7 @@ def time_main(args, model, make_inputs) -> None:
     model.train()
     torch.manual_seed(0)
     inputs = make_inputs()
-    compute_loss(None, call_model(model, inputs), inputs, 0).backward()
+    compute_loss(None, call_model(model, inputs), inputs, 0, model).backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     plain64 = math.sqrt(sum(float(g.double().norm()) ** 2 for g in grads))
     plain32 = math.sqrt(sum(float(l2(g)) ** 2 for g in grads))  # the probe's own norm on bare's grads

@@ -34,11 +34,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
-from cli_scan import scan_json  # this folder is sys.path[0] when run as a script
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from cli_scan import scan_json  # noqa: E402
 from zoo_models import FAMILIES, KNOWN_TRUE_POSITIVES, SPECS  # noqa: E402
 
 VARIANTS = ("default", "task")
@@ -131,7 +130,7 @@ def scan(name: str, variant: str, directory: Path, timeout: float = 900) -> Resu
     report, wall = done.report, done.wall
     family = SPECS[name].family
     if report is None:
-        return Result(name, family, variant, "failed", [], wall, error=done.stderr.strip()[-400:])
+        return Result(name, family, variant, "failed", [], wall, error=(done.stderr.strip() or done.stdout)[-400:])
     probe = report["probes"][0] if report["probes"] else {}
     # Static findings (GH2xx) on a generated file say nothing about the model: keep the probe's.
     findings = [{"code": f["code"], "severity": f["severity"], "module": f["module"], "message": f["message"]}

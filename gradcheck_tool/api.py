@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import fnmatch
 import importlib.util
 import os
@@ -79,17 +78,6 @@ class FileResult:
 
     findings: tuple[Finding, ...]
     probe: Optional[ProbeResult]  # None when no probe was asked for (static-only, or no runtime rule selected)
-
-
-def _lenient(selectors: Iterable[str], source_only: bool = False) -> set[str]:
-    """Suppression comments naming unknown codes silence nothing rather than failing the scan."""
-    codes: set[str] = set()
-    for selector in selectors:
-        try:
-            codes |= registry.resolve([selector], source_only=source_only)
-        except GradhealthError:
-            pass
-    return codes
 
 
 def _not_utf8(filename: str, err: UnicodeDecodeError, raw: bytes) -> Finding:
@@ -215,8 +203,7 @@ def lint_file(path: Path, options: ScanOptions, progress: Optional[Progress] = N
             runtime = attach_runtime_fixes(source, runtime)
             static = calibrate_clipping(static, runtime, probe, analysis.clip_thresholds)
     silenced = suppressions.parse(source)
-    kept = tuple(f for f in static + runtime if f.code in enabled and not silenced.covers(
-        f, functools.partial(_lenient, source_only=options.static_only)))
+    kept = tuple(f for f in static + runtime if f.code in enabled and not silenced.covers(f))
     return FileResult(kept, probe)
 
 
@@ -291,14 +278,13 @@ def scan(
     make = inputs if callable(inputs) else (lambda: inputs)
     record = run_probe(model, make, loss_fn, probes=probes, seed=seed)
     if amp is not None:
-        from gradcheck_tool.probe.amp import device_type_of, measure_amp
+        from gradcheck_tool.probe.amp import measure_amp
         from gradcheck_tool.probe.record import Precision
         from gradcheck_tool.static.analysis.amp_usage import as_asked
 
         with parameters_kept(model):
             built = optimizer([p for p in model.parameters() if p.requires_grad]) if optimizer is not None else None
-            stats = measure_amp(model, make, loss_fn, built, dtype=amp, device_type=device_type_of(model),
-                                steps=train_steps or 10, seed=seed)
+            stats = measure_amp(model, make, loss_fn, built, dtype=amp, steps=train_steps or 10, seed=seed)
         record = dataclasses.replace(record, amp=stats, precision=as_asked(Precision(None, False), amp))
     if optimizer is not None and train_steps > 0:
         with parameters_kept(model):

@@ -36,13 +36,20 @@ class Suppressions(NamedTuple):
     lines: Mapping[int, frozenset[str]] = MappingProxyType({})
     file: frozenset[str] = frozenset()
 
-    def covers(self, finding: Finding, resolve) -> bool:
-        """``resolve(selectors) -> codes`` maps names/prefixes to codes (unknown ones match nothing)."""
+    def covers(self, finding: Finding) -> bool:
+        """A selector names the finding as ``--select`` would: ``*``/``ALL``, its rule's name, or a
+        prefix of its code (``GH2``, ``GH201``); an unknown one matches nothing."""
         row = finding.location.row if finding.location else None
         for selectors in (self.file, self.lines.get(row, frozenset()) if row else frozenset()):
-            if ALL in selectors or finding.code in resolve(selectors - {ALL}):
+            if any(_selects(s, finding) for s in selectors):
                 return True
         return False
+
+
+def _selects(selector: str, finding: Finding) -> bool:
+    upper = selector.upper()
+    return (selector == ALL or upper == "ALL" or selector.lower() == finding.name
+            or (upper.startswith("GH") and finding.code.startswith(upper)))
 
 
 def _comments(source: str) -> Iterator[tuple[int, str, bool]]:

@@ -48,10 +48,11 @@ def device_type_of(model: nn.Module) -> str:
 
 
 def measure_amp(model: nn.Module, make_inputs: Callable[[], Any], loss_fn: Optional[Callable],
-                optimizer: Optional[torch.optim.Optimizer], *, dtype: str, device_type: str, steps: int, seed: int,
-                scaler: bool = True, init_scale: float = 2.0**16, growth_interval: int = 2000,
-                progress: Optional[Progress] = None) -> AmpStats:
+                optimizer: Optional[torch.optim.Optimizer], *, dtype: str, steps: int, seed: int,
+                device_type: Optional[str] = None, scaler: bool = True, init_scale: float = 2.0**16,
+                growth_interval: int = 2000, progress: Optional[Progress] = None) -> AmpStats:
     """``optimizer`` None: the file has none; the weights stay at init (SGD with lr 0 steps them)."""
+    device_type = device_type or device_type_of(model)  # autocast's device: where the weights are
     params = [p for p in model.parameters() if p.requires_grad]
     name = type(optimizer).__name__ if optimizer is not None else ""
     optimizer = optimizer if optimizer is not None else torch.optim.SGD(params, lr=0.0)

@@ -221,7 +221,7 @@ def _choice(output: Any, model: Any = None) -> tuple[str, Any]:
         return OWN_LOSS, own
     tensors = _differentiable(output)
     logits = _logits(output, tensors)
-    ctc = CtcHead.of(model) if logits is not None and logits.dim() == 3 and logits.shape[-1] > 1 else None
+    ctc = CtcHead.of(model) if logits is not None and logits.dim() == 3 else None
     if ctc is not None:
         return (f"{CTC_LOSS} ({ctc.reduction}, from its config) of logits {list(logits.shape)} against random "
                 f"transcripts of {transcript_length(logits.shape[1])} tokens"), (ctc, logits)

@@ -1,16 +1,14 @@
 """Parse a file once, derive its facts once, run every static rule over them."""
 from __future__ import annotations
 
-import ast
 import re
-import warnings
 from typing import NamedTuple, Optional
-
 
 from gradcheck_tool.findings import Finding, Position, Severity
 from gradcheck_tool.static.analysis.context import SourceContext
 from gradcheck_tool.static.analysis.convert import convert
 from gradcheck_tool.static.analysis.facts import collect_facts
+from gradcheck_tool.static.analysis.names import parse
 from gradcheck_tool.static.analysis.optim import OptimizerCall, rebuildable_optimizers
 from gradcheck_tool.static.rules.accumulation import AccumulationWithoutAveraging
 from gradcheck_tool.static.rules.amp import ClipWithoutUnscale
@@ -47,16 +45,6 @@ class Analysis(NamedTuple):
     findings: list[Finding]  # the static rules' findings (GH001 for a file that does not parse)
     optimizers: tuple[OptimizerCall, ...]  # torch.optim constructors the probe can rebuild
     clip_thresholds: tuple[ClipThreshold, ...] = ()  # literal max_norms, for GH212 once a probe ran
-
-
-def parse(source: str, filename: str) -> "ast.Module | BaseException":
-    """CPython's tree of ``source``, or its parse error."""
-    try:
-        with warnings.catch_warnings():  # CPython warns about odd escapes: not ours to print
-            warnings.simplefilter("ignore")
-            return compile(source, filename, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
-    except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
-        return error
 
 
 def python_error(source: str, filename: str) -> Optional[BaseException]:

@@ -105,8 +105,11 @@ def test_hook_run_imports_no_runtime_rule_probe_or_pool(tmp_path: Path) -> None:
         path.write_text("import torch\nopt = torch.optim.SGD(model.parameters(), lr=30)\n"
                         "for x in data:\n    model(x).sum().backward()\n    opt.step()\n")
         files.append(str(path))
+    # Suppressions naming runtime rules, a prefix and a typo are matched without the runtime catalogue.
+    path.write_text(path.read_text() + "# gradhealth: ignore-file[GH101, GH1, dead-unitz, high-learning-rate]\n")
     status, out = _static_scan(*files)
     assert status == {"exit": 1, "loaded": []} and "GH205" in out, (status, out)
+    assert out.count("[GH208]") == 2, out  # the third file's suppression names it
     # Selectors naming runtime rules are still checked (and select nothing static).
     status, out = _static_scan("--select", "GH2,GH101", "--ignore", "dead-units,GH205", *files)
     assert status["exit"] == 1 and "GH208" in out and "GH205" not in out, (status, out)

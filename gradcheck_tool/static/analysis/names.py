@@ -7,6 +7,7 @@ or the full path: every spelling resolves to one dotted name.
 from __future__ import annotations
 
 import ast
+import warnings
 from types import MappingProxyType
 from typing import Iterator, Mapping, NamedTuple, Optional
 
@@ -63,12 +64,20 @@ def dotted(node, tree=syntax) -> Optional[str]:
     return ".".join(reversed(parts))
 
 
+def parse(source: str, filename: str) -> "ast.Module | BaseException":
+    """CPython's tree of ``source``, or its parse error."""
+    try:
+        with warnings.catch_warnings():  # CPython warns about odd escapes: not ours to print
+            warnings.simplefilter("ignore")
+            return compile(source, filename, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
+        return error
+
+
 def parse_or_none(source: str) -> Optional[ast.Module]:
     """The stdlib ``ast`` of ``source``, or None for a file CPython cannot parse."""
-    try:
-        return ast.parse(source)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return None
+    tree = parse(source, "<source>")
+    return None if isinstance(tree, BaseException) else tree
 
 
 def ast_dotted(node: ast.AST) -> str:
