@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from datetime import timedelta
 from typing import Any, Optional
 
 from gradcheck_tool.errors import GradhealthError, first_line
@@ -42,11 +41,17 @@ def _prefix() -> str:
     return f"gradhealth/{os.environ.get('TORCHELASTIC_RUN_ID', '')}/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
 
 
+def _seconds(value: float) -> Any:
+    from datetime import timedelta  # imported on use: every scan imports this module, few use a store
+
+    return timedelta(seconds=value)
+
+
 def _store(host: bool, timeout_s: float) -> Any:
     from torch.distributed import TCPStore
 
     return TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), int(os.environ["WORLD_SIZE"]),
-                    is_master=host, timeout=timedelta(seconds=timeout_s), wait_for_workers=False)
+                    is_master=host, timeout=_seconds(timeout_s), wait_for_workers=False)
 
 
 def client_store(timeout_s: float = 1800.0) -> Any:
@@ -65,7 +70,7 @@ class Job:
         self.timeout_s = timeout_s
         try:  # a short wait to connect (torchrun's store is already up), a long one for rank 0's code
             self.store = _store(self.rank == 0 and not agent, _CONNECT_S)
-            self.store.set_timeout(timedelta(seconds=timeout_s))
+            self.store.set_timeout(_seconds(timeout_s))
         except Exception as err:  # noqa: BLE001 - torch's store errors (DistNetworkError, RuntimeError) vary
             raise GradhealthError(f"--distributed: cannot reach the job's store at {os.environ['MASTER_ADDR']}:"
                                   f"{os.environ['MASTER_PORT']} ({first_line(err, type(err).__name__)}); "

@@ -119,3 +119,65 @@ def test_the_process_skips_teardown_but_runs_atexit_handlers_and_writes_every_by
                              capture_output=True, text=True, env=env, timeout=120)
     assert to_file.returncode == 1 and to_file.stdout == ""
     assert json.loads((tree / "report.json").read_text()) == json.loads(piped.stdout)
+
+
+HOOK_SCRIPT = ("import atexit, sys\n"
+               "atexit.register(lambda: print('click:', 'click' in sys.modules, file=sys.stderr))\n"
+               "from gradcheck_tool.entry import run\n"
+               "run()\n")
+
+
+@pytest.mark.parametrize("args, code", [
+    ((".",), 1),  # a directory: findings, a syntax error (GH001), a virtualenv excluded
+    (("train.py",), 1),
+    (("utils.py", "quiet.py"), 0),  # a clean file, and one whose finding is suppressed
+    (("--force-exclude", ".venv/lib/site.py", "utils.py"), 0),  # an excluded file named on the command line
+    ((".venv/lib/site.py",), 1),  # ... is scanned without --force-exclude
+    (("missing.py",), 2),  # one error line
+])
+def test_the_hook_command_line_skips_click_and_ends_exactly_as_through_click(tree, args, code):
+    """`scan --static-only [--force-exclude] PATH...` (the pre-commit hook's entry) runs without
+    importing click; the same scan with an option click must parse (`--format text`, the default)
+    prints the same bytes on both streams and exits the same."""
+    env = {**os.environ, "PYTHONPATH": str(tree / "_no_torch")}
+
+    def run(*extra):
+        return subprocess.run([sys.executable, "-c", HOOK_SCRIPT, "scan", "--static-only", *extra, *args],
+                              cwd=tree, capture_output=True, text=True, env=env, timeout=120)
+
+    fast, parsed = run(), run("--format", "text")
+    assert fast.stderr.endswith("click: False\n") and parsed.stderr.endswith("click: True\n"), fast.stderr
+    assert fast.returncode == parsed.returncode == code, fast.stderr
+    assert fast.stdout == parsed.stdout and fast.stdout.strip() if code != 2 else not fast.stdout
+    assert fast.stderr.rpartition("click:")[0] == parsed.stderr.rpartition("click:")[0]
+
+
+def test_the_hook_fast_path_passes_the_scan_what_click_passes(monkeypatch):
+    """Defaults live twice (click's options and command.run's keywords): the fast path's call, with
+    run's defaults applied, must equal click's for the same command line."""
+    import inspect
+
+    from click.testing import CliRunner
+
+    from gradcheck_tool import cli, command, entry
+
+    defaults = inspect.signature(command.run)
+    calls = []
+    monkeypatch.setattr(command, "run", lambda **given: calls.append(given))
+    for args in (["scan", "--static-only", "a.py"], ["scan", "--force-exclude", "a.py", "--static-only", "b.py"]):
+        result = CliRunner().invoke(cli.main, args)
+        assert result.exit_code == 0 and len(calls) == 1, result.output
+        fast = defaults.bind(**entry.hook_scan(args))
+        fast.apply_defaults()
+        assert fast.arguments == calls.pop()
+
+
+@pytest.mark.parametrize("args", [
+    [], ["--version"], ["scan"], ["scan", "a.py"], ["scan", "--static-only"], ["fix", "--static-only", "a.py"],
+    ["scan", "--static-only", "--format", "json", "a.py"], ["scan", "--static-only", "--select=GH2", "a.py"],
+    ["scan", "--static-only", "-v", "a.py"], ["scan", "--static-only", "--", "a.py"], ["scan", "--static-only", "-"],
+])
+def test_every_other_command_line_goes_through_click(args):
+    from gradcheck_tool.entry import hook_scan
+
+    assert hook_scan(args) is None

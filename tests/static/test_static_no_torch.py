@@ -55,16 +55,15 @@ def test_files_without_any_trigger_are_not_analysed(monkeypatch) -> None:
 
 
 SCAN_SCRIPT = textwrap.dedent('''
-    import json, sys
-    from gradcheck_tool.cli import main  # what the `gradhealth` process runs (gradcheck_tool.entry)
-    sys.argv = ["gradhealth", "scan", "--static-only", *sys.argv[1:]]
-    try:
-        main()
-    except SystemExit as done:
-        code = done.code
+    import atexit, json, sys
+    from gradcheck_tool.entry import run  # the `gradhealth` process
     heavy = ("gradcheck_tool.rules", "gradcheck_tool.probe", "concurrent.futures", "tomllib", "libcst", "torch",
-             "numpy", "tabulate")
-    print(json.dumps({"exit": code, "loaded": sorted(m for m in sys.modules if m.startswith(heavy))}), file=sys.stderr)
+             "numpy", "tabulate", "click")
+    def loaded():
+        print(json.dumps(sorted(m for m in sys.modules if m.startswith(heavy))), file=sys.stderr)
+    atexit.register(loaded)  # it ends with os._exit, after the atexit handlers
+    sys.argv = ["gradhealth", "scan", "--static-only", *sys.argv[1:]]
+    run()
 ''')
 
 
@@ -73,7 +72,7 @@ def _static_scan(*args: str) -> tuple[dict, str]:
     modules it imported (on stderr), and its report (stdout)."""
     result = subprocess.run([sys.executable, "-c", SCAN_SCRIPT, *args], cwd=REPO, capture_output=True,
                             text=True, timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
-    return json.loads(result.stderr.strip().splitlines()[-1]), result.stdout
+    return {"exit": result.returncode, "loaded": json.loads(result.stderr.strip().splitlines()[-1])}, result.stdout
 
 
 def test_static_scan_with_findings_and_fixes_never_imports_libcst(tmp_path: Path) -> None:
