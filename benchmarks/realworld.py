@@ -94,9 +94,11 @@ def head(checkout: Path) -> str:
 def scan_file(job: tuple[str, str, str]) -> tuple[list[Hit], list[Hit], int]:
     """(warnings and errors, infos, lines) of one file."""
     repo, root, rel = job
-    source = Path(root, rel).read_text(encoding="utf-8", errors="replace")
+    path = Path(root, rel)
+    source = path.read_text(encoding="utf-8", errors="replace")
     loud, quiet = [], []
-    for f in check_source(source, rel):
+    # The file's real path, as the CLI passes it: GH201 reads the project's modules beside it.
+    for f in check_source(source, str(path)):
         hit = Hit(repo, rel, f.location.row if f.location else 0, f.code, f.severity.value, f.message)
         (quiet if f.severity.value == "info" else loud).append(hit)
     return loud, quiet, source.count("\n") + 1

@@ -517,3 +517,52 @@ def test_gh201_reads_the_model_from_the_module_beside_the_script(tmp_path, model
     else:
         (finding,) = found
         assert finding.severity is severity and reason in finding.evidence["severity_reason"]
+
+
+STEP = ("    opt.zero_grad()\n    loss_fn(model(x)).backward()\n    opt.step()\n")
+MLP = "from torch.nn import Linear, ReLU\nclass MLPActorCritic:\n    def __init__(self):\n        self.pi = Linear(4, 2)\n"
+LSTM = "import torch.nn as nn\nclass Tagger(nn.Module):\n    def __init__(self):\n        self.rnn = nn.LSTM(8, 8)\n"
+
+
+@pytest.mark.parametrize(("layout", "script", "imports", "reason"), [
+    # spinningup: the package imports its own core module by its absolute name (MLPs: silent)
+    ({"spinup/algos/ddpg/core.py": MLP}, "spinup/algos/ddpg/ddpg.py", "import spinup.algos.ddpg.core as core\n", None),
+    # stable-baselines3: `from pkg.sub.policies import X` from inside pkg/sub
+    ({"sb3/sac/policies.py": MLP}, "sb3/sac/sac.py", "from sb3.sac.policies import MLPActorCritic\n", None),
+    ({"sb3/common/layers.py": LSTM}, "sb3/sac/sac.py", "from sb3.common.layers import Tagger\n",
+     "../common/layers.py, which this file imports, builds nn.LSTM"),
+    # relative imports, one and two levels up
+    ({"pkg/core.py": LSTM}, "pkg/train.py", "from .core import Tagger\n", "core.py next to this file builds nn.LSTM"),
+    ({"pkg/core.py": LSTM}, "pkg/train.py", "from . import core\n", "core.py next to this file builds nn.LSTM"),
+    ({"pkg/nets/rnn.py": LSTM}, "pkg/algo/train.py", "from ..nets.rnn import (\n    Tagger,\n)\n",
+     "../nets/rnn.py, which this file imports, builds nn.LSTM"),
+    # a module in a folder beside the script (pytorch/examples' language_translation: src/model.py)
+    ({"src/model.py": LSTM}, "main.py", "from src.model import Tagger\n", "src/model.py next to this file builds nn.LSTM"),
+    # layers imported from torch.nn by name (hifi-gan: `from torch.nn import Conv1d`)
+    ({"models.py": "from torch.nn import Conv1d\nclass G:\n    def __init__(self):\n        self.c = Conv1d(1, 1, 3)\n"},
+     "train.py", "from models import G\n", None),
+    # a module of another project is not read
+    ({"other/core.py": LSTM}, "pkg/train.py", "import other.core as core\n",
+     "the model is built outside this file"),
+])
+def test_gh201_reads_the_model_from_the_projects_own_modules(tmp_path, layout, script, imports, reason) -> None:
+    for rel, text in layout.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    source = f"import torch\n{imports}\nfor x in loader:\n{STEP}"
+    (tmp_path / script).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / script).write_text(source)
+    found = [f for f in check_source(source, str(tmp_path / script)) if f.code == "GH201"]
+    if reason is None:
+        assert found == []
+    else:
+        (finding,) = found
+        assert finding.severity is Severity.INFO and reason in finding.evidence["severity_reason"], finding
+
+
+def test_gh201_reads_a_torchvision_model_chosen_by_name() -> None:
+    # pytorch/examples' ImageNet trainer: `models.__dict__[args.arch]()` is a torchvision CNN
+    source = ("import torch\nimport torchvision.models as models\nmodel = models.__dict__[args.arch]()\n"
+              f"opt = torch.optim.SGD(model.parameters(), lr=0.1)\nfor x in loader:\n{STEP}")
+    assert codes(source) == []
+    assert codes(source.replace("models.__dict__[args.arch]()", "registry[args.arch]()")) == ["GH201"]

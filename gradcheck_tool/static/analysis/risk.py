@@ -2,9 +2,10 @@
 GH201 speaks, and how loudly."""
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import Iterator, NamedTuple, Optional
 
 from gradcheck_tool.static.analysis import syntax
 
@@ -82,6 +83,14 @@ def _computes_attention(klass: syntax.ClassDef) -> bool:
     return False
 
 
+def _zoo_by_name(ctx: SourceContext, site) -> bool:
+    """``models.__dict__[args.arch]()``: a torchvision model chosen by name (pytorch/examples'
+    ImageNet trainer)."""
+    func = getattr(site.node, "func", None)
+    return (isinstance(func, syntax.Subscript)
+            and (ctx.facts.imports.resolve(func.value) or "").startswith(_ZOO))
+
+
 def model_kind(ctx: SourceContext) -> tuple[str, str]:
     """("recurrent" | "attention" | "feed-forward" | "unknown", why), from the layers the
     file builds and the classes it defines: what the model is, not what it is called."""
@@ -99,7 +108,8 @@ def model_kind(ctx: SourceContext) -> tuple[str, str]:
             how = "fine-tunes" if last(name) == "from_pretrained" else "builds"
             return "attention", f"the file {how} the transformers model {model} (line {ctx.line(site.node)})"
         if feed_forward is None and ((is_torch_nn(name, last(name)) and _FEED_FORWARD.match(last(name)))
-                                     or name.startswith(_ZOO) or _LIBRARY_FEED_FORWARD.match(name)):
+                                     or name.startswith(_ZOO) or _LIBRARY_FEED_FORWARD.match(name)
+                                     or _zoo_by_name(ctx, site)):
             feed_forward = f"the file builds `{ctx.code(site.node.func)}` (line {ctx.line(site.node)})"
     for local, target in ctx.facts.imports.aliases.items():
         if transformers_model(target):  # `MODEL_CLASSES = {"bert": BertForSequenceClassification}`
@@ -113,35 +123,71 @@ def model_kind(ctx: SourceContext) -> tuple[str, str]:
 
 
 # (Patterns compiled by `re` on first use: only a file with a model module beside it needs them.)
-_SIBLING_RECURRENT = r"\bnn\.(RNN|LSTM|GRU)(Cell)?\("
+# Layer constructors as `nn.X(` or, imported from torch.nn, `X(`.
+_SIBLING_RECURRENT = r"\b(?:nn\.)?(RNN|LSTM|GRU)(?:Cell)?\("
 _SIBLING_ATTENTION = r"MultiheadAttention|scaled_dot_product_attention|\bnn\.Transformer\w*\("
 _SIBLING_SOFTMAX = r"softmax\(|Softmax\("
 _SIBLING_MATMUL = r" @ |matmul\(|einsum\(|bmm\("
-_SIBLING_LAYERS = r"\bnn\.(Linear|Conv\w*|ConvTranspose\w*)\("
+_SIBLING_LAYERS = r"\b(?:nn\.)?(?:Lazy)?(?:Linear|Conv[123]d|ConvTranspose[123]d)\("
+_RELATIVE_IMPORT = r"^[ \t]*from[ \t]+(\.+)([\w.]*)[ \t]+import[ \t]+\(?([\w\s,]+)"
+_MAX_SIBLINGS = 32  # modules read per file, at most
+
+
+def _project_modules(ctx: SourceContext) -> Iterator[Path]:
+    """The files of the modules this file imports from its own project: beside it (``from
+    model import GPT``, ``from src.model import Translator``, ``from models import *``), in its
+    package (``from .core import MLP``, ``from . import core``) or by the package's absolute
+    name (``import spinup.algos.pytorch.ddpg.core as core`` from inside ``spinup/``)."""
+    here = Path(ctx.filename).parent
+    wanted: list[tuple[Path, list[str]]] = []  # (where the dotted path starts, its parts)
+    dotted_names = set(ctx.facts.imports.aliases.values())
+    dotted_names |= set(re.findall(r"^from\s+(\w[\w.]*)\s+import\s+\*", ctx.source, re.MULTILINE))
+    for name in sorted(dotted_names):
+        parts = name.split(".")
+        wanted.append((here, parts))
+        if parts[0] in here.parts[:-1] or parts[0] == here.name:  # the file's own package, by its name
+            top = len(here.parts) - 1 - here.parts[::-1].index(parts[0])
+            wanted.append((Path(*here.parts[:top]), parts))
+    for dots, module, names in re.findall(_RELATIVE_IMPORT, ctx.source, re.MULTILINE):
+        base = here.parents[len(dots) - 2] if len(dots) > 1 and len(dots) - 2 < len(here.parents) else here
+        for imported in names.split(","):
+            parts = [*(module.split(".") if module else []), *imported.split()[:1]]
+            if parts:
+                wanted.append((base, parts))
+    seen: set[Path] = set()
+    for base, parts in wanted:
+        for k in range(len(parts), 0, -1):  # the longest prefix that is a module: `models.gan.G` -> models/gan.py
+            stem = base.joinpath(*parts[:k])
+            path = next((p for p in (stem.with_name(stem.name + ".py"), stem / "__init__.py") if p.is_file()), None)
+            if path is not None:
+                if path not in seen and len(seen) < _MAX_SIBLINGS:
+                    seen.add(path)
+                    yield path
+                break
 
 
 def _sibling_kind(ctx: SourceContext) -> Optional[tuple[str, str]]:
-    """What the model is when a module next to the file builds it (``from models import *``,
-    ``from model import GPT``): read from that file's text, without parsing or importing it."""
-    here = Path(ctx.filename).parent
-    if not ctx.filename or not here.is_dir():
+    """What the model is when a module of the file's own project builds it (see
+    ``_project_modules``): read from those files' text, without parsing or importing them."""
+    if not ctx.filename or not Path(ctx.filename).parent.is_dir():
         return None
+    here = Path(ctx.filename).parent
     kinds = []
-    for name in {t.split(".")[0] for t in ctx.facts.imports.aliases.values()} | set(
-            re.findall(r"^from\s+\.?(\w+)\s+import\s+\*", ctx.source, re.MULTILINE)):
-        path = next((p for p in (here / f"{name}.py", here / name / "__init__.py") if p.is_file()), None)
+    for path in _project_modules(ctx):
         try:
-            text = path.read_text(encoding="utf-8", errors="replace") if path else ""
+            text = path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             continue
+        where = os.path.relpath(path, here)
+        where = f"{where} next to this file" if not where.startswith("..") else f"{where}, which this file imports,"
         recurrent = re.search(_SIBLING_RECURRENT, text)
         if recurrent:
-            kinds.append(("recurrent", f"{path.name} next to this file builds nn.{recurrent.group(1)}"))
+            kinds.append(("recurrent", f"{where} builds nn.{recurrent.group(1)}"))
         elif re.search(_SIBLING_ATTENTION, text) or (re.search(_SIBLING_SOFTMAX, text)
                                                       and re.search(_SIBLING_MATMUL, text)):
-            kinds.append(("attention", f"{path.name} next to this file builds attention layers"))
+            kinds.append(("attention", f"{where} builds attention layers"))
         elif re.search(_SIBLING_LAYERS, text):
-            kinds.append(("feed-forward", f"{path.name} next to this file builds only feed-forward layers"))
+            kinds.append(("feed-forward", f"{where} builds only feed-forward layers"))
     order = ("recurrent", "attention", "feed-forward")
     return min(kinds, key=lambda k: order.index(k[0])) if kinds else None
 

@@ -51,11 +51,16 @@ class MissingGradientClipping(StaticRule):
     - information for LSTM/GRU and attention models (``nn.MultiheadAttention``,
       ``scaled_dot_product_attention``, a transformers model, a class of the file that
       takes a softmax of a matrix product), which recipes clip by custom (GPT-2, BERT and
-      HF Trainer's default: 1.0), and for a loop whose model is built in another file;
+      HF Trainer's default: 1.0), and for a loop whose model is built where it cannot look;
     - nothing for a feed-forward net (only Linear/Conv/norm/embedding layers, a
-      torchvision or timm model), and nothing where an engine clips inside its own step
-      (DeepSpeed's ``gradient_clipping``, Megatron's ``clip_grad``, accelerate with either
-      plugin).
+      torchvision or timm model, also one chosen by name: ``models.__dict__[arch]()``),
+      and nothing where an engine clips inside its own step (DeepSpeed's
+      ``gradient_clipping``, Megatron's ``clip_grad``, accelerate with either plugin).
+
+    When the file builds no layers itself, the modules of its own project that it imports
+    are read (as text, never imported): beside it (``from model import GPT``, ``from
+    src.model import Translator``), in its package (``from .core import MLP``) or by the
+    package's own name (``import spinup.algos.pytorch.ddpg.core as core``).
 
     With a probe (``gradhealth scan`` without ``--static-only``) the finding is raised a
     level when the measured gradient norms vary more than 2x between batches or explode.
