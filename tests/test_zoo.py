@@ -4,15 +4,13 @@ Real architectures from transformers configs at their library's default init (no
 model the field trains every day from that init gets no warning or error (info is allowed), and
 the known true positives (DeiT, MobileViT, EfficientNet) are found, each in the right direction.  Most run in-process through
 ``gradcheck_tool.scan`` (the CLI's default options: 3 probes, seed 0, no optimizer); a few go
-through the real CLI, ``python -m gradcheck_tool scan DIR --format json``, in one call.
+through the real CLI, ``python -m gradcheck_tool scan DIR --format json``, in one call
+(``benchmarks/cli_scan.py``, the benchmarks' runner).
 
 Each false alarm the rules raised here before issue 9's part 2 (GH112 on optional parameters,
 GH102 on encoder-decoder steps, GH101 on RWKV's embeddings and ResNet-50's residual growth, GH120
 on BatchNorm'd convolutions) is a failure now.
 """
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import cli_scan  # noqa: E402
 import zoo  # noqa: E402
 from zoo_models import KNOWN_TRUE_POSITIVES, SPECS  # noqa: E402
 
@@ -66,11 +65,9 @@ def cli_results(tmp_path_factory):
     directory = tmp_path_factory.mktemp("zoo")
     for name in THROUGH_CLI:
         zoo.write_model_file(directory, name, "default")
-    proc = subprocess.run([sys.executable, "-m", "gradcheck_tool", "scan", str(directory), "--format", "json"],
-                          capture_output=True, text=True, timeout=600, cwd=directory,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    assert proc.returncode in (0, 1), proc.stderr
-    return json.loads(proc.stdout)
+    done = cli_scan.scan_json(str(directory), cwd=directory, timeout=600)
+    assert done.code in (0, 1) and done.report is not None, done.stderr
+    return done.report
 
 
 @pytest.mark.parametrize("name", THROUGH_CLI)
