@@ -49,6 +49,7 @@ class Hit:
     code: str
     severity: str
     message: str
+    why: str = ""  # the finding's evidence "risk" (GH201: what the model is), where it has one
 
     @property
     def key(self) -> tuple[str, str, int, str]:
@@ -99,7 +100,8 @@ def scan_file(job: tuple[str, str, str]) -> tuple[list[Hit], list[Hit], int]:
     loud, quiet = [], []
     # The file's real path, as the CLI passes it: GH201 reads the project's modules beside it.
     for f in check_source(source, str(path)):
-        hit = Hit(repo, rel, f.location.row if f.location else 0, f.code, f.severity.value, f.message)
+        hit = Hit(repo, rel, f.location.row if f.location else 0, f.code, f.severity.value, f.message,
+                  str(f.evidence.get("risk", "")))
         (quiet if f.severity.value == "info" else loud).append(hit)
     return loud, quiet, source.count("\n") + 1
 
@@ -145,12 +147,14 @@ def main(argv: list[str] | None = None) -> int:
 
     loud: list[Hit] = []
     infos: Counter = Counter()
+    reasons: Counter = Counter()  # infos by (code, why)
     files: Counter = Counter()
     lines: Counter = Counter()
     with ProcessPoolExecutor(args.jobs or None) as pool:
         for (repo, _, _), (hits, quiet, n) in zip(jobs, pool.map(scan_file, jobs, chunksize=8)):
             loud += hits
             infos.update(h.code for h in quiet)
+            reasons.update((h.code, h.why) for h in quiet if h.why)
             files[repo] += 1
             lines[repo] += n
 
@@ -195,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{total['true']:>4} {total['false']:>5} {total['debatable']:>9} {len(unjudged):>8}   "
           + (f"{total['true'] / n:.2f}" if n else "-"))
     print(f"lowest per-rule precision: {worst:.2f} (target >= {TARGET})")
+    for code in sorted({c for c, _ in reasons}):
+        why = sorted(((n, w) for (c, w), n in reasons.items() if c == code), reverse=True)
+        print(f"{code} infos by why: " + ", ".join(f"{w} {n}" for n, w in why))
 
     gone = [entry for key, entry in judged.items() if key not in seen]
     if gone:

@@ -101,24 +101,24 @@ class SelfAttention(nn.Module):
 """
 
 
-@pytest.mark.parametrize(("source", "severity", "reason"), [
-    (CNN.replace("nn.Conv2d(1, 8, 3)", "nn.RNN(8, 8)"), Severity.WARNING, "nn.RNN"),
-    (CNN.replace("nn.Conv2d(1, 8, 3)", "nn.LSTM(8, 8)"), Severity.INFO, "nn.LSTM"),
+@pytest.mark.parametrize(("source", "severity", "reason", "risk"), [
+    (CNN.replace("nn.Conv2d(1, 8, 3)", "nn.RNN(8, 8)"), Severity.WARNING, "nn.RNN", "ungated-rnn"),
+    (CNN.replace("nn.Conv2d(1, 8, 3)", "nn.LSTM(8, 8)"), Severity.INFO, "nn.LSTM", "gated-rnn"),
     (CNN.replace("import torch.nn as nn\n", "from torch import nn\nimport transformers\n")
      .replace("nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(10))",
               "transformers.AutoModel.from_pretrained('bert-base-uncased')"),
-     Severity.INFO, "fine-tunes the transformers model AutoModel"),
-    (CNN.replace("lr=0.1", "lr=8.0"), Severity.WARNING, "lr=8"),
-    (CNN + ATTENTION, Severity.INFO, "SelfAttention (line 11) computes attention"),
+     Severity.INFO, "fine-tunes the transformers model AutoModel", "attention"),
+    (CNN.replace("lr=0.1", "lr=8.0"), Severity.WARNING, "lr=8", "high-lr"),
+    (CNN + ATTENTION, Severity.INFO, "SelfAttention (line 11) computes attention", "attention"),
     (CNN.replace("model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(10))\n", ""),
-     Severity.INFO, "built outside this file"),
+     Severity.INFO, "built outside this file", "unknown"),
     ("import argparse\np = argparse.ArgumentParser()\np.add_argument('--clip', type=float)\n" + CNN,
-     Severity.WARNING, "`--clip` option but never reads it"),
+     Severity.WARNING, "`--clip` option but never reads it", "unread-clip-option"),
 ])
-def test_gh201_severity_follows_what_the_model_is(source: str, severity: Severity, reason: str) -> None:
+def test_gh201_severity_follows_what_the_model_is(source: str, severity: Severity, reason: str, risk: str) -> None:
     finding = only(check_source(source, "cnn.py"), "GH201")
     assert finding.severity is severity
-    assert reason in finding.evidence["severity_reason"]
+    assert reason in finding.evidence["severity_reason"] and finding.evidence["risk"] == risk
 
 
 @pytest.mark.parametrize("source", [

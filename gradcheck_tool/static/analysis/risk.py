@@ -54,6 +54,9 @@ _SGD_FAMILY = frozenset({"SGD", "ASGD"})
 class Risk(NamedTuple):
     severity: Optional[Severity]  # None: nothing worth saying about this file's loops
     reason: str
+    # Why, in one word (GH201's evidence "risk"): engine, high-lr, unread-clip-option, ungated-rnn,
+    # gated-rnn, attention, feed-forward or unknown.
+    kind: str
 
 
 def transformers_model(name: str) -> Optional[str]:
@@ -196,25 +199,28 @@ def explosion_risk(ctx: SourceContext) -> Risk:
     """How loudly GH201 speaks about an unclipped step in this file."""
     match = ENGINE_CLIPS.search(ctx.source)
     if match:
-        return Risk(None, f"the {match.group(1)} engine clips inside its own step")
+        return Risk(None, f"the {match.group(1)} engine clips inside its own step", "engine")
     for rate in high_learning_rates(ctx):
         if rate.optimizer in _SGD_FAMILY and not rate.mild:
             line = ctx.line(rate.node)
-            return Risk(Severity.WARNING, f"{rate.optimizer} runs at lr={rate.value:g} (line {line}, see GH208)")
+            return Risk(Severity.WARNING, f"{rate.optimizer} runs at lr={rate.value:g} (line {line}, see GH208)",
+                        "high-lr")
     option = _CLIP_OPTION.search(ctx.source)
     dest = option.group(1).lstrip("-").replace("-", "_") if option else ""
     # `args.clip` read anywhere (a clip call, `Trainer(gradient_clip_val=args.clip)`) is an
     # option in use; one never read is clipping the author asked for and never got.
     if option and not re.search(rf"\.{dest}\b", ctx.source):
-        return Risk(Severity.WARNING, f"the file takes a `{option.group(1)}` option but never reads it")
+        return Risk(Severity.WARNING, f"the file takes a `{option.group(1)}` option but never reads it",
+                    "unread-clip-option")
     kind, why = model_kind(ctx)
     if kind == "recurrent" and not re.search(r"GRU|LSTM", why):
         # An ungated RNN multiplies the backward signal by the same recurrent Jacobian at
         # every time step: Pascanu et al. (2013)'s exploding case, which clipping was made for.
-        return Risk(Severity.WARNING, why)
+        return Risk(Severity.WARNING, why, "ungated-rnn")
     if kind == "feed-forward":
-        return Risk(None, why)
+        return Risk(None, why, kind)
     if kind == "unknown":
-        return Risk(Severity.INFO, f"informational: {why}; clip if it is recurrent or attention-based")
+        return Risk(Severity.INFO, f"informational: {why}; clip if it is recurrent or attention-based", kind)
     return Risk(Severity.INFO, f"informational: {why}, the kind of model usually trained with clipping "
-                               "(Pascanu et al. 2013; GPT/BERT recipes clip at 1.0)")
+                               "(Pascanu et al. 2013; GPT/BERT recipes clip at 1.0)",
+                "gated-rnn" if kind == "recurrent" else kind)

@@ -62,8 +62,11 @@ class MissingGradientClipping(StaticRule):
     src.model import Translator``), in its package (``from .core import MLP``) or by the
     package's own name (``import spinup.algos.pytorch.ddpg.core as core``).
 
-    With a probe (``gradhealth scan`` without ``--static-only``) the finding is raised a
-    level when the measured gradient norms vary more than 2x between batches or explode.
+    The finding's evidence says which case it is (``risk``: ``ungated-rnn``, ``high-lr``,
+    ``unread-clip-option``, ``gated-rnn``, ``attention`` or ``unknown``) and why
+    (``severity_reason``). With a probe (``gradhealth scan`` without ``--static-only``) the
+    finding is raised a level when the measured gradient norms vary more than 2x between
+    batches or explode.
 
     Example:
         loss.backward()
@@ -307,7 +310,8 @@ class MissingGradientClipping(StaticRule):
                 break
             yield self.finding(ctx, gap.node, f"{gap.message}; {risk.reason}",
                                fix=edit_or_display(f"{gap.advice}.", gap.edit),
-                               evidence={"trainer_line": ctx.line(gap.node), "severity_reason": risk.reason},
+                               evidence={"trainer_line": ctx.line(gap.node), "severity_reason": risk.reason,
+                                         "risk": risk.kind},
                                severity=risk.severity)
         for iteration in ctx.iterations:
             # This iteration and the helpers it calls, not the rest of the function: one
@@ -341,7 +345,7 @@ class MissingGradientClipping(StaticRule):
         advice = (f"Clip between backward() and {'the update' if step.manual else 'step()'}: `{proposal.call}`"
                   + (", after `scaler.unscale_(optimizer)`" if step.amp else ""))
         evidence = {"step_line": ctx.line(step.node), f"{where}_line": ctx.line(it.node),
-                    "severity_reason": risk.reason, "amp": step.amp, "manual_update": step.manual}
+                    "severity_reason": risk.reason, "risk": risk.kind, "amp": step.amp, "manual_update": step.manual}
         if step.via:
             evidence["called_from_line"] = ctx.line(step.via[0])
         return self.finding(ctx, step.node, message, evidence=evidence,
