@@ -148,7 +148,7 @@ def _project_modules(ctx: SourceContext) -> Iterator[Path]:
     for name in sorted(dotted_names):
         parts = name.split(".")
         wanted.append((here, parts))
-        if parts[0] in here.parts[:-1] or parts[0] == here.name:  # the file's own package, by its name
+        if parts[0] in here.parts:  # the file's own package, by its name
             top = len(here.parts) - 1 - here.parts[::-1].index(parts[0])
             wanted.append((Path(*here.parts[:top]), parts))
     for dots, module, names in re.findall(_RELATIVE_IMPORT, ctx.source, re.MULTILINE):
