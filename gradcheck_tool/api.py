@@ -89,24 +89,27 @@ def _not_utf8(filename: str, err: UnicodeDecodeError, raw: bytes) -> Finding:
 
 
 def calibrate_clipping(static: list[Finding], runtime: list[Finding], probe: ProbeResult,
-                       thresholds: Iterable[ClipThreshold] = ()) -> list[Finding]:
+                       thresholds: Iterable[ClipThreshold] = (), undecided: Iterable[Finding] = ()) -> list[Finding]:
     """GH201 on a probed file quotes the measured max_norm, and is raised a level when the probe
     saw gradients that need clipping: an exploding finding, or a global gradient norm that
-    varies more than 2x between probe batches.  A literal clip threshold more than 10x below
-    every measured global norm becomes GH212."""
+    varies more than 2x between probe batches; a GH201 the source could not settle (``undecided``:
+    the model is built where the source does not show it) is reported only then.  A literal clip
+    threshold more than 10x below every measured global norm becomes GH212."""
     record = probe.record
     if record is None:
         return static
     static = static + _thresholds_too_low(thresholds, record, probe.filename)
-    if not any(f.code == "GH201" for f in static):
-        return static
     exploding = sorted({f.code for f in runtime if f.code in ("GH101", "GH105", "GH130")})
-    # Through time, clipping is the remedy (Pascanu et al. 2013); across depth the init is, and a
-    # threshold measured on a mis-initialised model would be meaningless.
-    init_driven = [code for code in exploding if code != "GH130"]
     norms = record.total_grad_norms
     spread = max(norms) / min(norms) if norms and min(norms) > 0 else 1.0
     raise_level = bool(exploding) or spread > 2.0
+    if raise_level:
+        static = static + list(undecided)
+    if not any(f.code == "GH201" for f in static):
+        return static
+    # Through time, clipping is the remedy (Pascanu et al. 2013); across depth the init is, and a
+    # threshold measured on a mis-initialised model would be meaningless.
+    init_driven = [code for code in exploding if code != "GH130"]
     out = []
     for finding in static:
         if finding.code != "GH201":
@@ -201,7 +204,7 @@ def lint_file(path: Path, options: ScanOptions, progress: Optional[Progress] = N
             with _as_file(path, text) as target:
                 runtime, probe = _probe(target, options, progress, filename, optimizer)
             runtime = attach_runtime_fixes(source, runtime)
-            static = calibrate_clipping(static, runtime, probe, analysis.clip_thresholds)
+            static = calibrate_clipping(static, runtime, probe, analysis.clip_thresholds, analysis.undecided)
     silenced = suppressions.parse(source)
     kept = tuple(f for f in static + runtime if f.code in enabled and not silenced.covers(f))
     return FileResult(kept, probe)

@@ -34,6 +34,9 @@ LOOP = textwrap.dedent("""\
                     loss = self.model(x).sub(y).pow(2).mean()
                     loss.backward()
                     self.optimizer.step()
+
+
+    Trainer(torch.nn.LSTM(8, 8), data).fit(3)  # what the model is decides whether GH201 speaks
 """)
 FIXED = textwrap.dedent("""\
     import torch
@@ -53,6 +56,9 @@ FIXED = textwrap.dedent("""\
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=1.0)
                     self.optimizer.step()
                     self.optimizer.zero_grad()
+
+
+    Trainer(torch.nn.LSTM(8, 8), data).fit(3)  # what the model is decides whether GH201 speaks
 """)
 STATIC = ScanOptions(static_only=True)
 

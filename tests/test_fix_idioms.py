@@ -52,6 +52,8 @@ NAMED = textwrap.dedent("""\
             w2 -= 0.1 * w2.grad
             w1.grad = None
             w2.grad = None
+
+    encoder = torch.nn.GRU(4, 4)  # a recurrent model in the file: GH201 speaks from what the model is
 """)
 # The optimizer arrives as an argument: clip the model the function gets, not the __main__ global
 PASSED = textwrap.dedent("""\

@@ -19,6 +19,8 @@ LOOP = textwrap.dedent("""\
             loss = model(x).sub(y).pow(2).mean()
             loss.backward()
             opt.step(){comment}
+
+    train(torch.nn.LSTM(8, 8), data)
 """)
 
 

@@ -45,6 +45,14 @@ class Analysis(NamedTuple):
     findings: list[Finding]  # the static rules' findings (GH001 for a file that does not parse)
     optimizers: tuple[OptimizerCall, ...]  # torch.optim constructors the probe can rebuild
     clip_thresholds: tuple[ClipThreshold, ...] = ()  # literal max_norms, for GH212 once a probe ran
+    # GH201 on loops whose model the source does not show (a library's, a caller's): only a probe's
+    # numbers can say whether they need clipping (api.calibrate_clipping); never reported alone.
+    undecided: tuple[Finding, ...] = ()
+
+
+def probe_decides(finding: Finding) -> bool:
+    """A finding the source alone cannot settle: GH201 where what the model is is unknown."""
+    return finding.code == MissingGradientClipping.CODE and finding.evidence.get("risk") == "unknown"
 
 
 def python_error(source: str, filename: str) -> Optional[BaseException]:
@@ -89,7 +97,9 @@ def analyse(source: str, filename: str, *, rules: bool = True, optimizers: bool 
         thresholds = tuple(literal_clip_thresholds(ctx)) if triggered else ()
     except RecursionError:
         thresholds = ()
-    return Analysis(sorted(unique.values(), key=lambda f: f.sort_key), found, thresholds)
+    ordered = sorted(unique.values(), key=lambda f: f.sort_key)
+    return Analysis([f for f in ordered if not probe_decides(f)], found, thresholds,
+                    tuple(f for f in ordered if probe_decides(f)))
 
 
 def check_source(source: str, filename: str) -> list[Finding]:

@@ -154,6 +154,33 @@ def test_gh212_compares_the_literal_threshold_with_the_measured_norms(value: str
         assert "max_norm=10" in found[0].message
 
 
+UNCLIPPED = """\
+def train(model, opt, loader):
+    for x, y in loader:
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        opt.step()
+"""
+
+
+@pytest.mark.parametrize(("norms", "reported"), [
+    ((4.0, 5.0, 6.0), False),  # steady gradients: nothing to say about a model the source does not show
+    ((1.0, 5.0, 9.0), True),  # the global norm varies 9x between batches: clip, at the measured max_norm
+])
+def test_gh201_on_a_model_the_source_does_not_show_is_the_probes_call(norms, reported: bool) -> None:
+    analysis = analyse(UNCLIPPED, "t.py")
+    assert analysis.findings == [] and [f.code for f in analysis.undecided] == ["GH201"]
+    out = calibrate_clipping(analysis.findings, [], probe(norms), analysis.clip_thresholds, analysis.undecided)
+    found = [f for f in out if f.code == "GH201"]
+    assert bool(found) is reported
+    if reported:
+        assert found[0].severity is Severity.WARNING and "max_norm=10" in found[0].fix.message
+        assert found[0].evidence["probe_grad_norms"] == [1.0, 5.0, 9.0]
+    # without a probe record (skipped, failed, --static-only) it is never reported
+    skipped = ProbeResult("t.py", ProbeStatus.SKIPPED, reason="no model")
+    assert calibrate_clipping(analysis.findings, [], skipped, (), analysis.undecided) == []
+
+
 def test_gh212_needs_a_probe_and_a_literal() -> None:
     analysis = analyse(CLIPPED.format(value="args.clip"), "t.py")
     assert analysis.clip_thresholds == ()

@@ -51,11 +51,14 @@ class MissingGradientClipping(StaticRule):
     - information for LSTM/GRU and attention models (``nn.MultiheadAttention``,
       ``scaled_dot_product_attention``, a transformers model, a class of the file that
       takes a softmax of a matrix product), which recipes clip by custom (GPT-2, BERT and
-      HF Trainer's default: 1.0), and for a loop whose model is built where it cannot look;
+      HF Trainer's default: 1.0);
     - nothing for a feed-forward net (only Linear/Conv/norm/embedding layers, a
       torchvision or timm model, also one chosen by name: ``models.__dict__[arch]()``),
       and nothing where an engine clips inside its own step (DeepSpeed's
-      ``gradient_clipping``, Megatron's ``clip_grad``, accelerate with either plugin).
+      ``gradient_clipping``, Megatron's ``clip_grad``, accelerate with either plugin);
+    - nothing from the source alone for a loop whose model the source does not show (a
+      library's, a caller's argument): the probe decides. Where ``gradhealth scan`` probes
+      the file and measures gradients that need clipping (below), it is a warning.
 
     When the file builds no layers itself, the modules of its own project that it imports
     are read (as text, never imported): beside it (``from model import GPT``, ``from
@@ -63,10 +66,10 @@ class MissingGradientClipping(StaticRule):
     package's own name (``import spinup.algos.pytorch.ddpg.core as core``).
 
     The finding's evidence says which case it is (``risk``: ``ungated-rnn``, ``high-lr``,
-    ``unread-clip-option``, ``gated-rnn``, ``attention`` or ``unknown``) and why
-    (``severity_reason``). With a probe (``gradhealth scan`` without ``--static-only``) the
-    finding is raised a level when the measured gradient norms vary more than 2x between
-    batches or explode.
+    ``unread-clip-option``, ``gated-rnn``, ``attention`` or, found by a probe, ``unknown``)
+    and why (``severity_reason``). With a probe (``gradhealth scan`` without
+    ``--static-only``) the finding is raised a level when the measured gradient norms vary
+    more than 2x between batches or explode.
 
     Example:
         loss.backward()
@@ -87,6 +90,13 @@ class MissingGradientClipping(StaticRule):
     SEVERITY = Severity.INFO  # raised to WARNING where explosion_risk() finds a reason
     TRIGGER = r"\.step\(|\.grad\b|Trainer\(|TrainingArguments\("
     GOOD = (
+        example("""
+            def train(model, opt, loader):  # a caller's model: the probe decides (gradhealth scan)
+                for x, y in loader:
+                    opt.zero_grad()
+                    loss_fn(model(x), y).backward()
+                    opt.step()
+        """),
         example("""
             import torch
             from torch.nn.utils import clip_grad_norm_ as c
@@ -220,6 +230,8 @@ class MissingGradientClipping(StaticRule):
                         loss.backward()
                         self.optimizer.step()
                         step += 1
+
+            Trainer(torch.nn.LSTM(8, 8)).fit(batches)
         """),
         example("""
             import torch
@@ -235,24 +247,31 @@ class MissingGradientClipping(StaticRule):
                     scaler.step(opt)
                     scaler.update()
                     opt.zero_grad(set_to_none=True)
+
+            train(torch.nn.TransformerEncoderLayer(64, 4), loader)
         """),
         example("""
             import torch
 
-            w = (torch.randn(784, 10) / 28.0).requires_grad_()
+            rnn = torch.nn.RNN(28, 10)
             for xb, yb in batches:
-                loss = ((xb @ w - yb) ** 2).mean()
+                loss = ((rnn(xb)[0] - yb) ** 2).mean()
                 loss.backward()
                 with torch.no_grad():
-                    w -= 0.1 * w.grad
-                    w.grad.zero_()
+                    for w in rnn.parameters():
+                        w -= 0.1 * w.grad
+                        w.grad.zero_()
         """),
         example("""
+            import torch
+
             def train_step(model, optimizer, batch):
                 optimizer.zero_grad()
                 model(batch).sum().backward()
                 optimizer.step()
 
+            model = torch.nn.GRU(8, 8)
+            optimizer = torch.optim.Adam(model.parameters())
             for epoch in range(10):
                 for batch in loader:
                     train_step(model, optimizer, batch)
@@ -260,6 +279,7 @@ class MissingGradientClipping(StaticRule):
         example("""
             import torch
 
+            net = torch.nn.LSTM(8, 8)
             for epoch in range(epochs):
                 for x, y in zip(data, targets):
                     loss_fn(net(x), y).backward()
