@@ -172,3 +172,43 @@ def test_probe_calibrates_gh201_with_measured_max_norm():
     assert f"max_norm={max_norm:g}" in clip.message and f"max_norm={max_norm:g}" in clip.fix.message
     static = lint_file(ROOT / "examples" / "train_rnn.py", ScanOptions(root=ROOT, static_only=True))
     assert [f.severity for f in static.findings] == [Severity.WARNING] and static.probe is None
+
+
+HAND_WRITTEN = textwrap.dedent("""\
+    import torch
+    from torch import nn
+
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w1 = nn.Parameter(torch.randn(16, 32) * 3.0)
+            self.w2 = nn.Parameter(torch.randn(32, 4) * 3.0)
+
+        def forward(self, x):
+            return torch.relu(x @ self.w1) @ self.w2
+
+
+    def example_inputs():
+        return torch.randn(8, 16) * torch.rand(8, 1) * 10
+
+
+    def train(model, opt, loader):
+        for x, y in loader:
+            opt.zero_grad()
+            torch.nn.functional.mse_loss(model(x), y).backward()
+            opt.step()
+""")
+
+
+def test_probe_decides_gh201_where_the_source_does_not_show_the_model(tmp_path):
+    # Hand-written layers: the source cannot tell what kind of model this is; the probe measures
+    # global gradient norms that vary > 2x across its batches, so GH201 is a warning with its max_norm.
+    path = _write(tmp_path, HAND_WRITTEN)
+    assert lint_file(path, ScanOptions(root=tmp_path, static_only=True)).findings == ()
+    result = lint_file(path, ScanOptions(root=tmp_path))
+    (clip,) = [f for f in result.findings if f.code == "GH201"]
+    norms = result.probe.record.total_grad_norms
+    assert max(norms) / min(norms) > 2.0 and clip.severity is Severity.WARNING
+    assert clip.evidence["risk"] == "unknown" and clip.location.row == 23  # opt.step()
+    assert f"max_norm={result.probe.record.recommended_max_norm:g}" in clip.fix.message

@@ -122,7 +122,7 @@ def model_kind(ctx: SourceContext) -> tuple[str, str]:
             return "attention", f"{klass.name.value} (line {ctx.line(klass)}) computes attention"
     if feed_forward:
         return "feed-forward", feed_forward
-    return _sibling_kind(ctx) or ("unknown", "the model is built outside this file")
+    return _sibling_kind(ctx) or ("unknown", "the source does not show what kind of model this loop trains")
 
 
 # (Patterns compiled by `re` on first use: only a file with a model module beside it needs them.)
@@ -220,7 +220,8 @@ def explosion_risk(ctx: SourceContext) -> Risk:
     if kind == "feed-forward":
         return Risk(None, why, kind)
     if kind == "unknown":
-        return Risk(Severity.INFO, f"informational: {why}; clip if it is recurrent or attention-based", kind)
+        # Only a probe can tell (api.calibrate_clipping): reported when it measures norms that call for clipping.
+        return Risk(Severity.INFO, why, kind)
     return Risk(Severity.INFO, f"informational: {why}, the kind of model usually trained with clipping "
                                "(Pascanu et al. 2013; GPT/BERT recipes clip at 1.0)",
                 "gated-rnn" if kind == "recurrent" else kind)
