@@ -72,6 +72,8 @@ class MissingGradientClipping(StaticRule):
     more than 2x between batches or explode.
 
     Example:
+        model = nn.LSTM(64, 64)
+        ...
         loss.backward()
         optimizer.step()          # GH201: no clipping in this loop
 
