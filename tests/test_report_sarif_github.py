@@ -269,7 +269,7 @@ def test_rule_descriptors_carry_the_registry_documentation(hand_report):
     # GH201's docstring opens on "What it does:": its first sentence, asides dropped, stands in.
     assert by_id["GH201"]["shortDescription"]["text"] == (
         "Finds training steps in a loop or function that never clips gradients.")
-    assert "```python\nloss.backward()" in by_id["GH201"]["help"]["markdown"]
+    assert "```python\nmodel = nn.LSTM(64, 64)\n...\nloss.backward()" in by_id["GH201"]["help"]["markdown"]
     assert "**Why it matters:**" in by_id["GH201"]["help"]["markdown"]
 
 
