@@ -136,12 +136,12 @@ _RELATIVE_IMPORT = r"^[ \t]*from[ \t]+(\.+)([\w.]*)[ \t]+import[ \t]+\(?([\w\s,]
 _MAX_SIBLINGS = 32  # modules read per file, at most
 
 
-def _project_modules(ctx: SourceContext) -> Iterator[Path]:
+def _project_modules(ctx: SourceContext, here: Path) -> Iterator[Path]:
     """The files of the modules this file imports from its own project: beside it (``from
     model import GPT``, ``from src.model import Translator``, ``from models import *``), in its
     package (``from .core import MLP``, ``from . import core``) or by the package's absolute
-    name (``import spinup.algos.pytorch.ddpg.core as core`` from inside ``spinup/``)."""
-    here = Path(ctx.filename).parent
+    name (``import spinup.algos.pytorch.ddpg.core as core`` from inside ``spinup/``); ``here``:
+    the file's folder."""
     wanted: list[tuple[Path, list[str]]] = []  # (where the dotted path starts, its parts)
     dotted_names = set(ctx.facts.imports.aliases.values())
     dotted_names |= set(re.findall(r"^from\s+(\w[\w.]*)\s+import\s+\*", ctx.source, re.MULTILINE))
@@ -172,11 +172,11 @@ def _project_modules(ctx: SourceContext) -> Iterator[Path]:
 def _sibling_kind(ctx: SourceContext) -> Optional[tuple[str, str]]:
     """What the model is when a module of the file's own project builds it (see
     ``_project_modules``): read from those files' text, without parsing or importing them."""
-    if not ctx.filename or not Path(ctx.filename).parent.is_dir():
-        return None
     here = Path(ctx.filename).parent
+    if not ctx.filename or not here.is_dir():
+        return None
     kinds = []
-    for path in _project_modules(ctx):
+    for path in _project_modules(ctx, here):
         try:
             text = path.read_text(encoding="utf-8", errors="replace")
         except OSError:
